@@ -1,0 +1,128 @@
+/* http.h — HTTP/1.1 on libuv: a server (keep-alive, bounded bodies, delayed
+ * and streamed replies) and a client (keep-alive pool per endpoint, plain and
+ * streamed responses). Parsing is http-parser's.
+ *
+ * Threading: everything runs on the loop thread that owns the server or client.
+ *
+ * Server contract
+ * - The handler is called once per complete request. It must eventually
+ *   answer with exactly one of http_reply() or http_stream_begin() ...
+ *   http_stream_end(), now or from a later callback. Requests on one
+ *   connection are answered in order; the next request on a connection is not
+ *   read until the current one is answered (no pipelining overlap).
+ * - The struct http_req and everything it points to stay valid until the
+ *   handler has answered; if the client goes away first, the request stays
+ *   valid too, the on_close callback (if set) is called once, and later
+ *   replies are silently dropped.
+ * - A body over max_body is not buffered: the rest is read and discarded,
+ *   and the handler is called with body_too_large set and an empty body.
+ * - A connection idle (no request bytes, no request in progress) for
+ *   idle_timeout_ms, or slower than header_timeout_ms to send a whole request,
+ *   is closed: slow or abandoned clients do not hold resources forever.
+ *
+ * Client contract (libuv's): when a function taking a callback returns non-zero,
+ * the callback is never called. Otherwise it is called exactly once, also on
+ * failure and on http_client_close() (with status HTTP_CLIENT_ECANCELED). */
+#ifndef CAPSTAN_HTTP_H
+#define CAPSTAN_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+/* ---- server ---- */
+
+struct http_server;
+struct http_req;
+
+typedef void (*http_handler_fn)(struct http_req *req, void *data);
+typedef void (*http_close_fn)(struct http_req *req, void *data);
+
+struct http_req {
+	const char *method;      /* "GET", "POST", ... */
+	const char *path;        /* decoded? no: raw path, without the query */
+	const char *query;       /* raw query string without '?', "" if none */
+	const char *body;        /* NUL-terminated for convenience; body_len bytes */
+	size_t body_len;
+	bool body_too_large;
+	void *user;              /* free for the handler's use */
+};
+
+struct http_server_config {
+	const char *host;            /* e.g. "127.0.0.1" */
+	int port;                    /* 0 picks a free port (see http_server_port) */
+	size_t max_body;             /* bytes; bodies over it are refused */
+	unsigned idle_timeout_ms;    /* 0 = default 120000 */
+	unsigned header_timeout_ms;  /* 0 = default 30000 */
+	http_handler_fn handler;
+	void *data;                  /* passed to handler */
+};
+
+/* Binds and listens. On error returns non-zero with a message in errmsg
+ * (CAP_ERRMSG_SIZE bytes). The config is copied. */
+int http_server_start(uv_loop_t *loop, const struct http_server_config *cfg,
+		      struct http_server **out, char *errmsg);
+int http_server_port(const struct http_server *srv);
+/* Stops listening, closes every connection (calling on_close of pending
+ * requests), and frees the server once all handles are closed; then calls cb. */
+void http_server_close(struct http_server *srv, void (*cb)(void *data), void *data);
+
+/* Value of a request header (case-insensitive name), or NULL. */
+const char *http_req_header(const struct http_req *req, const char *name);
+/* Value of a query parameter (URL-decoded into a buffer owned by req), or NULL. */
+const char *http_req_query(struct http_req *req, const char *name);
+/* Called once if the connection closes before the request is answered (or
+ * while a stream is open). */
+void http_req_on_close(struct http_req *req, http_close_fn cb, void *data);
+
+/* A whole answer. body is copied. */
+void http_reply(struct http_req *req, int status, const char *content_type,
+		const char *body, size_t len);
+/* A streamed (chunked) answer. */
+void http_stream_begin(struct http_req *req, int status, const char *content_type);
+/* Returns 0, or -1 if the client is gone (the caller should stop and call
+ * http_stream_end). data is copied. */
+int http_stream_write(struct http_req *req, const char *data, size_t len);
+/* Bytes queued to the client and not yet written: lets producers apply
+ * back-pressure on slow readers. */
+size_t http_stream_pending(const struct http_req *req);
+void http_stream_end(struct http_req *req);
+
+/* ---- client ---- */
+
+#define HTTP_CLIENT_ECONNECT (-1)   /* could not connect */
+#define HTTP_CLIENT_EIO (-2)        /* connection broke / bad response */
+#define HTTP_CLIENT_ETIMEOUT (-3)   /* no complete answer in time */
+#define HTTP_CLIENT_ECANCELED (-4)  /* cancelled or client closed */
+
+struct http_client;
+struct http_call;
+
+/* status: HTTP status (>= 100) or one of HTTP_CLIENT_E*. body is valid only
+ * during the callback (NUL-terminated). */
+typedef void (*http_response_cb)(void *data, int status, const char *body, size_t len);
+/* Streamed response: on_chunk gets body bytes as they arrive (any split);
+ * done is called once at the end with the final status as above. */
+typedef void (*http_chunk_cb)(void *data, const char *bytes, size_t len);
+
+/* url: "http://host:port" (a path, if any, is ignored). */
+int http_client_new(uv_loop_t *loop, const char *url, struct http_client **out);
+/* POST a body (copied); timeout_ms 0 = no timeout. */
+int http_client_post(struct http_client *c, const char *path, const char *content_type,
+		     const char *body, size_t len, unsigned timeout_ms,
+		     http_response_cb cb, void *data);
+/* Any method. */
+int http_client_request(struct http_client *c, const char *method, const char *path,
+			const char *content_type, const char *body, size_t len,
+			unsigned timeout_ms, http_response_cb cb, void *data);
+/* POST and stream the answer on a connection of its own. *out lets the
+ * caller cancel; done(…, HTTP_CLIENT_ECANCELED, …) follows a cancel. */
+int http_client_stream(struct http_client *c, const char *path, const char *body,
+		       size_t len, http_chunk_cb on_chunk, http_response_cb done,
+		       void *data, struct http_call **out);
+void http_call_cancel(struct http_call *call);
+/* Cancels everything outstanding (callbacks run with ECANCELED) and frees
+ * the client once its handles are closed. */
+void http_client_close(struct http_client *c);
+
+#endif
