@@ -71,6 +71,16 @@ static inline int kv_watch(struct kv *kv, json_t *create, kv_watch_cb cb, void *
 {
 	return kv->ops->watch(kv, create, cb, data, out);
 }
+/* Stops a watch; its callback then runs once more with (NULL, NULL). */
+static inline void kv_watch_cancel(struct kv *kv, struct kv_watch *w)
+{
+	kv->ops->watch_cancel(w);
+}
+/* Cancels what is outstanding (callbacks still run once each) and frees kv. */
+static inline void kv_close(struct kv *kv)
+{
+	kv->ops->close(kv);
+}
 
 /* Build etcd's error object; the caller owns the result. */
 json_t *kv_error_new(int grpc_code, const char *message);
