@@ -1,1 +1,1858 @@
-/* placeholder */
+/* mvcc.c — etcd's multi-version key space on sqlite3: history rows, a live-key index, leases, metadata.
+ *
+ * Tables:
+ *   kv    every version ever written and not yet compacted, keyed by
+ *         (key, mod_rev, sub); a tombstone is a row with version 0 and no
+ *         value. An index on (mod_rev, sub) serves watch history.
+ *   cur   the live key space: one row per live key pointing at its newest
+ *         kv row, with the fields reads filter and sort on, so the common
+ *         read (current revision) never has to look at history.
+ *   lease granted leases and their TTLs.
+ *   meta  revision, compact revision, applied raft index, schema version.
+ *   info  free-form entries for mvcc_meta_get/set (cluster id, ...).
+ *
+ * Durability: the database runs in WAL mode with synchronous=NORMAL, so a
+ * commit is not fsync'd. That is deliberate: the raft log is durable before
+ * anything is applied, and the applied index is committed in the same sqlite
+ * transaction as the writes it covers, so after a power loss the store
+ * replays the log from whatever applied index survived. WAL with NORMAL still
+ * never leaves a torn database, only a shorter one. */
+#include "store/mvcc.h"
+
+#include "lib/err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lz4.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* "CAPS": marks a database file as ours in the sqlite header. */
+#define MVCC_APP_ID 0x43415053
+#define MVCC_SCHEMA_VERSION 1
+/* Values this long or longer are offered to lz4. */
+#define MVCC_COMPRESS_MIN 256
+
+enum { ENC_RAW = 0, ENC_LZ4 = 1 };
+
+/* How a range's end selects keys (see mvcc_range). */
+enum keymode { KM_EQ = 0, KM_RANGE, KM_FROM, KM_COUNT };
+
+/* Where range rows come from: the live index (with or without values) or
+ * history at a past revision (with or without values). */
+enum src { SRC_CUR = 0, SRC_CURK, SRC_HIST, SRC_HISTK, SRC_COUNT };
+
+/* ORDER BY variants; sorting by value happens in C because stored values
+ * may be compressed. */
+enum sortv {
+	SORTV_KEY_ASC = 0, SORTV_KEY_DESC, SORTV_VER_ASC, SORTV_VER_DESC,
+	SORTV_CREATE_ASC, SORTV_CREATE_DESC, SORTV_MOD_ASC, SORTV_MOD_DESC, SORTV_COUNT
+};
+
+enum {
+	ST_BEGIN = 0, ST_COMMIT, ST_ROLLBACK,
+	ST_META_GET, ST_META_SET, ST_INFO_GET, ST_INFO_SET,
+	ST_CUR_GET, ST_KV_VALUE, ST_KV_INSERT, ST_CUR_PUT, ST_PREV,
+	ST_LEASE_INSERT, ST_LEASE_GET, ST_LEASE_DELETE, ST_LEASE_LIST, ST_LEASE_KEYS,
+	ST_LEASE_PREVS, ST_LEASE_TOMB, ST_LEASE_CURDEL,
+	ST_COMPACT, ST_HASH, ST_PAGE_COUNT, ST_PAGE_SIZE, ST_FREELIST,
+	ST_COUNT
+};
+
+static const char *const fixed_sql[ST_COUNT] = {
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_META_GET] = "SELECT value FROM meta WHERE name = ?1",
+	[ST_META_SET] = "INSERT OR REPLACE INTO meta(name, value) VALUES(?1, ?2)",
+	[ST_INFO_GET] = "SELECT value FROM info WHERE name = ?1",
+	[ST_INFO_SET] = "INSERT OR REPLACE INTO info(name, value) VALUES(?1, ?2)",
+	[ST_CUR_GET] = "SELECT create_rev, mod_rev, sub, version, lease FROM cur WHERE key = ?1",
+	[ST_KV_VALUE] = "SELECT enc, value FROM kv WHERE key = ?1 AND mod_rev = ?2 AND sub = ?3",
+	[ST_KV_INSERT] = "INSERT INTO kv(key, mod_rev, sub, create_rev, version, lease, enc, value)"
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[ST_CUR_PUT] = "INSERT OR REPLACE INTO cur(key, create_rev, mod_rev, sub, version, lease)"
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	/* The version just before (mod_rev, sub) of one key. */
+	[ST_PREV] = "SELECT create_rev, mod_rev, version, lease, enc, value FROM kv"
+		" WHERE key = ?1 AND mod_rev <= ?2 AND (mod_rev < ?2 OR sub < ?3)"
+		" ORDER BY mod_rev DESC, sub DESC LIMIT 1",
+	[ST_LEASE_INSERT] = "INSERT INTO lease(id, ttl) VALUES(?1, ?2)",
+	[ST_LEASE_GET] = "SELECT ttl FROM lease WHERE id = ?1",
+	[ST_LEASE_DELETE] = "DELETE FROM lease WHERE id = ?1",
+	[ST_LEASE_LIST] = "SELECT id, ttl FROM lease ORDER BY id",
+	/* "lease != 0" lets sqlite use the partial index cur_lease. */
+	[ST_LEASE_KEYS] = "SELECT key FROM cur WHERE lease = ?1 AND lease != 0 ORDER BY key",
+	[ST_LEASE_PREVS] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, v.enc, v.value"
+		" FROM cur AS x CROSS JOIN kv AS v"
+		" ON v.key = x.key AND v.mod_rev = x.mod_rev AND v.sub = x.sub"
+		" WHERE x.lease = ?1 AND x.lease != 0 ORDER BY x.key",
+	[ST_LEASE_TOMB] = "INSERT INTO kv(key, mod_rev, sub, create_rev, version, lease, enc, value)"
+		" SELECT key, ?2, ?3 + row_number() OVER (ORDER BY key) - 1, 0, 0, 0, 0, NULL"
+		" FROM cur WHERE lease = ?1 AND lease != 0",
+	[ST_LEASE_CURDEL] = "DELETE FROM cur WHERE lease = ?1 AND lease != 0",
+	/* Superseded versions and tombstones at or below the compact revision. */
+	[ST_COMPACT] = "DELETE FROM kv WHERE mod_rev <= ?1 AND (version = 0 OR EXISTS ("
+		"SELECT 1 FROM kv AS n WHERE n.key = kv.key AND n.mod_rev <= ?1"
+		" AND n.mod_rev >= kv.mod_rev AND (n.mod_rev > kv.mod_rev OR n.sub > kv.sub)))",
+	[ST_HASH] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, v.enc, v.value"
+		" FROM cur AS x CROSS JOIN kv AS v"
+		" ON v.key = x.key AND v.mod_rev = x.mod_rev AND v.sub = x.sub ORDER BY x.key",
+	[ST_PAGE_COUNT] = "PRAGMA page_count",
+	[ST_PAGE_SIZE] = "PRAGMA page_size",
+	[ST_FREELIST] = "PRAGMA freelist_count",
+};
+
+static const char schema_sql[] =
+	"CREATE TABLE kv(key BLOB NOT NULL, mod_rev INTEGER NOT NULL, sub INTEGER NOT NULL,"
+	" create_rev INTEGER NOT NULL, version INTEGER NOT NULL, lease INTEGER NOT NULL,"
+	" enc INTEGER NOT NULL, value BLOB, PRIMARY KEY(key, mod_rev, sub)) WITHOUT ROWID;"
+	"CREATE INDEX kv_rev ON kv(mod_rev, sub);"
+	"CREATE TABLE cur(key BLOB PRIMARY KEY, create_rev INTEGER NOT NULL,"
+	" mod_rev INTEGER NOT NULL, sub INTEGER NOT NULL, version INTEGER NOT NULL,"
+	" lease INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX cur_lease ON cur(lease) WHERE lease != 0;"
+	"CREATE TABLE lease(id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL);"
+	"CREATE TABLE meta(name TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+	"CREATE TABLE info(name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;";
+
+struct mvcc {
+	sqlite3 *db;               /* NULL only after a failed reopen in restore */
+	char *path;
+	char errmsg[CAP_ERRMSG_SIZE];
+
+	int64_t rev;               /* includes txns ended in the open batch */
+	int64_t committed_rev;
+	int64_t compact_rev;
+	int64_t committed_compact_rev;
+	uint64_t applied_index;
+
+	bool in_batch;
+	bool in_txn;
+	bool txn_wrote;
+	int64_t txn_sub;           /* next sub-revision in the open txn */
+
+	uint8_t *zbuf;             /* lz4 scratch, grown as needed */
+	size_t zcap;
+
+	sqlite3_stmt *st[ST_COUNT];
+	/* Built on first use. */
+	sqlite3_stmt *range_st[SRC_COUNT][KM_COUNT][SORTV_COUNT];
+	sqlite3_stmt *count_st[2][KM_COUNT];
+	sqlite3_stmt *events_st[KM_COUNT];
+	sqlite3_stmt *tomb_st[KM_COUNT];
+	sqlite3_stmt *curdel_st[KM_COUNT];
+};
+
+/* ---- errors ---- */
+
+static int map_sqlite(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_NOMEM: return CAP_ENOMEM;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB: return CAP_ECORRUPT;
+	default: return CAP_EIO;
+	}
+}
+
+/* Records a sqlite failure in m->errmsg and translates its code. */
+static int db_fail(struct mvcc *m, int rc, const char *what)
+{
+	cap_errmsg_printf(m->errmsg, "%s: %s", what,
+			  m->db ? sqlite3_errmsg(m->db) : sqlite3_errstr(rc));
+	return map_sqlite(rc);
+}
+
+static int fail(struct mvcc *m, int err, const char *msg)
+{
+	cap_errmsg_printf(m->errmsg, "%s", msg);
+	return err;
+}
+
+/* ---- binding helpers ---- */
+
+static void bind_blob(sqlite3_stmt *s, int i, const void *p, size_t n)
+{
+	/* A NULL pointer would bind SQL NULL; an empty value is an empty blob. */
+	if (n == 0)
+		sqlite3_bind_zeroblob(s, i, 0);
+	else
+		sqlite3_bind_blob64(s, i, p, n, SQLITE_STATIC);
+}
+
+/* Binds only parameters the statement has, so variants can share code. */
+static void bind_i64(sqlite3_stmt *s, int i, int64_t v)
+{
+	if (i <= sqlite3_bind_parameter_count(s))
+		sqlite3_bind_int64(s, i, v);
+}
+
+static void bind_keys(sqlite3_stmt *s, const uint8_t *key, size_t key_len,
+		      const uint8_t *end, size_t end_len, enum keymode km)
+{
+	bind_blob(s, 1, key, key_len);
+	if (km == KM_RANGE)
+		bind_blob(s, 2, end, end_len);
+}
+
+static enum keymode keymode_of(const uint8_t *end, size_t end_len)
+{
+	if (end_len == 0)
+		return KM_EQ;
+	if (end_len == 1 && end[0] == 0)
+		return KM_FROM;
+	return KM_RANGE;
+}
+
+static int prepare(struct mvcc *m, const char *sql, sqlite3_stmt **out)
+{
+	int rc = sqlite3_prepare_v3(m->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(m, rc, "prepare");
+	return CAP_OK;
+}
+
+/* Runs a statement that returns no rows. */
+static int step_done(struct mvcc *m, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return db_fail(m, rc, what);
+	return CAP_OK;
+}
+
+/* ---- value encoding ---- */
+
+static int zbuf_reserve(struct mvcc *m, size_t n)
+{
+	if (m->zcap >= n)
+		return CAP_OK;
+	size_t cap = m->zcap ? m->zcap : 4096;
+	while (cap < n)
+		cap *= 2;
+	uint8_t *p = realloc(m->zbuf, cap);
+	if (p == NULL)
+		return fail(m, CAP_ENOMEM, "out of memory");
+	m->zbuf = p;
+	m->zcap = cap;
+	return CAP_OK;
+}
+
+/* Picks the stored form of a value: lz4 (4-byte little-endian raw length,
+ * then the block) when that is smaller, else the raw bytes. *data may point
+ * into m->zbuf, valid until the next encode. */
+static int value_encode(struct mvcc *m, const uint8_t *value, size_t len,
+			const uint8_t **data, size_t *dlen, int *enc)
+{
+	*data = value;
+	*dlen = len;
+	*enc = ENC_RAW;
+	if (len < MVCC_COMPRESS_MIN || len > LZ4_MAX_INPUT_SIZE)
+		return CAP_OK;
+	int bound = LZ4_compressBound((int)len);
+	int err = zbuf_reserve(m, (size_t)bound + 4);
+	if (err)
+		return err;
+	int c = LZ4_compress_default((const char *)value, (char *)m->zbuf + 4, (int)len, bound);
+	if (c <= 0 || (size_t)c + 4 >= len)
+		return CAP_OK;
+	m->zbuf[0] = (uint8_t)len;
+	m->zbuf[1] = (uint8_t)(len >> 8);
+	m->zbuf[2] = (uint8_t)(len >> 16);
+	m->zbuf[3] = (uint8_t)(len >> 24);
+	*data = m->zbuf;
+	*dlen = (size_t)c + 4;
+	*enc = ENC_LZ4;
+	return CAP_OK;
+}
+
+/* The length of a stored value once decoded; CAP_ECORRUPT for a bad row. */
+static int value_raw_len(int enc, const uint8_t *blob, size_t blen, size_t *len)
+{
+	if (enc == ENC_RAW) {
+		*len = blen;
+		return CAP_OK;
+	}
+	if (enc != ENC_LZ4 || blen < 4)
+		return CAP_ECORRUPT;
+	*len = (size_t)blob[0] | (size_t)blob[1] << 8 | (size_t)blob[2] << 16 |
+	       (size_t)blob[3] << 24;
+	return CAP_OK;
+}
+
+static int value_decode_into(int enc, const uint8_t *blob, size_t blen, uint8_t *dst, size_t len)
+{
+	if (enc == ENC_RAW) {
+		if (len)
+			memcpy(dst, blob, len);
+		return CAP_OK;
+	}
+	int n = LZ4_decompress_safe((const char *)blob + 4, (char *)dst, (int)(blen - 4), (int)len);
+	if (n < 0 || (size_t)n != len)
+		return CAP_ECORRUPT;
+	return CAP_OK;
+}
+
+/* Decodes the (enc, value) columns at col into a malloc'd copy. */
+static int column_value(struct mvcc *m, sqlite3_stmt *s, int col, uint8_t **out, size_t *out_len)
+{
+	int enc = sqlite3_column_int(s, col);
+	const uint8_t *blob = sqlite3_column_blob(s, col + 1);
+	size_t blen = (size_t)sqlite3_column_bytes(s, col + 1);
+	size_t len;
+	*out = NULL;
+	*out_len = 0;
+	if (value_raw_len(enc, blob, blen, &len))
+		return fail(m, CAP_ECORRUPT, "stored value is damaged");
+	if (len == 0)
+		return CAP_OK;
+	uint8_t *p = malloc(len);
+	if (p == NULL)
+		return fail(m, CAP_ENOMEM, "out of memory");
+	if (value_decode_into(enc, blob, blen, p, len)) {
+		free(p);
+		return fail(m, CAP_ECORRUPT, "stored value is damaged");
+	}
+	*out = p;
+	*out_len = len;
+	return CAP_OK;
+}
+
+static int column_key(struct mvcc *m, sqlite3_stmt *s, int col, uint8_t **out, size_t *out_len)
+{
+	const void *p = sqlite3_column_blob(s, col);
+	size_t n = (size_t)sqlite3_column_bytes(s, col);
+	/* Keys are never NULL for a caller, even empty ones. */
+	uint8_t *k = malloc(n ? n : 1);
+	if (k == NULL)
+		return fail(m, CAP_ENOMEM, "out of memory");
+	if (n)
+		memcpy(k, p, n);
+	*out = k;
+	*out_len = n;
+	return CAP_OK;
+}
+
+/* Fills kv from a row laid out as key, create_rev, mod_rev, version, lease,
+ * enc, value. */
+static int row_to_kv(struct mvcc *m, sqlite3_stmt *s, bool with_value, struct mvcc_kv *kv)
+{
+	memset(kv, 0, sizeof(*kv));
+	int err = column_key(m, s, 0, &kv->key, &kv->key_len);
+	if (err)
+		return err;
+	kv->create_rev = sqlite3_column_int64(s, 1);
+	kv->mod_rev = sqlite3_column_int64(s, 2);
+	kv->version = sqlite3_column_int64(s, 3);
+	kv->lease = sqlite3_column_int64(s, 4);
+	if (with_value) {
+		err = column_value(m, s, 5, &kv->value, &kv->value_len);
+		if (err) {
+			mvcc_kv_clear(kv);
+			return err;
+		}
+	}
+	return CAP_OK;
+}
+
+static struct mvcc_kv *kvs_push(struct mvcc *m, struct mvcc_kvs *kvs)
+{
+	if (kvs->n == kvs->cap) {
+		size_t cap = kvs->cap ? kvs->cap * 2 : 8;
+		struct mvcc_kv *v = realloc(kvs->v, cap * sizeof(*v));
+		if (v == NULL) {
+			fail(m, CAP_ENOMEM, "out of memory");
+			return NULL;
+		}
+		kvs->v = v;
+		kvs->cap = cap;
+	}
+	struct mvcc_kv *kv = &kvs->v[kvs->n];
+	memset(kv, 0, sizeof(*kv));
+	return kv;
+}
+
+static void kvs_truncate(struct mvcc_kvs *kvs, size_t n)
+{
+	while (kvs->n > n)
+		mvcc_kv_clear(&kvs->v[--kvs->n]);
+}
+
+/* ---- opening, checking, closing ---- */
+
+static int exec(sqlite3 *db, const char *sql, char *errmsg)
+{
+	char *e = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &e);
+	if (rc != SQLITE_OK) {
+		cap_errmsg_printf(errmsg, "%s: %s", sql, e ? e : sqlite3_errstr(rc));
+		sqlite3_free(e);
+		return map_sqlite(rc);
+	}
+	return CAP_OK;
+}
+
+/* Runs a one-row one-column integer query. */
+static int query_i64(sqlite3 *db, const char *sql, int64_t *out, char *errmsg)
+{
+	sqlite3_stmt *s;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		goto err;
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_finalize(s);
+		if (rc == SQLITE_DONE) {
+			cap_errmsg_printf(errmsg, "%s: no row", sql);
+			return CAP_ECORRUPT;
+		}
+		goto err;
+	}
+	*out = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return CAP_OK;
+err:
+	cap_errmsg_printf(errmsg, "%s: %s", sql, sqlite3_errmsg(db));
+	return map_sqlite(rc);
+}
+
+static int meta_read(sqlite3 *db, const char *name, int64_t *out, char *errmsg)
+{
+	char sql[128];
+	snprintf(sql, sizeof(sql), "SELECT value FROM meta WHERE name = '%s'", name);
+	int err = query_i64(db, sql, out, errmsg);
+	if (err == CAP_ECORRUPT)
+		cap_errmsg_printf(errmsg, "database has no %s entry", name);
+	return err;
+}
+
+/* Checks that db is an undamaged capstan database. A file with no tables
+ * and no application id is new: *fresh is set when fresh is not NULL, and
+ * refused otherwise. Every refusal is CAP_ECORRUPT with the reason in errmsg. */
+static int db_check(sqlite3 *db, bool *fresh, char *errmsg)
+{
+	int64_t app_id, ntables, v;
+	int err = query_i64(db, "PRAGMA application_id", &app_id, errmsg);
+	if (err)
+		goto refuse;
+	err = query_i64(db, "SELECT count(*) FROM sqlite_master", &ntables, errmsg);
+	if (err)
+		goto refuse;
+	if (app_id == 0 && ntables == 0) {
+		if (fresh == NULL) {
+			cap_errmsg_printf(errmsg, "empty database");
+			return CAP_ECORRUPT;
+		}
+		*fresh = true;
+		return CAP_OK;
+	}
+	if (app_id != MVCC_APP_ID) {
+		cap_errmsg_printf(errmsg, "not a capstan database (application id %lld)",
+				  (long long)app_id);
+		return CAP_ECORRUPT;
+	}
+
+	/* quick_check walks every b-tree page: it catches torn and overwritten
+	 * pages in O(size) without the index cross-checks of integrity_check. */
+	sqlite3_stmt *s;
+	int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &s, NULL);
+	if (rc != SQLITE_OK) {
+		cap_errmsg_printf(errmsg, "quick_check: %s", sqlite3_errmsg(db));
+		return rc == SQLITE_NOMEM ? CAP_ENOMEM : CAP_ECORRUPT;
+	}
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		cap_errmsg_printf(errmsg, "quick_check: %s", sqlite3_errmsg(db));
+		sqlite3_finalize(s);
+		return rc == SQLITE_NOMEM ? CAP_ENOMEM : CAP_ECORRUPT;
+	}
+	const char *res = (const char *)sqlite3_column_text(s, 0);
+	if (res == NULL || strcmp(res, "ok") != 0) {
+		cap_errmsg_printf(errmsg, "quick_check: %s", res ? res : "failed");
+		sqlite3_finalize(s);
+		return CAP_ECORRUPT;
+	}
+	sqlite3_finalize(s);
+
+	err = query_i64(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+			" AND name IN ('kv', 'cur', 'lease', 'meta', 'info')", &ntables, errmsg);
+	if (err)
+		goto refuse;
+	if (ntables != 5) {
+		cap_errmsg_printf(errmsg, "database lacks capstan tables");
+		return CAP_ECORRUPT;
+	}
+	err = meta_read(db, "schema", &v, errmsg);
+	if (err)
+		goto refuse;
+	if (v != MVCC_SCHEMA_VERSION) {
+		cap_errmsg_printf(errmsg, "unknown schema version %lld", (long long)v);
+		return CAP_ECORRUPT;
+	}
+	static const char *const names[] = {"revision", "compact_revision", "applied_index"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		err = meta_read(db, names[i], &v, errmsg);
+		if (err)
+			goto refuse;
+	}
+	return CAP_OK;
+refuse:
+	cap_errmsg_wrapf(errmsg, "check");
+	/* Anything but memory exhaustion means the file cannot be trusted. */
+	return err == CAP_ENOMEM ? err : CAP_ECORRUPT;
+}
+
+static void db_close(struct mvcc *m)
+{
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(m->st[i]);
+	for (int a = 0; a < SRC_COUNT; a++)
+		for (int b = 0; b < KM_COUNT; b++)
+			for (int c = 0; c < SORTV_COUNT; c++)
+				sqlite3_finalize(m->range_st[a][b][c]);
+	for (int a = 0; a < 2; a++)
+		for (int b = 0; b < KM_COUNT; b++)
+			sqlite3_finalize(m->count_st[a][b]);
+	for (int b = 0; b < KM_COUNT; b++) {
+		sqlite3_finalize(m->events_st[b]);
+		sqlite3_finalize(m->tomb_st[b]);
+		sqlite3_finalize(m->curdel_st[b]);
+	}
+	memset(m->st, 0, sizeof(m->st));
+	memset(m->range_st, 0, sizeof(m->range_st));
+	memset(m->count_st, 0, sizeof(m->count_st));
+	memset(m->events_st, 0, sizeof(m->events_st));
+	memset(m->tomb_st, 0, sizeof(m->tomb_st));
+	memset(m->curdel_st, 0, sizeof(m->curdel_st));
+	if (m->db)
+		sqlite3_close(m->db);
+	m->db = NULL;
+}
+
+/* Opens m->path into m->db, creating the schema for a new file. */
+static int db_open(struct mvcc *m, char *errmsg)
+{
+	bool fresh = false;
+	int err;
+	int rc = sqlite3_open_v2(m->path, &m->db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		cap_errmsg_printf(errmsg, "open %s: %s", m->path,
+				  m->db ? sqlite3_errmsg(m->db) : sqlite3_errstr(rc));
+		err = map_sqlite(rc);
+		goto err_after_open;
+	}
+	sqlite3_extended_result_codes(m->db, 1);
+
+	err = db_check(m->db, &fresh, errmsg);
+	if (err)
+		goto err_after_open;
+	err = exec(m->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+		   " PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;"
+		   " PRAGMA journal_size_limit=67108864", errmsg);
+	if (err)
+		goto err_after_open;
+	if (fresh) {
+		char sql[sizeof(schema_sql) + 512];
+		snprintf(sql, sizeof(sql),
+			 "BEGIN; %s"
+			 "INSERT INTO meta(name, value) VALUES('schema', %d), ('revision', 1),"
+			 " ('compact_revision', 0), ('applied_index', 0);"
+			 "PRAGMA application_id=%d; COMMIT",
+			 schema_sql, MVCC_SCHEMA_VERSION, MVCC_APP_ID);
+		err = exec(m->db, sql, errmsg);
+		if (err)
+			goto err_after_open;
+	}
+
+	int64_t applied;
+	if ((err = meta_read(m->db, "revision", &m->rev, errmsg)) ||
+	    (err = meta_read(m->db, "compact_revision", &m->compact_rev, errmsg)) ||
+	    (err = meta_read(m->db, "applied_index", &applied, errmsg)))
+		goto err_after_open;
+	m->applied_index = (uint64_t)applied;
+	m->committed_rev = m->rev;
+	m->committed_compact_rev = m->compact_rev;
+
+	for (int i = 0; i < ST_COUNT; i++) {
+		err = prepare(m, fixed_sql[i], &m->st[i]);
+		if (err) {
+			cap_errmsg_printf(errmsg, "%s", m->errmsg);
+			goto err_after_open;
+		}
+	}
+	return CAP_OK;
+
+err_after_open:
+	db_close(m);
+	return err;
+}
+
+int mvcc_open(const char *path, struct mvcc **out, char *errmsg)
+{
+	struct mvcc *m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		goto err_nomem;
+	m->path = strdup(path);
+	if (m->path == NULL)
+		goto err_after_alloc;
+
+	/* A leftover of a restore interrupted before its rename. */
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s.restore", path);
+	unlink(tmp);
+
+	int err = db_open(m, errmsg);
+	if (err) {
+		cap_errmsg_wrapf(errmsg, "%s", path);
+		free(m->path);
+		free(m);
+		return err;
+	}
+	*out = m;
+	return CAP_OK;
+
+err_after_alloc:
+	free(m);
+err_nomem:
+	cap_errmsg_printf(errmsg, "out of memory");
+	return CAP_ENOMEM;
+}
+
+void mvcc_close(struct mvcc *m)
+{
+	if (m == NULL)
+		return;
+	if (m->in_batch)
+		mvcc_rollback(m);
+	db_close(m);
+	free(m->zbuf);
+	free(m->path);
+	free(m);
+}
+
+const char *mvcc_errmsg(const struct mvcc *m)
+{
+	return m->errmsg;
+}
+
+int64_t mvcc_rev(const struct mvcc *m)
+{
+	return m->rev;
+}
+
+int64_t mvcc_compact_rev(const struct mvcc *m)
+{
+	return m->compact_rev;
+}
+
+uint64_t mvcc_applied_index(const struct mvcc *m)
+{
+	return m->applied_index;
+}
+
+/* ---- batches and txns ---- */
+
+static int need_db(struct mvcc *m)
+{
+	if (m->db == NULL)
+		return fail(m, CAP_EIO, "database is closed after a failed restore");
+	return CAP_OK;
+}
+
+static int need_batch(struct mvcc *m)
+{
+	if (m->db == NULL)
+		return need_db(m);
+	if (!m->in_batch)
+		return fail(m, CAP_EINVAL, "write outside a batch");
+	return CAP_OK;
+}
+
+int mvcc_begin(struct mvcc *m)
+{
+	int err = need_db(m);
+	if (err)
+		return err;
+	if (m->in_batch)
+		return fail(m, CAP_EINVAL, "batch already open");
+	err = step_done(m, m->st[ST_BEGIN], "begin");
+	if (err)
+		return err;
+	m->in_batch = true;
+	m->in_txn = false;
+	return CAP_OK;
+}
+
+static int meta_write(struct mvcc *m, const char *name, int64_t v)
+{
+	sqlite3_stmt *s = m->st[ST_META_SET];
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, v);
+	return step_done(m, s, "meta");
+}
+
+int mvcc_commit(struct mvcc *m, uint64_t applied_index)
+{
+	int err = need_batch(m);
+	if (err)
+		return err;
+	if (m->in_txn)
+		mvcc_txn_end(m);
+	if ((err = meta_write(m, "revision", m->rev)) ||
+	    (err = meta_write(m, "applied_index", (int64_t)applied_index)))
+		goto err_rollback;
+	err = step_done(m, m->st[ST_COMMIT], "commit");
+	if (err)
+		goto err_rollback;
+	m->in_batch = false;
+	m->applied_index = applied_index;
+	m->committed_rev = m->rev;
+	m->committed_compact_rev = m->compact_rev;
+	return CAP_OK;
+
+err_rollback:
+	{
+		/* Keep the first error's message. */
+		char msg[CAP_ERRMSG_SIZE];
+		memcpy(msg, m->errmsg, sizeof(msg));
+		mvcc_rollback(m);
+		memcpy(m->errmsg, msg, sizeof(msg));
+	}
+	return err;
+}
+
+void mvcc_rollback(struct mvcc *m)
+{
+	if (!m->in_batch || m->db == NULL)
+		return;
+	/* ROLLBACK only fails when no transaction is open, which sqlite may
+	 * already have done itself after an I/O error. */
+	step_done(m, m->st[ST_ROLLBACK], "rollback");
+	m->in_batch = false;
+	m->in_txn = false;
+	m->txn_wrote = false;
+	m->rev = m->committed_rev;
+	m->compact_rev = m->committed_compact_rev;
+}
+
+void mvcc_txn_begin(struct mvcc *m)
+{
+	m->in_txn = true;
+	m->txn_wrote = false;
+	m->txn_sub = 0;
+}
+
+int64_t mvcc_txn_end(struct mvcc *m)
+{
+	if (m->in_txn && m->txn_wrote)
+		m->rev++;
+	m->in_txn = false;
+	m->txn_wrote = false;
+	m->txn_sub = 0;
+	return m->rev;
+}
+
+int64_t mvcc_txn_rev(const struct mvcc *m)
+{
+	return m->rev + 1;
+}
+
+/* Opens a txn around a single write issued outside one. */
+static bool txn_enter(struct mvcc *m)
+{
+	if (m->in_txn)
+		return false;
+	mvcc_txn_begin(m);
+	return true;
+}
+
+static void txn_leave(struct mvcc *m, bool implicit)
+{
+	if (implicit)
+		mvcc_txn_end(m);
+}
+
+/* ---- writes ---- */
+
+static int lease_exists(struct mvcc *m, int64_t id, bool *exists, int64_t *ttl)
+{
+	sqlite3_stmt *s = m->st[ST_LEASE_GET];
+	sqlite3_bind_int64(s, 1, id);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && ttl)
+		*ttl = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_fail(m, rc, "lease");
+	*exists = rc == SQLITE_ROW;
+	return CAP_OK;
+}
+
+int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len,
+	     const uint8_t *value, size_t value_len, int64_t lease,
+	     struct mvcc_kv *prev, struct mvcc_kv *cur)
+{
+	int err = need_batch(m);
+	if (err)
+		return err;
+	if (key_len == 0)
+		return fail(m, CAP_EKEYEMPTY, "key is not provided");
+	if (prev)
+		memset(prev, 0, sizeof(*prev));
+	if (lease != 0) {
+		bool exists;
+		if ((err = lease_exists(m, lease, &exists, NULL)))
+			return err;
+		if (!exists)
+			return fail(m, CAP_ELEASENOTFOUND, "requested lease not found");
+	}
+	bool implicit = txn_enter(m);
+	int64_t rev = m->rev + 1;
+	int64_t create_rev = rev, version = 1;
+
+	sqlite3_stmt *s = m->st[ST_CUR_GET];
+	bind_blob(s, 1, key, key_len);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		create_rev = sqlite3_column_int64(s, 0);
+		version = sqlite3_column_int64(s, 3) + 1;
+		if (prev) {
+			prev->create_rev = create_rev;
+			prev->mod_rev = sqlite3_column_int64(s, 1);
+			prev->version = version - 1;
+			prev->lease = sqlite3_column_int64(s, 4);
+			int64_t psub = sqlite3_column_int64(s, 2);
+			sqlite3_reset(s);
+			prev->key = malloc(key_len);
+			if (prev->key == NULL) {
+				err = fail(m, CAP_ENOMEM, "out of memory");
+				goto err_after_prev;
+			}
+			memcpy(prev->key, key, key_len);
+			prev->key_len = key_len;
+			sqlite3_stmt *vs = m->st[ST_KV_VALUE];
+			bind_blob(vs, 1, key, key_len);
+			sqlite3_bind_int64(vs, 2, prev->mod_rev);
+			sqlite3_bind_int64(vs, 3, psub);
+			rc = sqlite3_step(vs);
+			if (rc == SQLITE_ROW)
+				err = column_value(m, vs, 0, &prev->value, &prev->value_len);
+			else
+				err = rc == SQLITE_DONE ? fail(m, CAP_ECORRUPT, "live key without its version")
+							: db_fail(m, rc, "put");
+			sqlite3_reset(vs);
+			if (err)
+				goto err_after_prev;
+		}
+	} else if (rc != SQLITE_DONE) {
+		err = db_fail(m, rc, "put");
+		sqlite3_reset(s);
+		goto err_after_prev;
+	}
+	sqlite3_reset(s);
+
+	const uint8_t *data;
+	size_t dlen;
+	int enc;
+	err = value_encode(m, value, value_len, &data, &dlen, &enc);
+	if (err)
+		goto err_after_prev;
+	s = m->st[ST_KV_INSERT];
+	bind_blob(s, 1, key, key_len);
+	sqlite3_bind_int64(s, 2, rev);
+	sqlite3_bind_int64(s, 3, m->txn_sub);
+	sqlite3_bind_int64(s, 4, create_rev);
+	sqlite3_bind_int64(s, 5, version);
+	sqlite3_bind_int64(s, 6, lease);
+	sqlite3_bind_int(s, 7, enc);
+	bind_blob(s, 8, data, dlen);
+	if ((err = step_done(m, s, "put")))
+		goto err_after_prev;
+
+	s = m->st[ST_CUR_PUT];
+	bind_blob(s, 1, key, key_len);
+	sqlite3_bind_int64(s, 2, create_rev);
+	sqlite3_bind_int64(s, 3, rev);
+	sqlite3_bind_int64(s, 4, m->txn_sub);
+	sqlite3_bind_int64(s, 5, version);
+	sqlite3_bind_int64(s, 6, lease);
+	if ((err = step_done(m, s, "put")))
+		goto err_after_prev;
+
+	m->txn_sub++;
+	m->txn_wrote = true;
+	if (cur) {
+		memset(cur, 0, sizeof(*cur));
+		cur->create_rev = create_rev;
+		cur->mod_rev = rev;
+		cur->version = version;
+		cur->lease = lease;
+	}
+	txn_leave(m, implicit);
+	return CAP_OK;
+
+err_after_prev:
+	if (prev)
+		mvcc_kv_clear(prev);
+	txn_leave(m, implicit);
+	return err;
+}
+
+/* Builds a statement variant from SQL text on first use. */
+static int lazy(struct mvcc *m, sqlite3_stmt **slot, const char *sql)
+{
+	if (*slot)
+		return CAP_OK;
+	return prepare(m, sql, slot);
+}
+
+static const char *keycond(enum keymode km)
+{
+	switch (km) {
+	case KM_EQ: return "x.key = ?1";
+	case KM_RANGE: return "x.key >= ?1 AND x.key < ?2";
+	default: return "x.key >= ?1";
+	}
+}
+
+/* Events scan the (mod_rev, sub) index for a range of keys; the unary plus
+ * keeps sqlite from choosing the key index instead. */
+static const char *keycond_norange(enum keymode km)
+{
+	switch (km) {
+	case KM_EQ: return "x.key = ?1";
+	case KM_RANGE: return "+x.key >= ?1 AND +x.key < ?2";
+	default: return "+x.key >= ?1";
+	}
+}
+
+static int range_read(struct mvcc *m, const uint8_t *key, size_t key_len,
+		      const uint8_t *end, size_t end_len, const struct mvcc_range_opts *opts,
+		      struct mvcc_kvs *out, int64_t *count, bool *more);
+
+int mvcc_delete_range(struct mvcc *m, const uint8_t *key, size_t key_len,
+		      const uint8_t *end, size_t end_len, struct mvcc_kvs *prevs,
+		      int64_t *deleted)
+{
+	int64_t dummy;
+	if (deleted == NULL)
+		deleted = &dummy;
+	*deleted = 0;
+	int err = need_batch(m);
+	if (err)
+		return err;
+	if (key_len == 0)
+		return fail(m, CAP_EKEYEMPTY, "key is not provided");
+	enum keymode km = keymode_of(end, end_len);
+	bool implicit = txn_enter(m);
+	size_t prevs_start = prevs ? prevs->n : 0;
+
+	if (prevs) {
+		struct mvcc_range_opts o = {0};
+		int64_t c;
+		bool more;
+		if ((err = range_read(m, key, key_len, end, end_len, &o, prevs, &c, &more)))
+			goto err;
+	}
+
+	char sql[512];
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO kv(key, mod_rev, sub, create_rev, version, lease, enc, value)"
+		 " SELECT x.key, ?3, ?4 + row_number() OVER (ORDER BY x.key) - 1, 0, 0, 0, 0, NULL"
+		 " FROM cur AS x WHERE %s", keycond(km));
+	if ((err = lazy(m, &m->tomb_st[km], sql)))
+		goto err;
+	sqlite3_stmt *s = m->tomb_st[km];
+	bind_keys(s, key, key_len, end, end_len, km);
+	sqlite3_bind_int64(s, 3, m->rev + 1);
+	sqlite3_bind_int64(s, 4, m->txn_sub);
+	if ((err = step_done(m, s, "delete")))
+		goto err;
+	int64_t n = sqlite3_changes64(m->db);
+	if (n == 0)
+		goto done;
+
+	snprintf(sql, sizeof(sql), "DELETE FROM cur AS x WHERE %s", keycond(km));
+	if ((err = lazy(m, &m->curdel_st[km], sql)))
+		goto err;
+	s = m->curdel_st[km];
+	bind_keys(s, key, key_len, end, end_len, km);
+	if ((err = step_done(m, s, "delete")))
+		goto err;
+	m->txn_sub += n;
+	m->txn_wrote = true;
+done:
+	*deleted = n;
+	txn_leave(m, implicit);
+	return CAP_OK;
+err:
+	if (prevs)
+		kvs_truncate(prevs, prevs_start);
+	txn_leave(m, implicit);
+	return err;
+}
+
+/* ---- reads ---- */
+
+static enum sortv sortv_of(const struct mvcc_range_opts *o, bool *value_sort)
+{
+	enum mvcc_sort_order order = o->sort_order;
+	*value_sort = false;
+	/* As etcd: no order with a target other than the key means ascending. */
+	if (order == MVCC_SORT_NONE && o->sort_target != MVCC_SORT_KEY)
+		order = MVCC_SORT_ASCEND;
+	bool desc = order == MVCC_SORT_DESCEND;
+	switch (o->sort_target) {
+	case MVCC_SORT_VERSION: return desc ? SORTV_VER_DESC : SORTV_VER_ASC;
+	case MVCC_SORT_CREATE: return desc ? SORTV_CREATE_DESC : SORTV_CREATE_ASC;
+	case MVCC_SORT_MOD: return desc ? SORTV_MOD_DESC : SORTV_MOD_ASC;
+	case MVCC_SORT_VALUE:
+		*value_sort = true;
+		return SORTV_KEY_ASC;
+	default: return desc ? SORTV_KEY_DESC : SORTV_KEY_ASC;
+	}
+}
+
+static const char *const order_sql[SORTV_COUNT] = {
+	[SORTV_KEY_ASC] = "x.key",
+	[SORTV_KEY_DESC] = "x.key DESC",
+	[SORTV_VER_ASC] = "x.version, x.key",
+	[SORTV_VER_DESC] = "x.version DESC, x.key",
+	[SORTV_CREATE_ASC] = "x.create_rev, x.key",
+	[SORTV_CREATE_DESC] = "x.create_rev DESC, x.key",
+	[SORTV_MOD_ASC] = "x.mod_rev, x.key",
+	[SORTV_MOD_DESC] = "x.mod_rev DESC, x.key",
+};
+
+static const char *const src_sql[SRC_COUNT] = {
+	[SRC_CUR] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, v.enc, v.value"
+		" FROM cur AS x CROSS JOIN kv AS v"
+		" ON v.key = x.key AND v.mod_rev = x.mod_rev AND v.sub = x.sub WHERE ",
+	[SRC_CURK] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, 0, NULL"
+		" FROM cur AS x WHERE ",
+	[SRC_HIST] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, x.enc, x.value"
+		" FROM kv AS x WHERE ",
+	[SRC_HISTK] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, 0, NULL"
+		" FROM kv AS x WHERE ",
+};
+
+/* The newest version of each key at or below ?3, unless it is a tombstone.
+ * The unary plus keeps sqlite on the key index rather than kv_rev. */
+static const char hist_cond[] =
+	" AND +x.mod_rev <= ?3 AND x.version > 0 AND NOT EXISTS (SELECT 1 FROM kv AS n"
+	" WHERE n.key = x.key AND n.mod_rev <= ?3 AND n.mod_rev >= x.mod_rev"
+	" AND (n.mod_rev > x.mod_rev OR n.sub > x.sub))";
+
+static const char filter_cond[] =
+	" AND (?4 = 0 OR x.mod_rev >= ?4) AND (?5 = 0 OR x.mod_rev <= ?5)"
+	" AND (?6 = 0 OR x.create_rev >= ?6) AND (?7 = 0 OR x.create_rev <= ?7)";
+
+static int kv_value_cmp(const void *pa, const void *pb)
+{
+	const struct mvcc_kv *a = pa, *b = pb;
+	size_t n = a->value_len < b->value_len ? a->value_len : b->value_len;
+	int c = n ? memcmp(a->value, b->value, n) : 0;
+	if (c == 0 && a->value_len != b->value_len)
+		c = a->value_len < b->value_len ? -1 : 1;
+	if (c == 0) {
+		n = a->key_len < b->key_len ? a->key_len : b->key_len;
+		c = n ? memcmp(a->key, b->key, n) : 0;
+		if (c == 0 && a->key_len != b->key_len)
+			c = a->key_len < b->key_len ? -1 : 1;
+	}
+	return c;
+}
+
+static int kv_value_cmp_desc(const void *pa, const void *pb)
+{
+	const struct mvcc_kv *a = pa, *b = pb;
+	size_t n = a->value_len < b->value_len ? a->value_len : b->value_len;
+	int c = n ? memcmp(a->value, b->value, n) : 0;
+	if (c == 0 && a->value_len != b->value_len)
+		c = a->value_len < b->value_len ? -1 : 1;
+	if (c != 0)
+		return -c;
+	/* Ties stay in ascending key order, as for the other targets. */
+	return kv_value_cmp(pa, pb);
+}
+
+static int count_live(struct mvcc *m, bool hist, enum keymode km, const uint8_t *key,
+		      size_t key_len, const uint8_t *end, size_t end_len, int64_t rev,
+		      int64_t *count)
+{
+	char sql[1024];
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s AS x WHERE %s%s",
+		 hist ? "kv" : "cur", keycond(km), hist ? hist_cond : "");
+	int err = lazy(m, &m->count_st[hist][km], sql);
+	if (err)
+		return err;
+	sqlite3_stmt *s = m->count_st[hist][km];
+	bind_keys(s, key, key_len, end, end_len, km);
+	bind_i64(s, 3, rev);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*count = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW)
+		return db_fail(m, rc, "range count");
+	return CAP_OK;
+}
+
+/* mvcc_range without the argument checks, appending to out. */
+static int range_read(struct mvcc *m, const uint8_t *key, size_t key_len,
+		      const uint8_t *end, size_t end_len, const struct mvcc_range_opts *opts,
+		      struct mvcc_kvs *out, int64_t *count, bool *more)
+{
+	int64_t rev = opts->rev > 0 ? opts->rev : 0;
+	/* The live index answers for the current revision, as long as the
+	 * open txn has not moved it past the one asked for. */
+	bool hist = !(rev == 0 || (rev == m->rev && !m->txn_wrote));
+	enum keymode km = keymode_of(end, end_len);
+	bool value_sort;
+	enum sortv sv = sortv_of(opts, &value_sort);
+	bool filters = opts->min_mod_rev || opts->max_mod_rev ||
+		       opts->min_create_rev || opts->max_create_rev;
+	int err;
+
+	*more = false;
+	*count = 0;
+	if (opts->count_only)
+		return count_live(m, hist, km, key, key_len, end, end_len, rev, count);
+
+	bool values = !opts->keys_only || value_sort;
+	enum src src = hist ? (values ? SRC_HIST : SRC_HISTK) : (values ? SRC_CUR : SRC_CURK);
+	sqlite3_stmt **slot = &m->range_st[src][km][sv];
+	if (*slot == NULL) {
+		char sql[2048];
+		snprintf(sql, sizeof(sql), "%s%s%s%s ORDER BY %s LIMIT ?8", src_sql[src],
+			 keycond(km), hist ? hist_cond : "", filter_cond, order_sql[sv]);
+		if ((err = prepare(m, sql, slot)))
+			return err;
+	}
+	sqlite3_stmt *s = *slot;
+	bind_keys(s, key, key_len, end, end_len, km);
+	bind_i64(s, 3, rev);
+	sqlite3_bind_int64(s, 4, opts->min_mod_rev);
+	sqlite3_bind_int64(s, 5, opts->max_mod_rev);
+	sqlite3_bind_int64(s, 6, opts->min_create_rev);
+	sqlite3_bind_int64(s, 7, opts->max_create_rev);
+	/* One row past the limit tells whether there is more. */
+	sqlite3_bind_int64(s, 8, opts->limit > 0 && !value_sort ? opts->limit + 1 : -1);
+
+	size_t start = out->n;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct mvcc_kv *kv = kvs_push(m, out);
+		if (kv == NULL) {
+			err = CAP_ENOMEM;
+			goto err;
+		}
+		if ((err = row_to_kv(m, s, values, kv)))
+			goto err;
+		out->n++;
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		err = db_fail(m, rc, "range");
+		goto err;
+	}
+
+	size_t n = out->n - start;
+	if (value_sort) {
+		qsort(out->v + start, n, sizeof(*out->v),
+		      opts->sort_order == MVCC_SORT_DESCEND ? kv_value_cmp_desc : kv_value_cmp);
+		if (opts->keys_only) {
+			for (size_t i = start; i < out->n; i++) {
+				free(out->v[i].value);
+				out->v[i].value = NULL;
+				out->v[i].value_len = 0;
+			}
+		}
+	}
+	if (opts->limit > 0 && n > (size_t)opts->limit) {
+		kvs_truncate(out, start + (size_t)opts->limit);
+		*more = true;
+	}
+	/* count is before limit and filters: without either, it is what came back. */
+	if (filters || *more) {
+		err = count_live(m, hist, km, key, key_len, end, end_len, rev, count);
+		if (err)
+			goto err_truncate;
+	} else {
+		*count = (int64_t)n;
+	}
+	return CAP_OK;
+
+err:
+	sqlite3_reset(s);
+err_truncate:
+	kvs_truncate(out, start);
+	return err;
+}
+
+static int check_rev(struct mvcc *m, int64_t rev)
+{
+	if (rev > m->rev)
+		return fail(m, CAP_EFUTUREREV, "required revision is a future revision");
+	if (rev > 0 && rev < m->compact_rev)
+		return fail(m, CAP_ECOMPACTED, "required revision has been compacted");
+	return CAP_OK;
+}
+
+int mvcc_range(struct mvcc *m, const uint8_t *key, size_t key_len,
+	       const uint8_t *end, size_t end_len, const struct mvcc_range_opts *opts,
+	       struct mvcc_kvs *out, int64_t *count, bool *more)
+{
+	static const struct mvcc_range_opts defaults;
+	int64_t c;
+	bool mo;
+	struct mvcc_kvs scratch = {0};
+	if (opts == NULL)
+		opts = &defaults;
+	if (count == NULL)
+		count = &c;
+	if (more == NULL)
+		more = &mo;
+	*count = 0;
+	*more = false;
+	int err = need_db(m);
+	if (err)
+		return err;
+	if ((err = check_rev(m, opts->rev)))
+		return err;
+	if (out == NULL) {
+		if (!opts->count_only)
+			return fail(m, CAP_EINVAL, "range without an output");
+		out = &scratch;
+	}
+	return range_read(m, key, key_len, end, end_len, opts, out, count, more);
+}
+
+int mvcc_compact(struct mvcc *m, int64_t rev)
+{
+	int err = need_batch(m);
+	if (err)
+		return err;
+	if (rev <= m->compact_rev)
+		return fail(m, CAP_ECOMPACTED, "required revision has been compacted");
+	if (rev > m->rev)
+		return fail(m, CAP_EFUTUREREV, "required revision is a future revision");
+	sqlite3_stmt *s = m->st[ST_COMPACT];
+	sqlite3_bind_int64(s, 1, rev);
+	if ((err = step_done(m, s, "compact")))
+		return err;
+	if ((err = meta_write(m, "compact_revision", rev)))
+		return err;
+	m->compact_rev = rev;
+	return CAP_OK;
+}
+
+/* Fills *prev with the version of key just before (mod_rev, sub), leaving
+ * it zeroed when there is none or it is a tombstone. */
+static int prev_version(struct mvcc *m, const uint8_t *key, size_t key_len, int64_t mod_rev,
+			int64_t sub, struct mvcc_kv *prev)
+{
+	sqlite3_stmt *s = m->st[ST_PREV];
+	int err = CAP_OK;
+	memset(prev, 0, sizeof(*prev));
+	bind_blob(s, 1, key, key_len);
+	sqlite3_bind_int64(s, 2, mod_rev);
+	sqlite3_bind_int64(s, 3, sub);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && sqlite3_column_int64(s, 2) > 0) {
+		prev->create_rev = sqlite3_column_int64(s, 0);
+		prev->mod_rev = sqlite3_column_int64(s, 1);
+		prev->version = sqlite3_column_int64(s, 2);
+		prev->lease = sqlite3_column_int64(s, 3);
+		prev->key = malloc(key_len);
+		if (prev->key == NULL) {
+			err = fail(m, CAP_ENOMEM, "out of memory");
+		} else {
+			memcpy(prev->key, key, key_len);
+			prev->key_len = key_len;
+			err = column_value(m, s, 4, &prev->value, &prev->value_len);
+		}
+		if (err)
+			mvcc_kv_clear(prev);
+	} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		err = db_fail(m, rc, "events");
+	}
+	sqlite3_reset(s);
+	return err;
+}
+
+static struct mvcc_event *events_push(struct mvcc *m, struct mvcc_events *evs)
+{
+	if (evs->n == evs->cap) {
+		size_t cap = evs->cap ? evs->cap * 2 : 16;
+		struct mvcc_event *v = realloc(evs->v, cap * sizeof(*v));
+		if (v == NULL) {
+			fail(m, CAP_ENOMEM, "out of memory");
+			return NULL;
+		}
+		evs->v = v;
+		evs->cap = cap;
+	}
+	struct mvcc_event *ev = &evs->v[evs->n];
+	memset(ev, 0, sizeof(*ev));
+	return ev;
+}
+
+int mvcc_events(struct mvcc *m, int64_t from_rev, int64_t to_rev,
+		const uint8_t *key, size_t key_len, const uint8_t *end, size_t end_len,
+		bool with_prev, size_t max, struct mvcc_events *out, int64_t *next_rev)
+{
+	int err = need_db(m);
+	if (err)
+		return err;
+	*next_rev = from_rev;
+	if (m->compact_rev > 0 && from_rev <= m->compact_rev)
+		return fail(m, CAP_ECOMPACTED, "required revision has been compacted");
+	int64_t hi = to_rev <= 0 || to_rev > m->rev ? m->rev : to_rev;
+	if (from_rev > hi)
+		return CAP_OK;
+
+	enum keymode km = keymode_of(end, end_len);
+	char sql[512];
+	snprintf(sql, sizeof(sql),
+		 "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, x.enc, x.value, x.sub"
+		 " FROM kv AS x WHERE x.mod_rev >= ?3 AND x.mod_rev <= ?4 AND %s"
+		 " ORDER BY x.mod_rev, x.sub", keycond_norange(km));
+	if ((err = lazy(m, &m->events_st[km], sql)))
+		return err;
+	sqlite3_stmt *s = m->events_st[km];
+	bind_keys(s, key, key_len, end, end_len, km);
+	sqlite3_bind_int64(s, 3, from_rev);
+	sqlite3_bind_int64(s, 4, hi);
+
+	size_t start = out->n, taken = 0;
+	int64_t last_rev = 0;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t r = sqlite3_column_int64(s, 2);
+		/* Stop only between revisions, so one revision's events stay together. */
+		if (max > 0 && taken >= max && r != last_rev) {
+			sqlite3_reset(s);
+			*next_rev = r;
+			return CAP_OK;
+		}
+		struct mvcc_event *ev = events_push(m, out);
+		if (ev == NULL) {
+			err = CAP_ENOMEM;
+			goto err;
+		}
+		bool del = sqlite3_column_int64(s, 3) == 0;
+		ev->type = del ? MVCC_EVENT_DELETE : MVCC_EVENT_PUT;
+		if ((err = row_to_kv(m, s, !del, &ev->kv)))
+			goto err;
+		out->n++;
+		if (with_prev &&
+		    (err = prev_version(m, ev->kv.key, ev->kv.key_len, r,
+					sqlite3_column_int64(s, 7), &ev->prev)))
+			goto err;
+		last_rev = r;
+		taken++;
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		err = db_fail(m, rc, "events");
+		goto err_truncate;
+	}
+	*next_rev = hi + 1;
+	return CAP_OK;
+
+err:
+	sqlite3_reset(s);
+err_truncate:
+	while (out->n > start) {
+		out->n--;
+		mvcc_kv_clear(&out->v[out->n].kv);
+		mvcc_kv_clear(&out->v[out->n].prev);
+	}
+	return err;
+}
+
+/* ---- leases ---- */
+
+int mvcc_lease_grant(struct mvcc *m, int64_t id, int64_t ttl)
+{
+	int err = need_batch(m);
+	if (err)
+		return err;
+	bool exists;
+	if ((err = lease_exists(m, id, &exists, NULL)))
+		return err;
+	if (exists)
+		return fail(m, CAP_ELEASEEXISTS, "lease already exists");
+	sqlite3_stmt *s = m->st[ST_LEASE_INSERT];
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, ttl);
+	return step_done(m, s, "lease grant");
+}
+
+int mvcc_lease_revoke(struct mvcc *m, int64_t id, struct mvcc_kvs *deleted_prevs)
+{
+	int err = need_batch(m);
+	if (err)
+		return err;
+	bool exists;
+	if ((err = lease_exists(m, id, &exists, NULL)))
+		return err;
+	if (!exists)
+		return fail(m, CAP_ELEASENOTFOUND, "requested lease not found");
+	bool implicit = txn_enter(m);
+	size_t start = deleted_prevs ? deleted_prevs->n : 0;
+	sqlite3_stmt *s;
+	int rc;
+
+	if (deleted_prevs) {
+		s = m->st[ST_LEASE_PREVS];
+		sqlite3_bind_int64(s, 1, id);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			struct mvcc_kv *kv = kvs_push(m, deleted_prevs);
+			if (kv == NULL) {
+				err = CAP_ENOMEM;
+				break;
+			}
+			if ((err = row_to_kv(m, s, true, kv)))
+				break;
+			deleted_prevs->n++;
+		}
+		sqlite3_reset(s);
+		if (err == CAP_OK && rc != SQLITE_DONE)
+			err = db_fail(m, rc, "lease revoke");
+		if (err)
+			goto err;
+	}
+
+	s = m->st[ST_LEASE_TOMB];
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, m->rev + 1);
+	sqlite3_bind_int64(s, 3, m->txn_sub);
+	if ((err = step_done(m, s, "lease revoke")))
+		goto err;
+	int64_t n = sqlite3_changes64(m->db);
+	if (n > 0) {
+		s = m->st[ST_LEASE_CURDEL];
+		sqlite3_bind_int64(s, 1, id);
+		if ((err = step_done(m, s, "lease revoke")))
+			goto err;
+		m->txn_sub += n;
+		m->txn_wrote = true;
+	}
+	s = m->st[ST_LEASE_DELETE];
+	sqlite3_bind_int64(s, 1, id);
+	if ((err = step_done(m, s, "lease revoke")))
+		goto err;
+	txn_leave(m, implicit);
+	return CAP_OK;
+
+err:
+	if (deleted_prevs)
+		kvs_truncate(deleted_prevs, start);
+	txn_leave(m, implicit);
+	return err;
+}
+
+int mvcc_lease_get(struct mvcc *m, int64_t id, int64_t *granted_ttl)
+{
+	int err = need_db(m);
+	if (err)
+		return err;
+	bool exists;
+	int64_t ttl = 0;
+	if ((err = lease_exists(m, id, &exists, &ttl)))
+		return err;
+	if (!exists)
+		return fail(m, CAP_ELEASENOTFOUND, "requested lease not found");
+	if (granted_ttl)
+		*granted_ttl = ttl;
+	return CAP_OK;
+}
+
+int mvcc_lease_keys(struct mvcc *m, int64_t id, struct mvcc_kvs *out)
+{
+	int err = need_db(m);
+	if (err)
+		return err;
+	sqlite3_stmt *s = m->st[ST_LEASE_KEYS];
+	size_t start = out->n;
+	int rc;
+	sqlite3_bind_int64(s, 1, id);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct mvcc_kv *kv = kvs_push(m, out);
+		if (kv == NULL) {
+			err = CAP_ENOMEM;
+			break;
+		}
+		if ((err = column_key(m, s, 0, &kv->key, &kv->key_len)))
+			break;
+		out->n++;
+	}
+	sqlite3_reset(s);
+	if (err == CAP_OK && rc != SQLITE_DONE)
+		err = db_fail(m, rc, "lease keys");
+	if (err)
+		kvs_truncate(out, start);
+	return err;
+}
+
+int mvcc_lease_list(struct mvcc *m, int64_t **ids, int64_t **ttls, size_t *n)
+{
+	int err = need_db(m);
+	if (err)
+		return err;
+	sqlite3_stmt *s = m->st[ST_LEASE_LIST];
+	int64_t *iv = NULL, *tv = NULL;
+	size_t cnt = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 16;
+			int64_t *a = realloc(iv, cap * sizeof(*a));
+			if (a == NULL)
+				goto err_nomem;
+			iv = a;
+			a = realloc(tv, cap * sizeof(*a));
+			if (a == NULL)
+				goto err_nomem;
+			tv = a;
+		}
+		iv[cnt] = sqlite3_column_int64(s, 0);
+		tv[cnt] = sqlite3_column_int64(s, 1);
+		cnt++;
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		err = db_fail(m, rc, "lease list");
+		goto err;
+	}
+	*ids = iv;
+	*ttls = tv;
+	*n = cnt;
+	return CAP_OK;
+
+err_nomem:
+	sqlite3_reset(s);
+	err = fail(m, CAP_ENOMEM, "out of memory");
+err:
+	free(iv);
+	free(tv);
+	return err;
+}
+
+/* ---- metadata ---- */
+
+int mvcc_meta_get(struct mvcc *m, const char *name, char **value)
+{
+	int err = need_db(m);
+	if (err)
+		return err;
+	*value = NULL;
+	sqlite3_stmt *s = m->st[ST_INFO_GET];
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const char *v = (const char *)sqlite3_column_text(s, 0);
+		*value = strdup(v ? v : "");
+		if (*value == NULL)
+			err = fail(m, CAP_ENOMEM, "out of memory");
+	} else if (rc != SQLITE_DONE) {
+		err = db_fail(m, rc, "meta get");
+	}
+	sqlite3_reset(s);
+	return err;
+}
+
+int mvcc_meta_set(struct mvcc *m, const char *name, const char *value)
+{
+	int err = need_batch(m);
+	if (err)
+		return err;
+	sqlite3_stmt *s = m->st[ST_INFO_SET];
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+	return step_done(m, s, "meta set");
+}
+
+/* ---- whole-database operations ---- */
+
+int mvcc_snapshot(struct mvcc *m, void **buf, size_t *len)
+{
+	int err = need_db(m);
+	if (err)
+		return err;
+	/* Inside a batch the image would hold uncommitted writes. */
+	if (m->in_batch)
+		return fail(m, CAP_EINVAL, "snapshot inside a batch");
+	sqlite3_int64 size = 0;
+	unsigned char *img = sqlite3_serialize(m->db, "main", &size, 0);
+	if (img == NULL)
+		return fail(m, CAP_ENOMEM, "snapshot: cannot serialize the database");
+	void *copy = malloc(size > 0 ? (size_t)size : 1);
+	if (copy == NULL) {
+		sqlite3_free(img);
+		return fail(m, CAP_ENOMEM, "out of memory");
+	}
+	memcpy(copy, img, (size_t)size);
+	sqlite3_free(img);
+	/* Mark the image as a rollback-journal database (header bytes 18 and
+	 * 19): an in-memory copy cannot run in WAL mode, and restore turns WAL
+	 * back on when it reopens the file. */
+	if (size >= 100) {
+		((uint8_t *)copy)[18] = 1;
+		((uint8_t *)copy)[19] = 1;
+	}
+	*buf = copy;
+	*len = (size_t)size;
+	return CAP_OK;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int fsync_dir_of(const char *path)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+/* Validates an image the way mvcc_open validates a file. */
+static int image_check(struct mvcc *m, const void *buf, size_t len)
+{
+	sqlite3 *db = NULL;
+	char msg[CAP_ERRMSG_SIZE];
+	int err;
+	if (len < 512)
+		return fail(m, CAP_ECORRUPT, "restore: image too short");
+	/* The copy lets sqlite read an image whose header still says WAL. */
+	uint8_t *copy = sqlite3_malloc64(len);
+	if (copy == NULL)
+		return fail(m, CAP_ENOMEM, "out of memory");
+	memcpy(copy, buf, len);
+	copy[18] = 1;
+	copy[19] = 1;
+	int rc = sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_free(copy);
+		err = fail(m, map_sqlite(rc), "restore: cannot open a check connection");
+		goto err_after_open;
+	}
+	/* FREEONCLOSE hands the copy to sqlite, which frees it on close. */
+	rc = sqlite3_deserialize(db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
+				 SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_READONLY);
+	if (rc != SQLITE_OK) {
+		err = fail(m, map_sqlite(rc), "restore: cannot load the image");
+		goto err_after_open;
+	}
+	err = db_check(db, NULL, msg);
+	if (err) {
+		cap_errmsg_printf(m->errmsg, "restore: %s", msg);
+		goto err_after_open;
+	}
+	sqlite3_close(db);
+	return CAP_OK;
+
+err_after_open:
+	sqlite3_close(db);
+	return err;
+}
+
+int mvcc_restore(struct mvcc *m, const void *buf, size_t len)
+{
+	int err = need_db(m);
+	if (err)
+		return err;
+	if (m->in_batch)
+		return fail(m, CAP_EINVAL, "restore inside a batch");
+	if ((err = image_check(m, buf, len)))
+		return err;
+
+	/* Write the new file next to the old one and rename it over, so a
+	 * crash leaves either the old database or the new one. */
+	char tmp[4096], side[4096];
+	snprintf(tmp, sizeof(tmp), "%s.restore", m->path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		cap_errmsg_printf(m->errmsg, "restore: %s: %s", tmp, strerror(errno));
+		return CAP_EIO;
+	}
+	if (write_all(fd, buf, len) != 0 || fsync(fd) != 0) {
+		cap_errmsg_printf(m->errmsg, "restore: %s: %s", tmp, strerror(errno));
+		close(fd);
+		unlink(tmp);
+		return CAP_EIO;
+	}
+	close(fd);
+
+	/* Closing the last connection checkpoints the WAL into the old file;
+	 * the -wal and -shm files must then go, or sqlite would replay old
+	 * frames onto the new file. */
+	db_close(m);
+	snprintf(side, sizeof(side), "%s-wal", m->path);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", m->path);
+	unlink(side);
+	if (rename(tmp, m->path) != 0) {
+		cap_errmsg_printf(m->errmsg, "restore: rename: %s", strerror(errno));
+		unlink(tmp);
+		err = CAP_EIO;
+		goto reopen;
+	}
+	if (fsync_dir_of(m->path) != 0) {
+		cap_errmsg_printf(m->errmsg, "restore: fsync directory: %s", strerror(errno));
+		err = CAP_EIO;
+	}
+reopen:
+	{
+		char msg[CAP_ERRMSG_SIZE];
+		int oerr = db_open(m, msg);
+		if (oerr) {
+			cap_errmsg_printf(m->errmsg, "restore: reopen: %s", msg);
+			return oerr;
+		}
+	}
+	return err;
+}
+
+int mvcc_db_size(struct mvcc *m, int64_t *size, int64_t *in_use)
+{
+	int err = need_db(m);
+	if (err)
+		return err;
+	int64_t v[3];
+	int ids[3] = {ST_PAGE_COUNT, ST_PAGE_SIZE, ST_FREELIST};
+	for (int i = 0; i < 3; i++) {
+		sqlite3_stmt *s = m->st[ids[i]];
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW)
+			v[i] = sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+		if (rc != SQLITE_ROW)
+			return db_fail(m, rc, "db size");
+	}
+	*size = v[0] * v[1];
+	*in_use = (v[0] - v[2]) * v[1];
+	return CAP_OK;
+}
+
+static void crc32_table(uint32_t t[256])
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+		t[i] = c;
+	}
+}
+
+static uint32_t crc32_update(const uint32_t t[256], uint32_t crc, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	crc = ~crc;
+	while (n--)
+		crc = t[(crc ^ *b++) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+static uint32_t crc32_i64(const uint32_t t[256], uint32_t crc, int64_t v)
+{
+	uint8_t b[8];
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)((uint64_t)v >> (8 * i));
+	return crc32_update(t, crc, b, 8);
+}
+
+int mvcc_hash(struct mvcc *m, uint32_t *hash)
+{
+	int err = need_db(m);
+	if (err)
+		return err;
+	uint32_t t[256];
+	uint32_t crc = 0;
+	crc32_table(t);
+	sqlite3_stmt *s = m->st[ST_HASH];
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const void *k = sqlite3_column_blob(s, 0);
+		size_t klen = (size_t)sqlite3_column_bytes(s, 0);
+		int enc = sqlite3_column_int(s, 5);
+		const uint8_t *blob = sqlite3_column_blob(s, 6);
+		size_t blen = (size_t)sqlite3_column_bytes(s, 6), vlen;
+		/* Hash the decoded value so replicas agree whatever their encoding. */
+		if (value_raw_len(enc, blob, blen, &vlen) ||
+		    (err = zbuf_reserve(m, vlen ? vlen : 1)) ||
+		    value_decode_into(enc, blob, blen, m->zbuf, vlen)) {
+			sqlite3_reset(s);
+			return err ? err : fail(m, CAP_ECORRUPT, "stored value is damaged");
+		}
+		crc = crc32_i64(t, crc, (int64_t)klen);
+		crc = crc32_update(t, crc, k, klen);
+		for (int c = 1; c <= 4; c++)
+			crc = crc32_i64(t, crc, sqlite3_column_int64(s, c));
+		crc = crc32_i64(t, crc, (int64_t)vlen);
+		crc = crc32_update(t, crc, m->zbuf, vlen);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return db_fail(m, rc, "hash");
+	crc = crc32_i64(t, crc, m->rev);
+	*hash = crc;
+	return CAP_OK;
+}
+
+void mvcc_kv_clear(struct mvcc_kv *kv)
+{
+	free(kv->key);
+	free(kv->value);
+	memset(kv, 0, sizeof(*kv));
+}
+
+void mvcc_kvs_clear(struct mvcc_kvs *kvs)
+{
+	for (size_t i = 0; i < kvs->n; i++)
+		mvcc_kv_clear(&kvs->v[i]);
+	free(kvs->v);
+	memset(kvs, 0, sizeof(*kvs));
+}
+
+void mvcc_events_clear(struct mvcc_events *evs)
+{
+	for (size_t i = 0; i < evs->n; i++) {
+		mvcc_kv_clear(&evs->v[i].kv);
+		mvcc_kv_clear(&evs->v[i].prev);
+	}
+	free(evs->v);
+	memset(evs, 0, sizeof(*evs));
+}
