@@ -681,6 +681,7 @@ static char *cli_unquote(const char **p, size_t *len)
 		free(out);
 		return NULL;
 	}
+	*o = '\0';
 	*p = s + 1;
 	*len = (size_t)(o - out);
 	return out;
@@ -1310,10 +1311,14 @@ static void cli_on_status(void *data, json_t *a, json_t *err)
 	size_t i = (size_t)(uintptr_t)data;
 	if (err != NULL) {
 		const char *msg = json_string_value(json_object_get(err, "message"));
-		fprintf(stderr, "Error: %s: %s\n", g.st_urls[i], msg != NULL ? msg : "failed");
 		g.st_failed = true;
-		if (!kv_http_is_transport_error(err))
+		/* Transport messages already name the endpoint. */
+		if (kv_http_is_transport_error(err)) {
+			fprintf(stderr, "Error: %s\n", msg != NULL ? msg : "failed");
+		} else {
+			fprintf(stderr, "Error: %s: %s\n", g.st_urls[i], msg != NULL ? msg : "failed");
 			g.st_server_error = true;
+		}
 	} else {
 		json_array_set_new(g.st_answers, i, json_pack("{s:s, s:O}", "endpoint",
 							       g.st_urls[i], "answer", a));
@@ -1325,7 +1330,8 @@ static void cli_on_status(void *data, json_t *a, json_t *err)
 	json_array_foreach(g.st_answers, i, row)
 		if (json_is_object(row))
 			json_array_append(g.st_rows, row);
-	cli_status_print();
+	if (json_array_size(g.st_rows) > 0)
+		cli_status_print();
 	if (!g.st_failed)
 		cli_done(CLI_OK);
 	else
