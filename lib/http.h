@@ -120,9 +120,18 @@ int http_client_request(struct http_client *c, const char *method, const char *p
 int http_client_stream(struct http_client *c, const char *path, const char *body,
 		       size_t len, http_chunk_cb on_chunk, http_response_cb done,
 		       void *data, struct http_call **out);
+/* done runs (with HTTP_CLIENT_ECANCELED) before this returns; the call must
+ * not be used after its done callback has run. */
 void http_call_cancel(struct http_call *call);
 /* Cancels everything outstanding (callbacks run with ECANCELED) and frees
  * the client once its handles are closed. */
 void http_client_close(struct http_client *c);
+
+/* ---- for tests and fuzzing only ---- */
+
+/* Serves fd, an already connected stream socket (e.g. one end of a
+ * socketpair), exactly like an accepted connection. The server owns fd from
+ * a 0 return on. Returns 0 or a libuv error code. */
+int http_server_adopt_fd(struct http_server *srv, int fd);
 
 #endif

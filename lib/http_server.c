@@ -1,1 +1,1197 @@
-/* placeholder */
+/* http_server.c — the server half of http.h: HTTP/1.1 connections on libuv,
+ * parsed by http-parser, one request in flight per connection.
+ *
+ * Happy path: accept → read into the connection's buffer → parse until one
+ * whole request → pause the parser and call the handler → the handler answers
+ * (now or from a later callback) → parse whatever is already buffered → wait,
+ * idle, for the next request.
+ *
+ * Failure modes: malformed HTTP gets "400 Bad Request" and the connection is
+ * closed once that is written; a peer that disconnects while its request is
+ * with the handler (or its stream is open) makes on_close run once, and later
+ * answers are dropped; peers idle for too long, or too slow to send a whole
+ * request, are closed by the connection's timer.
+ *
+ * Lifetime: a connection holds one reference for its two handles (released
+ * in the last close callback) and one per request handed to the handler
+ * (released when the request is answered), so neither a late answer nor a
+ * late close callback can touch freed memory. */
+#include "lib/http.h"
+
+#include <http_parser.h>
+#include <netdb.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "lib/err.h"
+#include "lib/log.h"
+
+#define HTTP_DEFAULT_IDLE_MS 120000
+#define HTTP_DEFAULT_HEADER_MS 30000
+#define HTTP_READ_SIZE 65536
+/* Request line plus headers; http-parser has its own (larger) limit too. */
+#define HTTP_MAX_HEAD_BYTES (64 * 1024)
+#define HTTP_MAX_HEADERS 128
+/* While a request is with the handler we keep reading, only to notice a peer
+ * that goes away; pipelined bytes are buffered up to this much. */
+#define HTTP_BUSY_BUFFER_MAX (256 * 1024)
+
+#define CONTAINER_OF(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+struct sbuf {
+	char *data;
+	size_t len;
+	size_t cap;
+};
+
+struct http_header {
+	char *name;
+	char *value;
+};
+
+struct query_param {
+	char *name;
+	char *value;
+};
+
+struct conn;
+
+/* One request: what the handler sees plus the parser's scratch space. */
+struct sreq {
+	struct http_req pub;
+	struct conn *conn;
+	struct sbuf url;
+	char *path;
+	char *query;
+	struct http_header *headers;
+	size_t nheaders;
+	size_t cap_headers;
+	struct sbuf hname;
+	struct sbuf hvalue;
+	bool in_value;
+	size_t head_bytes;
+	struct sbuf body;
+	struct query_param *params;
+	size_t nparams;
+	bool params_parsed;
+	bool keep_alive;
+	bool head;          /* HEAD: answers carry no body */
+	bool http10;        /* HTTP/1.0: no chunked encoding */
+	bool dispatched;
+	bool streaming;
+	bool raw_stream;    /* streamed to HTTP/1.0: no chunks, close at end */
+	bool answered;
+	bool gone;          /* the connection closed before the answer */
+	bool close_called;
+	http_close_fn on_close;
+	void *on_close_data;
+};
+
+enum timer_mode { TIMER_NONE, TIMER_IDLE, TIMER_HEADER, TIMER_LINGER };
+
+struct conn {
+	struct http_server *srv;
+	uv_loop_t *loop;
+	union {
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+	} h;
+	uv_stream_t *stream;
+	uv_timer_t timer;
+	uv_shutdown_t shutdown_req;
+	http_parser parser;
+	struct sbuf in;             /* received, not yet parsed */
+	size_t in_off;
+	struct sreq *req;           /* being parsed, or with the handler */
+	unsigned idle_ms;
+	unsigned header_ms;
+	size_t pending_bytes;       /* queued with uv_write, not yet written */
+	int refs;
+	int handles_open;
+	enum timer_mode timer_mode;
+	bool busy;                  /* a complete request is with the handler */
+	bool reading;
+	bool processing;
+	bool eof;
+	bool shutting;              /* final answer written; lingering to close */
+	bool closing;               /* handles are being closed */
+	bool in_list;
+	struct conn *prev;
+	struct conn *next;
+};
+
+struct http_server {
+	uv_loop_t *loop;
+	uv_tcp_t listener;
+	struct http_server_config cfg;
+	char *host;
+	int port;
+	bool closing;
+	int pending;                /* open handles: listener + connections */
+	struct conn *conns;
+	char readbuf[HTTP_READ_SIZE];
+	void (*close_cb)(void *data);
+	void *close_data;
+};
+
+struct wreq {
+	uv_write_t w;
+	struct conn *conn;
+	size_t len;
+	char data[];
+};
+
+/* ---- small buffers ---- */
+
+static int sbuf_append(struct sbuf *b, const char *p, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 64;
+		char *d;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		d = realloc(b->data, cap);
+		if (d == NULL)
+			return -1;
+		b->data = d;
+		b->cap = cap;
+	}
+	if (n > 0)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+static void sbuf_free(struct sbuf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+}
+
+/* Takes the buffer's string, leaving it empty. Never NULL unless ENOMEM. */
+static char *sbuf_take(struct sbuf *b)
+{
+	char *s = b->data;
+
+	if (s == NULL)
+		s = strdup("");
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+	return s;
+}
+
+/* ---- requests ---- */
+
+static void sreq_free(struct sreq *r)
+{
+	for (size_t i = 0; i < r->nheaders; i++) {
+		free(r->headers[i].name);
+		free(r->headers[i].value);
+	}
+	free(r->headers);
+	for (size_t i = 0; i < r->nparams; i++) {
+		free(r->params[i].name);
+		free(r->params[i].value);
+	}
+	free(r->params);
+	sbuf_free(&r->url);
+	sbuf_free(&r->hname);
+	sbuf_free(&r->hvalue);
+	sbuf_free(&r->body);
+	free(r->path);
+	free(r->query);
+	free(r);
+}
+
+static int sreq_finish_header(struct sreq *r)
+{
+	struct http_header *h;
+
+	if (r->hname.len == 0 && !r->in_value)
+		return 0;
+	if (r->nheaders >= HTTP_MAX_HEADERS)
+		return -1;
+	if (r->nheaders == r->cap_headers) {
+		size_t cap = r->cap_headers ? r->cap_headers * 2 : 16;
+		h = realloc(r->headers, cap * sizeof(*h));
+		if (h == NULL)
+			return -1;
+		r->headers = h;
+		r->cap_headers = cap;
+	}
+	h = &r->headers[r->nheaders];
+	h->name = sbuf_take(&r->hname);
+	h->value = sbuf_take(&r->hvalue);
+	if (h->name == NULL || h->value == NULL) {
+		free(h->name);
+		free(h->value);
+		return -1;
+	}
+	r->nheaders++;
+	r->in_value = false;
+	return 0;
+}
+
+/* Splits the raw request target into path and query; absolute-form targets
+ * ("http://host/p?q") keep only their path. */
+static int sreq_split_url(struct sreq *r)
+{
+	const char *url = r->url.data ? r->url.data : "";
+	const char *start = url;
+	const char *q;
+	const char *end;
+
+	if (url[0] != '/' && url[0] != '*') {
+		const char *scheme = strstr(url, "://");
+		if (scheme != NULL) {
+			start = strchr(scheme + 3, '/');
+			if (start == NULL)
+				start = "/";
+		}
+	}
+	end = start + strcspn(start, "#");
+	q = memchr(start, '?', (size_t)(end - start));
+	if (q != NULL) {
+		r->path = strndup(start, (size_t)(q - start));
+		r->query = strndup(q + 1, (size_t)(end - q - 1));
+	} else {
+		r->path = strndup(start, (size_t)(end - start));
+		r->query = strdup("");
+	}
+	if (r->path == NULL || r->query == NULL)
+		return -1;
+	r->pub.path = r->path;
+	r->pub.query = r->query;
+	return 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* URL-decodes s[0..n) ('+' is a space, as in HTML forms and Go's
+ * url.ParseQuery); a '%' not followed by two hex digits stays literal. */
+static char *url_decode(const char *s, size_t n)
+{
+	char *out = malloc(n + 1);
+	size_t o = 0;
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '+') {
+			out[o++] = ' ';
+		} else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 &&
+			   hexval(s[i + 2]) >= 0) {
+			out[o++] = (char)(hexval(s[i + 1]) << 4 | hexval(s[i + 2]));
+			i += 2;
+		} else {
+			out[o++] = s[i];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static int sreq_parse_query(struct sreq *r)
+{
+	const char *p = r->query;
+
+	r->params_parsed = true;
+	while (*p != '\0') {
+		size_t len = strcspn(p, "&;");
+		const char *eq = memchr(p, '=', len);
+		size_t nlen = eq ? (size_t)(eq - p) : len;
+		struct query_param *np;
+
+		if (len > 0) {
+			np = realloc(r->params, (r->nparams + 1) * sizeof(*np));
+			if (np == NULL)
+				return -1;
+			r->params = np;
+			np = &r->params[r->nparams];
+			np->name = url_decode(p, nlen);
+			np->value = eq ? url_decode(eq + 1, len - nlen - 1) : strdup("");
+			if (np->name == NULL || np->value == NULL) {
+				free(np->name);
+				free(np->value);
+				return -1;
+			}
+			r->nparams++;
+		}
+		p += len;
+		if (*p != '\0')
+			p++;
+	}
+	return 0;
+}
+
+const char *http_req_header(const struct http_req *req, const char *name)
+{
+	const struct sreq *r = CONTAINER_OF(req, struct sreq, pub);
+
+	for (size_t i = 0; i < r->nheaders; i++)
+		if (strcasecmp(r->headers[i].name, name) == 0)
+			return r->headers[i].value;
+	return NULL;
+}
+
+const char *http_req_query(struct http_req *req, const char *name)
+{
+	struct sreq *r = CONTAINER_OF(req, struct sreq, pub);
+
+	if (!r->params_parsed && sreq_parse_query(r) != 0)
+		log_warn("http: out of memory parsing a query string");
+	for (size_t i = 0; i < r->nparams; i++)
+		if (strcmp(r->params[i].name, name) == 0)
+			return r->params[i].value;
+	return NULL;
+}
+
+void http_req_on_close(struct http_req *req, http_close_fn cb, void *data)
+{
+	struct sreq *r = CONTAINER_OF(req, struct sreq, pub);
+
+	r->on_close = cb;
+	r->on_close_data = data;
+}
+
+/* ---- connections: lifetime ---- */
+
+static void conn_process(struct conn *c);
+static void conn_update(struct conn *c);
+static void conn_close(struct conn *c);
+
+static void server_maybe_free(struct http_server *srv)
+{
+	void (*cb)(void *);
+	void *data;
+
+	if (!srv->closing || srv->pending > 0)
+		return;
+	cb = srv->close_cb;
+	data = srv->close_data;
+	free(srv->host);
+	free(srv);
+	if (cb != NULL)
+		cb(data);
+}
+
+static void conn_unref(struct conn *c)
+{
+	if (--c->refs > 0)
+		return;
+	if (c->req != NULL)
+		sreq_free(c->req);
+	sbuf_free(&c->in);
+	free(c);
+}
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	struct http_server *srv = c->srv;
+
+	if (--c->handles_open > 0)
+		return;
+	if (c->in_list) {
+		if (c->prev != NULL)
+			c->prev->next = c->next;
+		else
+			srv->conns = c->next;
+		if (c->next != NULL)
+			c->next->prev = c->prev;
+		c->in_list = false;
+		srv->pending--;
+	}
+	/* From here on the connection never touches its server again. */
+	c->srv = NULL;
+	conn_unref(c);
+	server_maybe_free(srv);
+}
+
+/* Closes both handles now; a request with the handler is told, once. */
+static void conn_close(struct conn *c)
+{
+	struct sreq *r = c->req;
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (c->reading)
+		uv_read_stop(c->stream);
+	c->reading = false;
+	uv_timer_stop(&c->timer);
+	uv_close((uv_handle_t *)c->stream, conn_handle_closed);
+	uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+	if (r != NULL && r->dispatched) {
+		r->gone = true;
+		if (r->on_close != NULL && !r->close_called) {
+			r->close_called = true;
+			/* May answer right here; conn is closing, so it is dropped. */
+			r->on_close(&r->pub, r->on_close_data);
+		}
+	} else if (r != NULL) {
+		c->req = NULL;
+		sreq_free(r);
+	}
+}
+
+static void conn_shutdown_cb(uv_shutdown_t *sr, int status)
+{
+	struct conn *c = sr->data;
+
+	if (status < 0 || c->eof)
+		conn_close(c);
+	/* Otherwise linger: read and discard until the peer closes or the timer
+	 * fires, so unread request bytes don't turn our close into a reset
+	 * that destroys the answer before the peer reads it. */
+}
+
+/* Closes gracefully once everything queued has been written. */
+static void conn_shutdown(struct conn *c)
+{
+	if (c->closing || c->shutting)
+		return;
+	c->shutting = true;
+	c->shutdown_req.data = c;
+	if (uv_shutdown(&c->shutdown_req, c->stream, conn_shutdown_cb) != 0) {
+		conn_close(c);
+		return;
+	}
+	/* conn_update() arms the linger timer: a peer that never reads nor
+	 * closes must not hold the connection. */
+	c->timer_mode = TIMER_NONE;
+	uv_timer_stop(&c->timer);
+	conn_update(c);
+}
+
+/* ---- connections: writing ---- */
+
+static void conn_write_cb(uv_write_t *w, int status)
+{
+	struct wreq *wr = CONTAINER_OF(w, struct wreq, w);
+	struct conn *c = wr->conn;
+
+	c->pending_bytes -= wr->len;
+	free(wr);
+	if (status < 0)
+		conn_close(c);
+}
+
+/* Queues the concatenation of parts; returns 0 or -1 (connection closing). */
+static int conn_write(struct conn *c, const uv_buf_t *parts, size_t nparts)
+{
+	struct wreq *wr;
+	size_t total = 0, off = 0;
+	uv_buf_t buf;
+
+	if (c->closing || c->shutting)
+		return -1;
+	for (size_t i = 0; i < nparts; i++)
+		total += parts[i].len;
+	wr = malloc(sizeof(*wr) + total);
+	if (wr == NULL) {
+		conn_close(c);
+		return -1;
+	}
+	for (size_t i = 0; i < nparts; i++) {
+		if (parts[i].len > 0)
+			memcpy(wr->data + off, parts[i].base, parts[i].len);
+		off += parts[i].len;
+	}
+	wr->conn = c;
+	wr->len = total;
+	buf = uv_buf_init(wr->data, (unsigned)total);
+	if (uv_write(&wr->w, c->stream, &buf, 1, conn_write_cb) != 0) {
+		free(wr);
+		conn_close(c);
+		return -1;
+	}
+	c->pending_bytes += total;
+	return 0;
+}
+
+static const char *status_text(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 406: return "Not Acceptable";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 410: return "Gone";
+	case 412: return "Precondition Failed";
+	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Entity";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return "Unknown";
+	}
+}
+
+/* Writes the status line and headers into out; length < 0 means chunked
+ * (or, for HTTP/1.0, delimited by the close). */
+static size_t format_head(char *out, size_t cap, const struct sreq *r, int status,
+			  const char *content_type, long long length)
+{
+	const char *conn_hdr = "";
+	char len_hdr[64];
+	int n;
+
+	if (!r->keep_alive)
+		conn_hdr = "Connection: close\r\n";
+	else if (r->http10)
+		conn_hdr = "Connection: keep-alive\r\n";
+	if (length >= 0)
+		snprintf(len_hdr, sizeof(len_hdr), "Content-Length: %lld\r\n", length);
+	else if (!r->http10)
+		snprintf(len_hdr, sizeof(len_hdr), "Transfer-Encoding: chunked\r\n");
+	else
+		len_hdr[0] = '\0';
+	n = snprintf(out, cap, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%s\r\n",
+		     status, status_text(status),
+		     content_type ? content_type : "application/octet-stream",
+		     len_hdr, conn_hdr);
+	if (n < 0 || (size_t)n >= cap)
+		return 0;
+	return (size_t)n;
+}
+
+/* The request is answered: free it, then carry on with the connection. */
+static void sreq_answered(struct sreq *r)
+{
+	struct conn *c = r->conn;
+	bool keep = r->keep_alive;
+
+	r->answered = true;
+	if (c->req == r)
+		c->req = NULL;
+	sreq_free(r);
+	if (!c->closing) {
+		c->busy = false;
+		if (!keep || c->srv->closing) {
+			conn_shutdown(c);
+		} else {
+			conn_process(c);
+			conn_update(c);
+		}
+	}
+	conn_unref(c);
+}
+
+static struct sreq *sreq_of(struct http_req *req)
+{
+	struct sreq *r = CONTAINER_OF(req, struct sreq, pub);
+
+	/* Answering twice would free the request twice: catch it here. */
+	if (!r->dispatched || r->answered)
+		abort();
+	return r;
+}
+
+void http_reply(struct http_req *req, int status, const char *content_type,
+		const char *body, size_t len)
+{
+	struct sreq *r = sreq_of(req);
+	struct conn *c = r->conn;
+	char head[512];
+	uv_buf_t parts[2];
+	size_t hlen;
+
+	if (r->streaming)
+		abort();
+	if (!r->gone && !c->closing) {
+		if (c->srv->closing)
+			r->keep_alive = false;
+		hlen = format_head(head, sizeof(head), r, status, content_type,
+				   (long long)len);
+		parts[0] = uv_buf_init(head, (unsigned)hlen);
+		parts[1] = uv_buf_init((char *)(uintptr_t)body, (unsigned)len);
+		if (hlen == 0)
+			conn_close(c);
+		else
+			conn_write(c, parts, r->head ? 1 : 2);
+	}
+	sreq_answered(r);
+}
+
+void http_stream_begin(struct http_req *req, int status, const char *content_type)
+{
+	struct sreq *r = sreq_of(req);
+	struct conn *c = r->conn;
+	char head[512];
+	uv_buf_t part;
+	size_t hlen;
+
+	if (r->streaming)
+		abort();
+	r->streaming = true;
+	if (r->gone || c->closing)
+		return;
+	if (r->http10) {
+		/* No chunked encoding in HTTP/1.0: the close ends the body. */
+		r->raw_stream = true;
+		r->keep_alive = false;
+	}
+	hlen = format_head(head, sizeof(head), r, status, content_type, -1);
+	part = uv_buf_init(head, (unsigned)hlen);
+	conn_write(c, &part, 1);
+}
+
+int http_stream_write(struct http_req *req, const char *data, size_t len)
+{
+	struct sreq *r = sreq_of(req);
+	struct conn *c = r->conn;
+	char size[32];
+	uv_buf_t parts[3];
+
+	if (!r->streaming)
+		abort();
+	if (r->gone || c->closing || c->shutting)
+		return -1;
+	/* An empty chunk would end the stream. */
+	if (len == 0 || r->head)
+		return 0;
+	if (r->raw_stream) {
+		parts[0] = uv_buf_init((char *)(uintptr_t)data, (unsigned)len);
+		return conn_write(c, parts, 1);
+	}
+	snprintf(size, sizeof(size), "%zx\r\n", len);
+	parts[0] = uv_buf_init(size, (unsigned)strlen(size));
+	parts[1] = uv_buf_init((char *)(uintptr_t)data, (unsigned)len);
+	parts[2] = uv_buf_init("\r\n", 2);
+	return conn_write(c, parts, 3);
+}
+
+size_t http_stream_pending(const struct http_req *req)
+{
+	const struct sreq *r = CONTAINER_OF(req, struct sreq, pub);
+
+	if (r->gone || r->conn->closing)
+		return 0;
+	return r->conn->pending_bytes;
+}
+
+void http_stream_end(struct http_req *req)
+{
+	struct sreq *r = sreq_of(req);
+	struct conn *c = r->conn;
+	uv_buf_t part;
+
+	if (!r->streaming)
+		abort();
+	if (!r->gone && !c->closing && !r->raw_stream && !r->head) {
+		part = uv_buf_init("0\r\n\r\n", 5);
+		conn_write(c, &part, 1);
+	}
+	sreq_answered(r);
+}
+
+/* ---- connections: parsing ---- */
+
+static int on_message_begin(http_parser *p)
+{
+	struct conn *c = p->data;
+	struct sreq *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return -1;
+	r->conn = c;
+	c->req = r;
+	/* The whole request must now arrive within the header timeout. */
+	c->timer_mode = TIMER_NONE;
+	uv_timer_stop(&c->timer);
+	conn_update(c);
+	return 0;
+}
+
+static int head_bytes_add(struct sreq *r, size_t n)
+{
+	r->head_bytes += n;
+	return r->head_bytes > HTTP_MAX_HEAD_BYTES ? -1 : 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+	struct sreq *r = ((struct conn *)p->data)->req;
+
+	if (head_bytes_add(r, len) != 0)
+		return -1;
+	return sbuf_append(&r->url, at, len);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+	struct sreq *r = ((struct conn *)p->data)->req;
+
+	if (head_bytes_add(r, len) != 0)
+		return -1;
+	if (r->in_value && sreq_finish_header(r) != 0)
+		return -1;
+	return sbuf_append(&r->hname, at, len);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+	struct sreq *r = ((struct conn *)p->data)->req;
+
+	if (head_bytes_add(r, len) != 0)
+		return -1;
+	r->in_value = true;
+	return sbuf_append(&r->hvalue, at, len);
+}
+
+static int on_headers_complete(http_parser *p)
+{
+	struct conn *c = p->data;
+	struct sreq *r = c->req;
+	const char *expect;
+
+	if (sreq_finish_header(r) != 0 || sreq_split_url(r) != 0)
+		return -1;
+	r->pub.method = http_method_str((enum http_method)p->method);
+	r->head = p->method == HTTP_HEAD;
+	r->http10 = p->http_major == 1 && p->http_minor == 0;
+	if ((p->flags & F_CONTENTLENGTH) && !(p->flags & F_CHUNKED) &&
+	    p->content_length > c->srv->cfg.max_body)
+		r->pub.body_too_large = true;
+	expect = http_req_header(&r->pub, "Expect");
+	if (expect != NULL && strcasecmp(expect, "100-continue") == 0 && !r->http10) {
+		uv_buf_t part = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
+		conn_write(c, &part, 1);
+	}
+	return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+	struct conn *c = p->data;
+	struct sreq *r = c->req;
+
+	/* Over the limit: keep parsing to find the request's end, store nothing. */
+	if (r->pub.body_too_large)
+		return 0;
+	if (r->body.len + len > c->srv->cfg.max_body) {
+		r->pub.body_too_large = true;
+		sbuf_free(&r->body);
+		return 0;
+	}
+	return sbuf_append(&r->body, at, len);
+}
+
+static int on_message_complete(http_parser *p)
+{
+	struct conn *c = p->data;
+	struct sreq *r = c->req;
+
+	r->keep_alive = http_should_keep_alive(p) && !p->upgrade;
+	/* Stop here: the handler gets this request before we look further. */
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+static const http_parser_settings parser_settings = {
+	.on_message_begin = on_message_begin,
+	.on_url = on_url,
+	.on_header_field = on_header_field,
+	.on_header_value = on_header_value,
+	.on_headers_complete = on_headers_complete,
+	.on_body = on_body,
+	.on_message_complete = on_message_complete,
+};
+
+static void conn_bad_request(struct conn *c)
+{
+	static const char answer[] =
+		"HTTP/1.1 400 Bad Request\r\n"
+		"Content-Type: text/plain; charset=utf-8\r\n"
+		"Content-Length: 12\r\n"
+		"Connection: close\r\n"
+		"\r\n"
+		"Bad Request\n";
+	uv_buf_t part = uv_buf_init((char *)(uintptr_t)answer, sizeof(answer) - 1);
+
+	if (c->req != NULL) {
+		sreq_free(c->req);
+		c->req = NULL;
+	}
+	c->in.len = 0;
+	c->in_off = 0;
+	conn_write(c, &part, 1);
+	conn_shutdown(c);
+}
+
+static void conn_dispatch(struct conn *c)
+{
+	struct sreq *r = c->req;
+	struct http_server *srv = c->srv;
+
+	c->busy = true;
+	c->timer_mode = TIMER_NONE;
+	uv_timer_stop(&c->timer);
+	r->dispatched = true;
+	c->refs++;              /* released in sreq_answered() */
+	if (r->pub.body_too_large || r->body.data == NULL) {
+		r->pub.body = "";
+		r->pub.body_len = 0;
+	} else {
+		r->pub.body = r->body.data;
+		r->pub.body_len = r->body.len;
+	}
+	srv->cfg.handler(&r->pub, srv->cfg.data);
+}
+
+/* Parses buffered bytes while no request is with the handler. Not
+ * reentrant: an answer given from inside the handler lands back here. */
+static void conn_process(struct conn *c)
+{
+	if (c->processing)
+		return;
+	c->processing = true;
+	while (!c->closing && !c->shutting && !c->busy && c->in_off < c->in.len) {
+		size_t avail = c->in.len - c->in_off;
+		size_t n = http_parser_execute(&c->parser, &parser_settings,
+					       c->in.data + c->in_off, avail);
+		enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+
+		c->in_off += n;
+		if (e == HPE_PAUSED) {
+			http_parser_pause(&c->parser, 0);
+			conn_dispatch(c);
+			continue;
+		}
+		if (e != HPE_OK || c->parser.upgrade) {
+			/* Upgrades aren't spoken here: the bytes after are not HTTP. */
+			conn_bad_request(c);
+			break;
+		}
+	}
+	if (!c->closing) {
+		if (c->in_off == c->in.len) {
+			c->in.len = 0;
+			c->in_off = 0;
+		} else if (c->in_off > 0) {
+			memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
+			c->in.len -= c->in_off;
+			c->in_off = 0;
+		}
+	}
+	c->processing = false;
+}
+
+static void conn_timer_cb(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+
+	if (c->timer_mode == TIMER_IDLE)
+		log_debug("http: closing idle connection");
+	else if (c->timer_mode == TIMER_HEADER)
+		log_debug("http: closing connection: request too slow");
+	conn_close(c);
+}
+
+static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct conn *c = h->data;
+
+	(void)suggested;
+	/* Every read is copied out at once, so one buffer per server is enough. */
+	buf->base = c->srv->readbuf;
+	buf->len = sizeof(c->srv->readbuf);
+}
+
+static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = s->data;
+
+	if (c->closing)
+		return;
+	if (nread < 0) {
+		c->eof = true;
+		if (c->shutting || c->busy || nread != UV_EOF) {
+			conn_close(c);
+			return;
+		}
+		/* The peer is done sending; finish any writes, then close. */
+		conn_shutdown(c);
+		return;
+	}
+	if (nread == 0 || c->shutting)
+		return;
+	if (sbuf_append(&c->in, buf->base, (size_t)nread) != 0) {
+		conn_close(c);
+		return;
+	}
+	conn_process(c);
+	conn_update(c);
+}
+
+/* Brings reading and the timer in line with the connection's state. */
+static void conn_update(struct conn *c)
+{
+	bool want_read;
+	unsigned ms = 0;
+
+	if (c->closing)
+		return;
+	want_read = !c->eof &&
+		    (!c->busy || c->in.len - c->in_off < HTTP_BUSY_BUFFER_MAX);
+	if (want_read && !c->reading) {
+		if (uv_read_start(c->stream, conn_alloc_cb, conn_read_cb) != 0) {
+			conn_close(c);
+			return;
+		}
+		c->reading = true;
+	} else if (!want_read && c->reading) {
+		uv_read_stop(c->stream);
+		c->reading = false;
+	}
+
+	if (c->shutting) {
+		if (c->timer_mode != TIMER_LINGER) {
+			c->timer_mode = TIMER_LINGER;
+			ms = c->header_ms;
+		}
+	} else if (c->busy) {
+		c->timer_mode = TIMER_NONE;
+		uv_timer_stop(&c->timer);
+	} else if (c->req != NULL) {
+		if (!uv_is_active((uv_handle_t *)&c->timer)) {
+			c->timer_mode = TIMER_HEADER;
+			ms = c->header_ms;
+		}
+	} else if (c->timer_mode != TIMER_IDLE) {
+		c->timer_mode = TIMER_IDLE;
+		ms = c->idle_ms;
+	}
+	if (ms > 0)
+		uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
+}
+
+/* Makes a connection around an initialised stream handle. */
+static void conn_start(struct conn *c)
+{
+	struct http_server *srv = c->srv;
+
+	c->stream->data = c;
+	c->timer.data = c;
+	c->refs = 1;
+	c->handles_open = 2;
+	c->idle_ms = srv->cfg.idle_timeout_ms ? srv->cfg.idle_timeout_ms : HTTP_DEFAULT_IDLE_MS;
+	c->header_ms = srv->cfg.header_timeout_ms ? srv->cfg.header_timeout_ms
+						  : HTTP_DEFAULT_HEADER_MS;
+	http_parser_init(&c->parser, HTTP_REQUEST);
+	c->parser.data = c;
+	c->next = srv->conns;
+	if (srv->conns != NULL)
+		srv->conns->prev = c;
+	srv->conns = c;
+	c->in_list = true;
+	srv->pending++;
+	conn_update(c);
+}
+
+static void free_on_close(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+	struct http_server *srv = listener->data;
+	struct conn *c;
+
+	if (status < 0) {
+		log_warn("http: accept: %s", uv_strerror(status));
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return;
+	c->srv = srv;
+	c->loop = srv->loop;
+	uv_tcp_init(srv->loop, &c->h.tcp);
+	c->stream = (uv_stream_t *)&c->h.tcp;
+	if (uv_accept(listener, c->stream) != 0) {
+		c->h.tcp.data = c;
+		uv_close((uv_handle_t *)&c->h.tcp, free_on_close);
+		return;
+	}
+	/* Watch streams live on latency: never hold a small write back. */
+	uv_tcp_nodelay(&c->h.tcp, 1);
+	uv_timer_init(srv->loop, &c->timer);
+	conn_start(c);
+}
+
+int http_server_adopt_fd(struct http_server *srv, int fd)
+{
+	struct conn *c;
+	int rv;
+
+	if (srv->closing)
+		return UV_ECANCELED;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return UV_ENOMEM;
+	c->srv = srv;
+	c->loop = srv->loop;
+	uv_pipe_init(srv->loop, &c->h.pipe, 0);
+	c->stream = (uv_stream_t *)&c->h.pipe;
+	rv = uv_pipe_open(&c->h.pipe, fd);
+	if (rv != 0) {
+		c->h.pipe.data = c;
+		uv_close((uv_handle_t *)&c->h.pipe, free_on_close);
+		return rv;
+	}
+	uv_timer_init(srv->loop, &c->timer);
+	conn_start(c);
+	return 0;
+}
+
+/* ---- the server ---- */
+
+static int resolve_host(const char *host, int port, struct sockaddr_storage *ss)
+{
+	struct addrinfo hints, *res = NULL;
+	char portstr[16];
+
+	if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+		return 0;
+	if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+		return 0;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	/* Blocking, but only once at startup. */
+	if (getaddrinfo(host, portstr, &hints, &res) != 0 || res == NULL)
+		return -1;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	return 0;
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+	struct http_server *srv = h->data;
+
+	srv->pending--;
+	server_maybe_free(srv);
+}
+
+int http_server_start(uv_loop_t *loop, const struct http_server_config *cfg,
+		      struct http_server **out, char *errmsg)
+{
+	struct http_server *srv;
+	struct sockaddr_storage ss;
+	int namelen = sizeof(ss);
+	int rv;
+
+	if (cfg->handler == NULL) {
+		cap_errmsg_printf(errmsg, "http server: no handler");
+		return CAP_EINVAL;
+	}
+	srv = calloc(1, sizeof(*srv));
+	if (srv == NULL) {
+		cap_errmsg_printf(errmsg, "http server: out of memory");
+		return CAP_ENOMEM;
+	}
+	srv->loop = loop;
+	srv->cfg = *cfg;
+	srv->host = strdup(cfg->host ? cfg->host : "127.0.0.1");
+	if (srv->host == NULL) {
+		free(srv);
+		cap_errmsg_printf(errmsg, "http server: out of memory");
+		return CAP_ENOMEM;
+	}
+	srv->cfg.host = srv->host;
+	memset(&ss, 0, sizeof(ss));
+	if (resolve_host(srv->host, cfg->port, &ss) != 0) {
+		cap_errmsg_printf(errmsg, "http server: cannot resolve %s", srv->host);
+		free(srv->host);
+		free(srv);
+		return CAP_EINVAL;
+	}
+	uv_tcp_init(loop, &srv->listener);
+	srv->listener.data = srv;
+	srv->pending = 1;
+	rv = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&ss, 0);
+	if (rv == 0)
+		rv = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+	if (rv != 0) {
+		cap_errmsg_printf(errmsg, "http server: listen on %s:%d: %s",
+				  srv->host, cfg->port, uv_strerror(rv));
+		goto err_after_tcp_init;
+	}
+	rv = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &namelen);
+	if (rv != 0) {
+		cap_errmsg_printf(errmsg, "http server: getsockname: %s", uv_strerror(rv));
+		goto err_after_tcp_init;
+	}
+	if (ss.ss_family == AF_INET6)
+		srv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	else
+		srv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	*out = srv;
+	return 0;
+
+err_after_tcp_init:
+	/* The handle's memory is ours only after its close callback. */
+	srv->closing = true;
+	uv_close((uv_handle_t *)&srv->listener, listener_closed);
+	return CAP_EIO;
+}
+
+int http_server_port(const struct http_server *srv)
+{
+	return srv->port;
+}
+
+void http_server_close(struct http_server *srv, void (*cb)(void *data), void *data)
+{
+	struct conn *c;
+
+	if (srv->closing)
+		return;
+	srv->closing = true;
+	srv->close_cb = cb;
+	srv->close_data = data;
+	uv_close((uv_handle_t *)&srv->listener, listener_closed);
+	for (c = srv->conns; c != NULL; c = c->next)
+		conn_close(c);
+}
