@@ -297,7 +297,7 @@ static int kvh_call(struct kv *kv, enum kv_op op, json_t *req, kv_cb cb, void *d
 	c->cb = cb;
 	c->data = data;
 	c->idx = h->cur;
-	c->body = json_dumps(req != NULL ? req : json_object(), JSON_COMPACT);
+	c->body = req != NULL ? json_dumps(req, JSON_COMPACT) : strdup("{}");
 	if (c->body == NULL) {
 		rv = CAP_ENOMEM;
 		goto err_after_alloc;
@@ -348,7 +348,7 @@ static void kvh_stream_finish(struct kv_watch *w, int status)
 		else if (status != 200)
 			err = kvh_http_error(status, w->buf != NULL ? w->buf : "", w->used);
 		else
-			err = kv_error_new(GRPC_UNAVAILABLE, "stream closed by the server");
+			err = kvh_transport_error("stream closed by %s", w->h->urls[w->idx]);
 		w->cb(w->data, NULL, err);
 		json_decref(err);
 	}
