@@ -213,7 +213,8 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 
 	http_client_close(f->client);
-	http_server_close(f->srv, server_closed_cb, &f->server_closed);
+	if (f->srv != NULL)
+		http_server_close(f->srv, server_closed_cb, &f->server_closed);
 	assert_true(run_until(f, &f->server_closed, 2000));
 	/* Whatever the tests left pending must still wind down by itself. */
 	for (int i = 0; i < 8; i++)
@@ -678,6 +679,24 @@ static void test_disconnect_during_stream(void **state)
 	assert_int_equal(f->on_close_calls, 1);
 }
 
+/* Closing the server tells an open stream's on_close and still finishes,
+ * with the peer seeing its connection end. */
+static void test_server_close_notifies(void **state)
+{
+	struct fixture *f = *state;
+	struct raw raw;
+
+	raw_connect(f, &raw);
+	raw_send_str(&raw, "GET /hang HTTP/1.1\r\nHost: x\r\n\r\n");
+	assert_true(raw_wait_for(f, &raw, "first", 1, 2000));
+	http_server_close(f->srv, server_closed_cb, &f->server_closed);
+	f->srv = NULL;
+	assert_int_equal(f->on_close_calls, 1);
+	assert_true(run_until(f, &f->server_closed, 2000));
+	assert_true(run_until(f, &raw.eof, 2000));
+	raw_close(f, &raw);
+}
+
 /* A request with no answer in time fails with ETIMEOUT, once; the server
  * then sees the connection go and drops its late answer. */
 static void test_client_timeout(void **state)
@@ -818,6 +837,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_connection_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_and_header_timeouts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect_during_stream, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_server_close_notifies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_concurrent, setup, teardown),
