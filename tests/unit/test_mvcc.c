@@ -1,0 +1,1012 @@
+/* test_mvcc.c — unit tests of the sqlite-backed MVCC key space (store/mvcc.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/err.h"
+#include "store/mvcc.h"
+
+struct fx {
+	char dir[64];
+	char path[128];
+	struct mvcc *m;
+};
+
+static void remove_db_files(const char *path)
+{
+	static const char *const sfx[] = {"", "-wal", "-shm", ".restore", "-journal"};
+	char p[256];
+	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+		snprintf(p, sizeof(p), "%s%s", path, sfx[i]);
+		unlink(p);
+	}
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	char errmsg[CAP_ERRMSG_SIZE];
+	if (f == NULL)
+		return -1;
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_mvcc.XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/db", f->dir);
+	if (mvcc_open(f->path, &f->m, errmsg) != CAP_OK) {
+		fprintf(stderr, "open: %s\n", errmsg);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	char p[256];
+	mvcc_close(f->m);
+	remove_db_files(f->path);
+	snprintf(p, sizeof(p), "%s/db2", f->dir);
+	remove_db_files(p);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+#define S(x) (const uint8_t *)(x), strlen(x)
+
+/* One put in its own batch; returns the revision it wrote at. */
+static int64_t put(struct mvcc *m, const char *key, const char *value)
+{
+	assert_int_equal(mvcc_begin(m), CAP_OK);
+	mvcc_txn_begin(m);
+	assert_int_equal(mvcc_put(m, S(key), S(value), 0, NULL, NULL), CAP_OK);
+	int64_t rev = mvcc_txn_end(m);
+	assert_int_equal(mvcc_commit(m, mvcc_applied_index(m) + 1), CAP_OK);
+	return rev;
+}
+
+/* One delete_range in its own batch; returns how many keys it deleted. */
+static int64_t del(struct mvcc *m, const char *key, const uint8_t *end, size_t end_len)
+{
+	int64_t n = -1;
+	assert_int_equal(mvcc_begin(m), CAP_OK);
+	mvcc_txn_begin(m);
+	assert_int_equal(mvcc_delete_range(m, S(key), end, end_len, NULL, &n), CAP_OK);
+	mvcc_txn_end(m);
+	assert_int_equal(mvcc_commit(m, mvcc_applied_index(m) + 1), CAP_OK);
+	return n;
+}
+
+/* Reads one key at rev (0 = current) into kv; returns the count. */
+static int64_t get(struct mvcc *m, const char *key, int64_t rev, struct mvcc_kv *kv)
+{
+	struct mvcc_range_opts o = {.rev = rev};
+	struct mvcc_kvs kvs = {0};
+	int64_t count = -1;
+	bool more = true;
+	assert_int_equal(mvcc_range(m, S(key), NULL, 0, &o, &kvs, &count, &more), CAP_OK);
+	assert_false(more);
+	assert_int_equal((size_t)count, kvs.n);
+	memset(kv, 0, sizeof(*kv));
+	if (kvs.n == 1) {
+		*kv = kvs.v[0];
+		kvs.v[0].key = NULL;
+		kvs.v[0].value = NULL;
+	}
+	mvcc_kvs_clear(&kvs);
+	return count;
+}
+
+static void assert_kv(const struct mvcc_kv *kv, const char *key, const char *value,
+		      int64_t create, int64_t mod, int64_t version)
+{
+	assert_int_equal(kv->key_len, strlen(key));
+	assert_memory_equal(kv->key, key, kv->key_len);
+	if (value) {
+		assert_int_equal(kv->value_len, strlen(value));
+		if (kv->value_len)
+			assert_memory_equal(kv->value, value, kv->value_len);
+	}
+	assert_int_equal(kv->create_rev, create);
+	assert_int_equal(kv->mod_rev, mod);
+	assert_int_equal(kv->version, version);
+}
+
+/* The range's keys joined by commas, for compact order checks. */
+static void keys_of(const struct mvcc_kvs *kvs, char *buf, size_t size)
+{
+	size_t off = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < kvs->n; i++)
+		off += (size_t)snprintf(buf + off, size - off, "%s%.*s", i ? "," : "",
+					(int)kvs->v[i].key_len, (const char *)kvs->v[i].key);
+}
+
+static void range_keys(struct mvcc *m, const char *key, const uint8_t *end, size_t end_len,
+		       const struct mvcc_range_opts *o, char *buf, size_t size,
+		       int64_t *count, bool *more)
+{
+	struct mvcc_kvs kvs = {0};
+	assert_int_equal(mvcc_range(m, S(key), end, end_len, o, &kvs, count, more), CAP_OK);
+	keys_of(&kvs, buf, size);
+	mvcc_kvs_clear(&kvs);
+}
+
+static const uint8_t zero[1] = {0};
+
+/* An empty store is at revision 1; put/put/delete/put give etcd's revisions
+ * and versions, and a re-created key starts over at version 1. */
+static void test_put_revisions_versions(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc *m = f->m;
+	struct mvcc_kv kv, prev, cur;
+	assert_int_equal(mvcc_rev(m), 1);
+	assert_int_equal(put(m, "foo", "bar"), 2);
+
+	assert_int_equal(mvcc_begin(m), CAP_OK);
+	mvcc_txn_begin(m);
+	assert_int_equal(mvcc_put(m, S("foo"), S("bar2"), 0, &prev, &cur), CAP_OK);
+	assert_int_equal(mvcc_txn_end(m), 3);
+	assert_int_equal(mvcc_commit(m, 2), CAP_OK);
+	assert_kv(&prev, "foo", "bar", 2, 2, 1);
+	assert_int_equal(cur.create_rev, 2);
+	assert_int_equal(cur.mod_rev, 3);
+	assert_int_equal(cur.version, 2);
+	assert_null(cur.key);
+	mvcc_kv_clear(&prev);
+
+	assert_int_equal(get(m, "foo", 0, &kv), 1);
+	assert_kv(&kv, "foo", "bar2", 2, 3, 2);
+	mvcc_kv_clear(&kv);
+
+	assert_int_equal(del(m, "foo", NULL, 0), 1);
+	assert_int_equal(mvcc_rev(m), 4);
+	assert_int_equal(get(m, "foo", 0, &kv), 0);
+
+	assert_int_equal(mvcc_begin(m), CAP_OK);
+	mvcc_txn_begin(m);
+	assert_int_equal(mvcc_put(m, S("foo"), S("again"), 0, &prev, &cur), CAP_OK);
+	assert_int_equal(mvcc_txn_end(m), 5);
+	assert_int_equal(mvcc_commit(m, 5), CAP_OK);
+	/* The key did not exist just before. */
+	assert_int_equal(prev.mod_rev, 0);
+	assert_null(prev.key);
+	assert_int_equal(cur.create_rev, 5);
+	assert_int_equal(cur.version, 1);
+
+	assert_int_equal(get(m, "foo", 0, &kv), 1);
+	assert_kv(&kv, "foo", "again", 5, 5, 1);
+	mvcc_kv_clear(&kv);
+}
+
+/* A delete that matches no key does not move the revision. */
+static void test_delete_nothing_keeps_revision(void **state)
+{
+	struct fx *f = *state;
+	put(f->m, "a", "1");
+	assert_int_equal(del(f->m, "zzz", NULL, 0), 0);
+	assert_int_equal(del(f->m, "b", S("c")), 0);
+	assert_int_equal(mvcc_rev(f->m), 2);
+	assert_int_equal(del(f->m, "a", NULL, 0), 1);
+	assert_int_equal(mvcc_rev(f->m), 3);
+}
+
+/* Reads at a past revision see the key space as it was, including before a
+ * delete, and a deleted key stays gone at later revisions. */
+static void test_past_revisions(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc_kv kv;
+	put(f->m, "k", "v1");    /* 2 */
+	put(f->m, "k", "v2");    /* 3 */
+	put(f->m, "other", "o"); /* 4 */
+	del(f->m, "k", NULL, 0); /* 5 */
+	put(f->m, "k", "v3");    /* 6 */
+
+	assert_int_equal(get(f->m, "k", 1, &kv), 0);
+	assert_int_equal(get(f->m, "k", 2, &kv), 1);
+	assert_kv(&kv, "k", "v1", 2, 2, 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(get(f->m, "k", 4, &kv), 1);
+	assert_kv(&kv, "k", "v2", 2, 3, 2);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(get(f->m, "k", 5, &kv), 0);
+	assert_int_equal(get(f->m, "k", 6, &kv), 1);
+	assert_kv(&kv, "k", "v3", 6, 6, 1);
+	mvcc_kv_clear(&kv);
+
+	/* A range at a past revision counts only keys live then. */
+	char buf[128];
+	int64_t count;
+	bool more;
+	struct mvcc_range_opts o = {.rev = 5};
+	range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "other");
+	assert_int_equal(count, 1);
+	o.rev = 3;
+	range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "k");
+}
+
+/* Deletes leave tombstones in history: watch events show the DELETE with the
+ * deleted version as prev. */
+static void test_deletes_kept_in_history(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc_events evs = {0};
+	int64_t next;
+	put(f->m, "k", "v");     /* 2 */
+	del(f->m, "k", NULL, 0); /* 3 */
+	assert_int_equal(mvcc_events(f->m, 1, 0, S("k"), NULL, 0, true, 0, &evs, &next), CAP_OK);
+	assert_int_equal(evs.n, 2);
+	assert_int_equal(evs.v[0].type, MVCC_EVENT_PUT);
+	assert_kv(&evs.v[0].kv, "k", "v", 2, 2, 1);
+	assert_int_equal(evs.v[0].prev.mod_rev, 0);
+	assert_int_equal(evs.v[1].type, MVCC_EVENT_DELETE);
+	assert_int_equal(evs.v[1].kv.mod_rev, 3);
+	assert_int_equal(evs.v[1].kv.version, 0);
+	assert_memory_equal(evs.v[1].kv.key, "k", 1);
+	assert_kv(&evs.v[1].prev, "k", "v", 2, 2, 1);
+	assert_int_equal(next, 4);
+	mvcc_events_clear(&evs);
+}
+
+static void put_abc(struct mvcc *m)
+{
+	put(m, "foo", "1");
+	put(m, "foo1", "2");
+	put(m, "foo2", "3");
+	put(m, "fop", "4");
+	put(m, "goo", "5");
+}
+
+/* Range ends: a single key, [key, end) for a prefix, key to the end of the
+ * key space with "\0", and all keys with "\0"/"\0". */
+static void test_range_end_semantics(void **state)
+{
+	struct fx *f = *state;
+	char buf[128];
+	int64_t count;
+	bool more;
+	struct mvcc_range_opts o = {0};
+	put_abc(f->m);
+
+	range_keys(f->m, "foo", NULL, 0, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "foo");
+	assert_int_equal(count, 1);
+	range_keys(f->m, "foo", S("fop"), &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "foo,foo1,foo2");
+	assert_int_equal(count, 3);
+	range_keys(f->m, "foo1", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "foo1,foo2,fop,goo");
+	assert_int_equal(count, 4);
+	range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "foo,foo1,foo2,fop,goo");
+	assert_int_equal(count, 5);
+	range_keys(f->m, "nokey", NULL, 0, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "");
+	assert_int_equal(count, 0);
+	/* An end before the key selects nothing. */
+	range_keys(f->m, "goo", S("foo"), &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "");
+}
+
+/* limit cuts the answer and sets more; count is the total before the limit. */
+static void test_limit_more_count(void **state)
+{
+	struct fx *f = *state;
+	char buf[128];
+	int64_t count;
+	bool more;
+	struct mvcc_range_opts o = {.limit = 2};
+	put_abc(f->m);
+
+	range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "foo,foo1");
+	assert_true(more);
+	assert_int_equal(count, 5);
+	o.limit = 5;
+	range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_false(more);
+	assert_int_equal(count, 5);
+	o.limit = 2;
+	o.sort_order = MVCC_SORT_DESCEND;
+	range_keys(f->m, "foo", S("fop"), &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "foo2,foo1");
+	assert_true(more);
+	assert_int_equal(count, 3);
+	/* The same at a past revision, read from history. */
+	o.rev = 4;
+	range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "foo2,foo1");
+	assert_true(more);
+	assert_int_equal(count, 3);
+}
+
+/* Every sort target in both orders, NONE with a non-key target meaning
+ * ascending, ties broken by key, in the live index and in history. */
+static void test_sorting(void **state)
+{
+	struct fx *f = *state;
+	char buf[128];
+	int64_t count;
+	bool more;
+	/* create: c=2 a=3 b=4; versions: a=3 b=1 c=2; mod: b=4 c=5 a=7;
+	 * values: a="m" b="z" c="a". */
+	put(f->m, "c", "x");  /* 2 */
+	put(f->m, "a", "x");  /* 3 */
+	put(f->m, "b", "z");  /* 4 */
+	put(f->m, "c", "a");  /* 5 */
+	put(f->m, "a", "y");  /* 6 */
+	put(f->m, "a", "m");  /* 7 */
+
+	static const struct {
+		enum mvcc_sort_order order;
+		enum mvcc_sort_target target;
+		const char *want;
+	} cases[] = {
+		{MVCC_SORT_NONE, MVCC_SORT_KEY, "a,b,c"},
+		{MVCC_SORT_ASCEND, MVCC_SORT_KEY, "a,b,c"},
+		{MVCC_SORT_DESCEND, MVCC_SORT_KEY, "c,b,a"},
+		{MVCC_SORT_NONE, MVCC_SORT_VERSION, "b,c,a"},
+		{MVCC_SORT_ASCEND, MVCC_SORT_VERSION, "b,c,a"},
+		{MVCC_SORT_DESCEND, MVCC_SORT_VERSION, "a,c,b"},
+		{MVCC_SORT_ASCEND, MVCC_SORT_CREATE, "c,a,b"},
+		{MVCC_SORT_DESCEND, MVCC_SORT_CREATE, "b,a,c"},
+		{MVCC_SORT_NONE, MVCC_SORT_MOD, "b,c,a"},
+		{MVCC_SORT_DESCEND, MVCC_SORT_MOD, "a,c,b"},
+		{MVCC_SORT_ASCEND, MVCC_SORT_VALUE, "c,a,b"},
+		{MVCC_SORT_DESCEND, MVCC_SORT_VALUE, "b,a,c"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mvcc_range_opts o = {.sort_order = cases[i].order,
+					    .sort_target = cases[i].target};
+		range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+		assert_string_equal(buf, cases[i].want);
+		/* A limit applies after sorting. */
+		o.limit = 1;
+		range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+		assert_int_equal(strlen(buf), 1);
+		assert_int_equal(buf[0], cases[i].want[0]);
+		assert_true(more);
+		assert_int_equal(count, 3);
+	}
+
+	/* Ties: at revision 4 every version is 1, so key order decides. */
+	struct mvcc_range_opts o = {.rev = 4, .sort_order = MVCC_SORT_DESCEND,
+				    .sort_target = MVCC_SORT_VERSION};
+	range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "a,b,c");
+	o.sort_target = MVCC_SORT_MOD;
+	range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "b,a,c");
+}
+
+/* keys_only leaves values out; count_only returns no kvs, only the count. */
+static void test_keys_only_count_only(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc_kvs kvs = {0};
+	int64_t count;
+	bool more;
+	put_abc(f->m);
+
+	struct mvcc_range_opts o = {.keys_only = true};
+	assert_int_equal(mvcc_range(f->m, S("foo"), S("fop"), &o, &kvs, &count, &more), CAP_OK);
+	assert_int_equal(kvs.n, 3);
+	for (size_t i = 0; i < kvs.n; i++) {
+		assert_null(kvs.v[i].value);
+		assert_int_equal(kvs.v[i].value_len, 0);
+		assert_int_equal(kvs.v[i].version, 1);
+	}
+	assert_kv(&kvs.v[1], "foo1", NULL, 3, 3, 1);
+	mvcc_kvs_clear(&kvs);
+
+	o = (struct mvcc_range_opts){.keys_only = true, .rev = 3};
+	assert_int_equal(mvcc_range(f->m, S("foo"), S("fop"), &o, &kvs, &count, &more), CAP_OK);
+	assert_int_equal(kvs.n, 2);
+	assert_null(kvs.v[0].value);
+	mvcc_kvs_clear(&kvs);
+
+	o = (struct mvcc_range_opts){.count_only = true};
+	assert_int_equal(mvcc_range(f->m, S("foo"), S("fop"), &o, &kvs, &count, &more), CAP_OK);
+	assert_int_equal(kvs.n, 0);
+	assert_int_equal(count, 3);
+	o.rev = 2;
+	assert_int_equal(mvcc_range(f->m, S("foo"), S("fop"), &o, &kvs, &count, &more), CAP_OK);
+	assert_int_equal(count, 1);
+	mvcc_kvs_clear(&kvs);
+}
+
+/* min/max mod and create revision filters drop kvs but not the count. */
+static void test_min_max_filters(void **state)
+{
+	struct fx *f = *state;
+	char buf[128];
+	int64_t count;
+	bool more;
+	put(f->m, "a", "1"); /* 2 */
+	put(f->m, "b", "1"); /* 3 */
+	put(f->m, "c", "1"); /* 4 */
+	put(f->m, "a", "2"); /* 5: a create 2 mod 5 */
+
+	struct mvcc_range_opts o = {.min_mod_rev = 4};
+	range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "a,c");
+	assert_int_equal(count, 3);
+	o = (struct mvcc_range_opts){.max_mod_rev = 4};
+	range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "b,c");
+	o = (struct mvcc_range_opts){.min_create_rev = 3};
+	range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "b,c");
+	o = (struct mvcc_range_opts){.max_create_rev = 3};
+	range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "a,b");
+	assert_int_equal(count, 3);
+	/* With a limit, more reflects what the filters left. */
+	o = (struct mvcc_range_opts){.min_mod_rev = 4, .limit = 1};
+	range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "a");
+	assert_true(more);
+	o.limit = 2;
+	range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_false(more);
+	assert_int_equal(count, 3);
+	/* Filters at a past revision see that revision's versions. */
+	o = (struct mvcc_range_opts){.rev = 4, .max_create_rev = 2};
+	range_keys(f->m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "a");
+}
+
+/* Compaction drops old revisions (reads there fail with ECOMPACTED), keeps
+ * the latest versions, drops tombstones, and refuses future revisions. */
+static void test_compaction(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc *m = f->m;
+	struct mvcc_kv kv;
+	struct mvcc_kvs kvs = {0};
+	struct mvcc_events evs = {0};
+	int64_t count, next;
+	bool more;
+	put(m, "a", "1");     /* 2 */
+	put(m, "a", "2");     /* 3 */
+	put(m, "b", "1");     /* 4 */
+	del(m, "b", NULL, 0); /* 5 */
+	put(m, "c", "1");     /* 6 */
+	put(m, "a", "3");     /* 7 */
+
+	assert_int_equal(mvcc_begin(m), CAP_OK);
+	assert_int_equal(mvcc_compact(m, 100), CAP_EFUTUREREV);
+	assert_int_equal(mvcc_compact(m, 6), CAP_OK);
+	assert_int_equal(mvcc_commit(m, 1), CAP_OK);
+	assert_int_equal(mvcc_compact_rev(m), 6);
+	/* Compaction writes no revision. */
+	assert_int_equal(mvcc_rev(m), 7);
+
+	struct mvcc_range_opts o = {.rev = 5};
+	assert_int_equal(mvcc_range(m, S("a"), NULL, 0, &o, &kvs, &count, &more), CAP_ECOMPACTED);
+	assert_int_equal(kvs.n, 0);
+	o.rev = 100;
+	assert_int_equal(mvcc_range(m, S("a"), NULL, 0, &o, &kvs, &count, &more), CAP_EFUTUREREV);
+
+	/* At the compact revision itself the key space is intact. */
+	assert_int_equal(get(m, "a", 6, &kv), 1);
+	assert_kv(&kv, "a", "2", 2, 3, 2);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(get(m, "b", 6, &kv), 0);
+	assert_int_equal(get(m, "a", 0, &kv), 1);
+	assert_kv(&kv, "a", "3", 2, 7, 3);
+	mvcc_kv_clear(&kv);
+
+	/* History below the compaction is gone: only a's rev 3 (latest at 6),
+	 * c's rev 6 and a's rev 7 remain; b's put and tombstone are dropped. */
+	assert_int_equal(mvcc_events(m, 6, 0, S("\0"), zero, 1, false, 0, &evs, &next),
+			 CAP_ECOMPACTED);
+	assert_int_equal(mvcc_events(m, 7, 0, S("\0"), zero, 1, true, 0, &evs, &next), CAP_OK);
+	assert_int_equal(evs.n, 1);
+	assert_kv(&evs.v[0].prev, "a", "2", 2, 3, 2);
+	mvcc_events_clear(&evs);
+
+	assert_int_equal(mvcc_begin(m), CAP_OK);
+	assert_int_equal(mvcc_compact(m, 6), CAP_ECOMPACTED);
+	assert_int_equal(mvcc_compact(m, 5), CAP_ECOMPACTED);
+	assert_int_equal(mvcc_compact(m, 7), CAP_OK);
+	assert_int_equal(mvcc_commit(m, 2), CAP_OK);
+	assert_int_equal(get(m, "a", 7, &kv), 1);
+	assert_kv(&kv, "a", "3", 2, 7, 3);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(get(m, "c", 0, &kv), 1);
+	mvcc_kv_clear(&kv);
+
+	/* The compact revision survives a reopen. */
+	char errmsg[CAP_ERRMSG_SIZE];
+	mvcc_close(m);
+	assert_int_equal(mvcc_open(f->path, &f->m, errmsg), CAP_OK);
+	assert_int_equal(mvcc_compact_rev(f->m), 7);
+}
+
+/* Writes between txn_begin/txn_end share one revision with increasing
+ * sub-revisions, reads inside see them, and a txn without writes keeps the
+ * revision. */
+static void test_txn_grouping(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc *m = f->m;
+	struct mvcc_kv kv, cur;
+	struct mvcc_events evs = {0};
+	int64_t next, n;
+	put(m, "z", "0"); /* 2 */
+
+	assert_int_equal(mvcc_begin(m), CAP_OK);
+	mvcc_txn_begin(m);
+	assert_int_equal(mvcc_txn_rev(m), 3);
+	assert_int_equal(mvcc_put(m, S("b"), S("1"), 0, NULL, &cur), CAP_OK);
+	assert_int_equal(cur.mod_rev, 3);
+	assert_int_equal(mvcc_put(m, S("a"), S("2"), 0, NULL, &cur), CAP_OK);
+	assert_int_equal(cur.mod_rev, 3);
+	assert_int_equal(mvcc_delete_range(m, S("z"), NULL, 0, NULL, &n), CAP_OK);
+	assert_int_equal(n, 1);
+	/* Read-your-writes inside the txn. */
+	assert_int_equal(get(m, "a", 0, &kv), 1);
+	assert_kv(&kv, "a", "2", 3, 3, 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(get(m, "z", 0, &kv), 0);
+	/* The current revision still shows the state before the txn. */
+	assert_int_equal(get(m, "z", 2, &kv), 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(get(m, "a", 2, &kv), 0);
+	assert_int_equal(mvcc_txn_end(m), 3);
+
+	mvcc_txn_begin(m);
+	assert_int_equal(get(m, "a", 0, &kv), 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(mvcc_txn_end(m), 3);
+	assert_int_equal(mvcc_commit(m, 9), CAP_OK);
+	assert_int_equal(mvcc_rev(m), 3);
+
+	/* Events come in write order within the revision. */
+	assert_int_equal(mvcc_events(m, 3, 3, S("\0"), zero, 1, false, 0, &evs, &next), CAP_OK);
+	assert_int_equal(evs.n, 3);
+	assert_memory_equal(evs.v[0].kv.key, "b", 1);
+	assert_memory_equal(evs.v[1].kv.key, "a", 1);
+	assert_memory_equal(evs.v[2].kv.key, "z", 1);
+	assert_int_equal(evs.v[2].type, MVCC_EVENT_DELETE);
+	for (size_t i = 0; i < evs.n; i++)
+		assert_int_equal(evs.v[i].kv.mod_rev, 3);
+	assert_int_equal(next, 4);
+	mvcc_events_clear(&evs);
+}
+
+/* Events come in revision order with prev kvs when asked, filtered by key
+ * range, and a max never splits one revision's events. */
+static void test_events_order_and_batches(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc *m = f->m;
+	struct mvcc_events evs = {0};
+	int64_t next;
+	put(m, "k1", "a"); /* 2 */
+	assert_int_equal(mvcc_begin(m), CAP_OK);
+	mvcc_txn_begin(m);
+	assert_int_equal(mvcc_put(m, S("k1"), S("b"), 0, NULL, NULL), CAP_OK);
+	assert_int_equal(mvcc_put(m, S("k2"), S("c"), 0, NULL, NULL), CAP_OK);
+	assert_int_equal(mvcc_put(m, S("x"), S("d"), 0, NULL, NULL), CAP_OK);
+	assert_int_equal(mvcc_txn_end(m), 3);
+	assert_int_equal(mvcc_commit(m, 1), CAP_OK);
+	put(m, "k2", "e"); /* 4 */
+
+	/* max 2 stops after revision 3 as a whole (3 events), not inside it. */
+	assert_int_equal(mvcc_events(m, 2, 0, S("\0"), zero, 1, true, 2, &evs, &next), CAP_OK);
+	assert_int_equal(evs.n, 4);
+	assert_int_equal(next, 4);
+	assert_int_equal(evs.v[0].kv.mod_rev, 2);
+	assert_int_equal(evs.v[1].kv.mod_rev, 3);
+	assert_kv(&evs.v[1].kv, "k1", "b", 2, 3, 2);
+	assert_kv(&evs.v[1].prev, "k1", "a", 2, 2, 1);
+	assert_int_equal(evs.v[2].prev.mod_rev, 0);
+	assert_int_equal(evs.v[3].kv.mod_rev, 3);
+	mvcc_events_clear(&evs);
+
+	assert_int_equal(mvcc_events(m, next, 0, S("\0"), zero, 1, true, 2, &evs, &next), CAP_OK);
+	assert_int_equal(evs.n, 1);
+	assert_kv(&evs.v[0].prev, "k2", "c", 3, 3, 1);
+	assert_int_equal(next, 5);
+	mvcc_events_clear(&evs);
+
+	/* Key range filter: only k-prefixed keys. */
+	assert_int_equal(mvcc_events(m, 1, 0, S("k"), S("l"), false, 0, &evs, &next), CAP_OK);
+	assert_int_equal(evs.n, 4);
+	for (size_t i = 0; i < evs.n; i++)
+		assert_int_equal(evs.v[i].kv.key[0], 'k');
+	assert_null(evs.v[1].prev.key);
+	mvcc_events_clear(&evs);
+
+	/* Bounded above by to_rev. */
+	assert_int_equal(mvcc_events(m, 1, 2, S("k1"), NULL, 0, false, 0, &evs, &next), CAP_OK);
+	assert_int_equal(evs.n, 1);
+	assert_int_equal(next, 3);
+	mvcc_events_clear(&evs);
+}
+
+/* Leases: grant, attach through put, list keys, revoke deletes every
+ * attached key in one revision; unknown leases are refused. */
+static void test_leases(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc *m = f->m;
+	struct mvcc_kvs kvs = {0};
+	struct mvcc_kv kv;
+	int64_t ttl = 0, *ids, *ttls;
+	size_t n;
+
+	assert_int_equal(mvcc_begin(m), CAP_OK);
+	assert_int_equal(mvcc_lease_grant(m, 777, 60), CAP_OK);
+	assert_int_equal(mvcc_lease_grant(m, 777, 10), CAP_ELEASEEXISTS);
+	assert_int_equal(mvcc_lease_grant(m, 5, 10), CAP_OK);
+	mvcc_txn_begin(m);
+	assert_int_equal(mvcc_put(m, S("l2"), S("a"), 777, NULL, NULL), CAP_OK);
+	assert_int_equal(mvcc_put(m, S("l1"), S("b"), 777, NULL, NULL), CAP_OK);
+	assert_int_equal(mvcc_put(m, S("keep"), S("c"), 0, NULL, NULL), CAP_OK);
+	assert_int_equal(mvcc_put(m, S("bad"), S("c"), 999, NULL, NULL), CAP_ELEASENOTFOUND);
+	assert_int_equal(mvcc_txn_end(m), 2);
+	assert_int_equal(mvcc_commit(m, 1), CAP_OK);
+	/* A grant writes no revision. */
+	assert_int_equal(mvcc_rev(m), 2);
+
+	assert_int_equal(mvcc_lease_get(m, 777, &ttl), CAP_OK);
+	assert_int_equal(ttl, 60);
+	assert_int_equal(mvcc_lease_get(m, 1, &ttl), CAP_ELEASENOTFOUND);
+	assert_int_equal(mvcc_lease_list(m, &ids, &ttls, &n), CAP_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(ids[0], 5);
+	assert_int_equal(ttls[0], 10);
+	assert_int_equal(ids[1], 777);
+	free(ids);
+	free(ttls);
+
+	assert_int_equal(mvcc_lease_keys(m, 777, &kvs), CAP_OK);
+	assert_int_equal(kvs.n, 2);
+	assert_memory_equal(kvs.v[0].key, "l1", 2);
+	assert_memory_equal(kvs.v[1].key, "l2", 2);
+	mvcc_kvs_clear(&kvs);
+	assert_int_equal(get(m, "l1", 0, &kv), 1);
+	assert_int_equal(kv.lease, 777);
+	mvcc_kv_clear(&kv);
+
+	/* A put without the lease detaches the key. */
+	put(m, "l2", "a2"); /* 3 */
+	assert_int_equal(mvcc_lease_keys(m, 777, &kvs), CAP_OK);
+	assert_int_equal(kvs.n, 1);
+	mvcc_kvs_clear(&kvs);
+	assert_int_equal(mvcc_begin(m), CAP_OK);
+	assert_int_equal(mvcc_put(m, S("l2"), S("a3"), 777, NULL, NULL), CAP_OK); /* 4 */
+	mvcc_txn_begin(m);
+	assert_int_equal(mvcc_lease_revoke(m, 777, &kvs), CAP_OK);
+	assert_int_equal(mvcc_txn_end(m), 5);
+	assert_int_equal(mvcc_lease_revoke(m, 777, NULL), CAP_ELEASENOTFOUND);
+	/* Revoking a lease without keys writes nothing. */
+	mvcc_txn_begin(m);
+	assert_int_equal(mvcc_lease_revoke(m, 5, NULL), CAP_OK);
+	assert_int_equal(mvcc_txn_end(m), 5);
+	assert_int_equal(mvcc_commit(m, 2), CAP_OK);
+
+	assert_int_equal(kvs.n, 2);
+	assert_kv(&kvs.v[0], "l1", "b", 2, 2, 1);
+	assert_kv(&kvs.v[1], "l2", "a3", 2, 4, 3);
+	mvcc_kvs_clear(&kvs);
+	assert_int_equal(get(m, "l1", 0, &kv), 0);
+	assert_int_equal(get(m, "l2", 0, &kv), 0);
+	assert_int_equal(get(m, "keep", 0, &kv), 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(mvcc_lease_get(m, 777, &ttl), CAP_ELEASENOTFOUND);
+
+	struct mvcc_events evs = {0};
+	int64_t next;
+	assert_int_equal(mvcc_events(m, 5, 5, S("\0"), zero, 1, false, 0, &evs, &next), CAP_OK);
+	assert_int_equal(evs.n, 2);
+	assert_int_equal(evs.v[0].type, MVCC_EVENT_DELETE);
+	assert_int_equal(evs.v[1].type, MVCC_EVENT_DELETE);
+	mvcc_events_clear(&evs);
+}
+
+/* Free-form metadata is stored and read back, also after reopening. */
+static void test_meta(void **state)
+{
+	struct fx *f = *state;
+	char *v = NULL, errmsg[CAP_ERRMSG_SIZE];
+	assert_int_equal(mvcc_meta_get(f->m, "cluster_id", &v), CAP_OK);
+	assert_null(v);
+	assert_int_equal(mvcc_meta_set(f->m, "cluster_id", "x"), CAP_EINVAL);
+	assert_int_equal(mvcc_begin(f->m), CAP_OK);
+	assert_int_equal(mvcc_meta_set(f->m, "cluster_id", "12345"), CAP_OK);
+	assert_int_equal(mvcc_commit(f->m, 1), CAP_OK);
+	mvcc_close(f->m);
+	assert_int_equal(mvcc_open(f->path, &f->m, errmsg), CAP_OK);
+	assert_int_equal(mvcc_meta_get(f->m, "cluster_id", &v), CAP_OK);
+	assert_string_equal(v, "12345");
+	free(v);
+	/* Internal entries do not leak into the free-form ones. */
+	assert_int_equal(mvcc_meta_get(f->m, "revision", &v), CAP_OK);
+	assert_null(v);
+}
+
+/* The applied index and revision are committed with the data and survive a
+ * close and reopen. */
+static void test_applied_index_persisted(void **state)
+{
+	struct fx *f = *state;
+	char errmsg[CAP_ERRMSG_SIZE];
+	struct mvcc_kv kv;
+	assert_int_equal(mvcc_applied_index(f->m), 0);
+	assert_int_equal(mvcc_begin(f->m), CAP_OK);
+	assert_int_equal(mvcc_put(f->m, S("k"), S("v"), 0, NULL, NULL), CAP_OK);
+	assert_int_equal(mvcc_commit(f->m, 42), CAP_OK);
+	assert_int_equal(mvcc_applied_index(f->m), 42);
+	mvcc_close(f->m);
+	assert_int_equal(mvcc_open(f->path, &f->m, errmsg), CAP_OK);
+	assert_int_equal(mvcc_applied_index(f->m), 42);
+	assert_int_equal(mvcc_rev(f->m), 2);
+	assert_int_equal(get(f->m, "k", 0, &kv), 1);
+	assert_kv(&kv, "k", "v", 2, 2, 1);
+	mvcc_kv_clear(&kv);
+}
+
+/* A rolled-back batch leaves no key, revision, lease, compaction or index behind. */
+static void test_rollback(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc *m = f->m;
+	struct mvcc_kv kv;
+	int64_t ttl;
+	put(m, "a", "1"); /* 2, index 1 */
+	put(m, "a", "2"); /* 3, index 2 */
+	assert_int_equal(mvcc_begin(m), CAP_OK);
+	mvcc_txn_begin(m);
+	assert_int_equal(mvcc_put(m, S("b"), S("x"), 0, NULL, NULL), CAP_OK);
+	assert_int_equal(mvcc_txn_end(m), 4);
+	assert_int_equal(mvcc_lease_grant(m, 9, 9), CAP_OK);
+	assert_int_equal(mvcc_compact(m, 3), CAP_OK);
+	assert_int_equal(mvcc_rev(m), 4);
+	mvcc_rollback(m);
+
+	assert_int_equal(mvcc_rev(m), 3);
+	assert_int_equal(mvcc_compact_rev(m), 0);
+	assert_int_equal(mvcc_applied_index(m), 2);
+	assert_int_equal(get(m, "b", 0, &kv), 0);
+	assert_int_equal(get(m, "a", 2, &kv), 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(mvcc_lease_get(m, 9, &ttl), CAP_ELEASENOTFOUND);
+	/* The next write takes the revision the rolled-back one had. */
+	assert_int_equal(put(m, "c", "1"), 4);
+}
+
+/* A snapshot restored into a fresh database reproduces keys, history,
+ * leases, revisions and the applied index; a damaged image is refused
+ * and leaves the database as it was. */
+static void test_snapshot_restore(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc *src = f->m, *dst;
+	char errmsg[CAP_ERRMSG_SIZE], path2[256];
+	struct mvcc_kv kv;
+	void *img;
+	size_t len;
+	uint32_t h1, h2;
+	int64_t ttl;
+
+	put(src, "a", "1");
+	put(src, "a", "2");
+	put(src, "b", "3");
+	assert_int_equal(mvcc_begin(src), CAP_OK);
+	assert_int_equal(mvcc_lease_grant(src, 7, 30), CAP_OK);
+	assert_int_equal(mvcc_commit(src, 77), CAP_OK);
+	assert_int_equal(mvcc_snapshot(src, &img, &len), CAP_OK);
+	assert_true(len > 0);
+
+	snprintf(path2, sizeof(path2), "%s/db2", f->dir);
+	assert_int_equal(mvcc_open(path2, &dst, errmsg), CAP_OK);
+	put(dst, "other", "x");
+	assert_int_equal(mvcc_restore(dst, img, len), CAP_OK);
+	assert_int_equal(mvcc_rev(dst), 4);
+	assert_int_equal(mvcc_applied_index(dst), 77);
+	assert_int_equal(get(dst, "other", 0, &kv), 0);
+	assert_int_equal(get(dst, "a", 2, &kv), 1);
+	assert_kv(&kv, "a", "1", 2, 2, 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(mvcc_lease_get(dst, 7, &ttl), CAP_OK);
+	assert_int_equal(ttl, 30);
+	assert_int_equal(mvcc_hash(src, &h1), CAP_OK);
+	assert_int_equal(mvcc_hash(dst, &h2), CAP_OK);
+	assert_int_equal(h1, h2);
+
+	/* The restored store keeps working and persists. */
+	assert_int_equal(put(dst, "c", "4"), 5);
+	mvcc_close(dst);
+	assert_int_equal(mvcc_open(path2, &dst, errmsg), CAP_OK);
+	assert_int_equal(mvcc_rev(dst), 5);
+
+	/* A damaged image: the middle overwritten. */
+	uint8_t *bad = malloc(len);
+	assert_non_null(bad);
+	memcpy(bad, img, len);
+	memset(bad + len / 2 - 2048, 0x5a, 4096);
+	assert_int_equal(mvcc_restore(dst, bad, len), CAP_ECORRUPT);
+	assert_int_equal(mvcc_restore(dst, bad, 100), CAP_ECORRUPT);
+	assert_int_equal(mvcc_rev(dst), 5);
+	assert_int_equal(get(dst, "c", 0, &kv), 1);
+	mvcc_kv_clear(&kv);
+	free(bad);
+	free(img);
+	mvcc_close(dst);
+}
+
+/* A database file with bytes overwritten in the middle is refused by
+ * mvcc_open with CAP_ECORRUPT, as is a file that is not ours. */
+static void test_corrupt_file_refused(void **state)
+{
+	struct fx *f = *state;
+	char errmsg[CAP_ERRMSG_SIZE], key[32], value[128];
+	struct stat st;
+	assert_int_equal(mvcc_begin(f->m), CAP_OK);
+	for (int i = 0; i < 2000; i++) {
+		snprintf(key, sizeof(key), "key-%05d", i);
+		snprintf(value, sizeof(value), "value %d %x %o", i, i * 7919, i * 31);
+		assert_int_equal(mvcc_put(f->m, S(key), S(value), 0, NULL, NULL), CAP_OK);
+	}
+	assert_int_equal(mvcc_commit(f->m, 1), CAP_OK);
+	mvcc_close(f->m);
+	f->m = NULL;
+
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_true(st.st_size > 16 * 4096);
+	int fd = open(f->path, O_WRONLY);
+	assert_true(fd >= 0);
+	char junk[4096];
+	memset(junk, 0x5a, sizeof(junk));
+	off_t mid = (st.st_size / 2) & ~(off_t)4095;
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), mid), (ssize_t)sizeof(junk));
+	close(fd);
+
+	errmsg[0] = '\0';
+	assert_int_equal(mvcc_open(f->path, &f->m, errmsg), CAP_ECORRUPT);
+	assert_null(f->m);
+	assert_true(strlen(errmsg) > 0);
+
+	/* Not a database at all. */
+	fd = open(f->path, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	close(fd);
+	assert_int_equal(mvcc_open(f->path, &f->m, errmsg), CAP_ECORRUPT);
+	remove_db_files(f->path);
+	assert_int_equal(mvcc_open(f->path, &f->m, errmsg), CAP_OK);
+}
+
+/* A large compressible value round-trips intact and is stored compressed. */
+static void test_compression_roundtrip(void **state)
+{
+	struct fx *f = *state;
+	size_t len = 1 << 20;
+	uint8_t *big = malloc(len);
+	struct mvcc_kvs kvs = {0};
+	struct mvcc_events evs = {0};
+	int64_t count, size, in_use, next;
+	bool more;
+	assert_non_null(big);
+	for (size_t i = 0; i < len; i++)
+		big[i] = (uint8_t)("the quick brown fox "[i % 20] + (i / 4096) % 3);
+
+	assert_int_equal(mvcc_begin(f->m), CAP_OK);
+	assert_int_equal(mvcc_put(f->m, S("big"), big, len, 0, NULL, NULL), CAP_OK);
+	/* A value just under the threshold and an incompressible one stay raw. */
+	assert_int_equal(mvcc_put(f->m, S("small"), big, 255, 0, NULL, NULL), CAP_OK);
+	assert_int_equal(mvcc_commit(f->m, 1), CAP_OK);
+
+	assert_int_equal(mvcc_range(f->m, S("big"), NULL, 0, NULL, &kvs, &count, &more), CAP_OK);
+	assert_int_equal(kvs.n, 1);
+	assert_int_equal(kvs.v[0].value_len, len);
+	assert_memory_equal(kvs.v[0].value, big, len);
+	mvcc_kvs_clear(&kvs);
+	assert_int_equal(mvcc_range(f->m, S("small"), NULL, 0, NULL, &kvs, &count, &more), CAP_OK);
+	assert_int_equal(kvs.v[0].value_len, 255);
+	assert_memory_equal(kvs.v[0].value, big, 255);
+	mvcc_kvs_clear(&kvs);
+
+	/* History and prev values decode too. */
+	assert_int_equal(mvcc_begin(f->m), CAP_OK);
+	struct mvcc_kv prev;
+	assert_int_equal(mvcc_put(f->m, S("big"), S("tiny"), 0, &prev, NULL), CAP_OK);
+	assert_int_equal(mvcc_commit(f->m, 2), CAP_OK);
+	assert_int_equal(prev.value_len, len);
+	assert_memory_equal(prev.value, big, len);
+	mvcc_kv_clear(&prev);
+	assert_int_equal(mvcc_events(f->m, 3, 0, S("big"), NULL, 0, true, 0, &evs, &next), CAP_OK);
+	assert_int_equal(evs.n, 1);
+	assert_int_equal(evs.v[0].prev.value_len, len);
+	assert_memory_equal(evs.v[0].prev.value, big, len);
+	mvcc_events_clear(&evs);
+
+	assert_int_equal(mvcc_db_size(f->m, &size, &in_use), CAP_OK);
+	assert_true(in_use <= size);
+	assert_true(size < (int64_t)len / 4);
+	free(big);
+}
+
+/* The hash is equal for equal key spaces and changes with any write. */
+static void test_hash(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc *other;
+	char errmsg[CAP_ERRMSG_SIZE], path2[256];
+	uint32_t h1, h2, h3;
+	snprintf(path2, sizeof(path2), "%s/db2", f->dir);
+	assert_int_equal(mvcc_open(path2, &other, errmsg), CAP_OK);
+	put(f->m, "a", "1");
+	put(f->m, "b", "2");
+	put(other, "a", "1");
+	put(other, "b", "2");
+	assert_int_equal(mvcc_hash(f->m, &h1), CAP_OK);
+	assert_int_equal(mvcc_hash(other, &h2), CAP_OK);
+	assert_int_equal(h1, h2);
+	put(other, "b", "3");
+	assert_int_equal(mvcc_hash(other, &h3), CAP_OK);
+	assert_int_not_equal(h1, h3);
+	mvcc_close(other);
+}
+
+/* Writes outside a batch and empty keys are refused. */
+static void test_misuse_refused(void **state)
+{
+	struct fx *f = *state;
+	int64_t n;
+	assert_int_equal(mvcc_put(f->m, S("k"), S("v"), 0, NULL, NULL), CAP_EINVAL);
+	assert_int_equal(mvcc_delete_range(f->m, S("k"), NULL, 0, NULL, &n), CAP_EINVAL);
+	assert_int_equal(mvcc_begin(f->m), CAP_OK);
+	assert_int_equal(mvcc_begin(f->m), CAP_EINVAL);
+	assert_int_equal(mvcc_put(f->m, (const uint8_t *)"", 0, S("v"), 0, NULL, NULL),
+			 CAP_EKEYEMPTY);
+	mvcc_rollback(f->m);
+	assert_int_equal(mvcc_rev(f->m), 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_put_revisions_versions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_nothing_keeps_revision, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_past_revisions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deletes_kept_in_history, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_range_end_semantics, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_limit_more_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sorting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keys_only_count_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_min_max_filters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compaction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_txn_grouping, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_events_order_and_batches, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_leases, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_applied_index_persisted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_restore, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_file_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compression_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_misuse_refused, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
