@@ -467,13 +467,18 @@ static int db_check(sqlite3 *db, bool *fresh, char *errmsg)
 	}
 	rc = sqlite3_step(s);
 	if (rc != SQLITE_ROW) {
-		cap_errmsg_printf(errmsg, "quick_check: %s", sqlite3_errmsg(db));
+		cap_errmsg_printf(errmsg, "database is damaged (quick_check: %s)",
+				  sqlite3_errmsg(db));
 		sqlite3_finalize(s);
 		return rc == SQLITE_NOMEM ? CAP_ENOMEM : CAP_ECORRUPT;
 	}
 	const char *res = (const char *)sqlite3_column_text(s, 0);
 	if (res == NULL || strcmp(res, "ok") != 0) {
-		cap_errmsg_printf(errmsg, "quick_check: %s", res ? res : "failed");
+		cap_errmsg_printf(errmsg, "database is damaged (quick_check: %s)",
+				  res ? res : "failed");
+		for (char *p = errmsg; *p; p++)
+			if (*p == '\n')
+				*p = ' ';
 		sqlite3_finalize(s);
 		return CAP_ECORRUPT;
 	}
