@@ -1042,9 +1042,9 @@ static const char *const src_sql[SRC_COUNT] = {
 	[SRC_CURK] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, 0, NULL"
 		" FROM cur AS x WHERE ",
 	[SRC_HIST] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, x.enc, x.value"
-		" FROM kv AS x WHERE ",
+		" FROM ",
 	[SRC_HISTK] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, 0, NULL"
-		" FROM kv AS x WHERE ",
+		" FROM ",
 };
 
 /* The newest version of each key at or below ?3, unless it is a tombstone.
@@ -1053,6 +1053,17 @@ static const char hist_cond[] =
 	" AND +x.mod_rev <= ?3 AND x.version > 0 AND NOT EXISTS (SELECT 1 FROM kv AS n"
 	" WHERE n.key = x.key AND n.mod_rev <= ?3 AND n.mod_rev >= x.mod_rev"
 	" AND (n.mod_rev > x.mod_rev OR n.sub > x.sub))";
+
+/* The rows of history at revision ?3 for a key mode, as "<from> WHERE <cond>".
+ * One key is one backwards index seek, however long its history. */
+static void hist_from(enum keymode km, char *buf, size_t size)
+{
+	if (km == KM_EQ)
+		snprintf(buf, size, "(SELECT * FROM kv WHERE key = ?1 AND mod_rev <= ?3"
+			 " ORDER BY mod_rev DESC, sub DESC LIMIT 1) AS x WHERE x.version > 0");
+	else
+		snprintf(buf, size, "kv AS x WHERE %s%s", keycond(km), hist_cond);
+}
 
 static const char filter_cond[] =
 	" AND (?4 = 0 OR x.mod_rev >= ?4) AND (?5 = 0 OR x.mod_rev <= ?5)"
@@ -1091,9 +1102,12 @@ static int count_live(struct mvcc *m, bool hist, enum keymode km, const uint8_t 
 		      size_t key_len, const uint8_t *end, size_t end_len, int64_t rev,
 		      int64_t *count)
 {
-	char sql[1024];
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s AS x WHERE %s%s",
-		 hist ? "kv" : "cur", keycond(km), hist ? hist_cond : "");
+	char sql[1024], from[768];
+	if (hist)
+		hist_from(km, from, sizeof(from));
+	else
+		snprintf(from, sizeof(from), "cur AS x WHERE %s", keycond(km));
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", from);
 	int err = lazy(m, &m->count_st[hist][km], sql);
 	if (err)
 		return err;
@@ -1134,9 +1148,13 @@ static int range_read(struct mvcc *m, const uint8_t *key, size_t key_len,
 	enum src src = hist ? (values ? SRC_HIST : SRC_HISTK) : (values ? SRC_CUR : SRC_CURK);
 	sqlite3_stmt **slot = &m->range_st[src][km][sv];
 	if (*slot == NULL) {
-		char sql[2048];
-		snprintf(sql, sizeof(sql), "%s%s%s%s ORDER BY %s LIMIT ?8", src_sql[src],
-			 keycond(km), hist ? hist_cond : "", filter_cond, order_sql[sv]);
+		char sql[2048], from[768];
+		if (hist)
+			hist_from(km, from, sizeof(from));
+		else
+			snprintf(from, sizeof(from), "%s", keycond(km));
+		snprintf(sql, sizeof(sql), "%s%s%s ORDER BY %s LIMIT ?8", src_sql[src],
+			 from, filter_cond, order_sql[sv]);
 		if ((err = prepare(m, sql, slot)))
 			return err;
 	}
