@@ -85,7 +85,9 @@ int mvcc_open(const char *path, struct mvcc **out, char *errmsg);
 void mvcc_close(struct mvcc *m);
 const char *mvcc_errmsg(const struct mvcc *m);
 
-int64_t mvcc_rev(const struct mvcc *m);          /* committed revision (1 when empty) */
+/* Committed revision (1 when empty). Inside a batch it already counts the
+ * txns ended in that batch (mvcc_rollback takes them back). */
+int64_t mvcc_rev(const struct mvcc *m);
 int64_t mvcc_compact_rev(const struct mvcc *m);  /* 0 if never compacted */
 uint64_t mvcc_applied_index(const struct mvcc *m);
 
@@ -101,11 +103,15 @@ void mvcc_txn_begin(struct mvcc *m);
 int64_t mvcc_txn_end(struct mvcc *m);
 /* The revision writes of the open txn get (current + 1). */
 int64_t mvcc_txn_rev(const struct mvcc *m);
+/* A write issued outside mvcc_txn_begin/end is a txn of its own. Writes
+ * outside a batch are refused with CAP_EINVAL; an empty key with
+ * CAP_EKEYEMPTY. After a failed write the batch should be rolled back. */
 
 /* Puts key = value with lease (0 = none). If prev is not NULL it receives the
  * previous live version (prev->mod_rev == 0 if the key did not exist); if cur
  * is not NULL it receives the new version's create_rev, mod_rev, version and
- * lease (its key and value pointers are left NULL). */
+ * lease (its key and value pointers are left NULL). A lease that does not
+ * exist is refused with CAP_ELEASENOTFOUND before anything is written. */
 int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len,
 	     const uint8_t *value, size_t value_len, int64_t lease,
 	     struct mvcc_kv *prev, struct mvcc_kv *cur);
@@ -121,7 +127,9 @@ int mvcc_delete_range(struct mvcc *m, const uint8_t *key, size_t key_len,
  * one zero byte means every key >= key; a key of one zero byte with such an
  * end means all keys. *count is the number of live keys in the range at that
  * revision, before limit and min/max filters; *more is set when limit cut
- * the answer. Errors: CAP_ECOMPACTED, CAP_EFUTUREREV. */
+ * the answer. Errors: CAP_ECOMPACTED, CAP_EFUTUREREV.
+ * kvs are appended to out (nothing is appended on error); out may be NULL
+ * with count_only; opts NULL means all defaults. */
 int mvcc_range(struct mvcc *m, const uint8_t *key, size_t key_len,
 	       const uint8_t *end, size_t end_len, const struct mvcc_range_opts *opts,
 	       struct mvcc_kvs *out, int64_t *count, bool *more);
@@ -135,7 +143,9 @@ int mvcc_compact(struct mvcc *m, int64_t rev);
 /* Events with from_rev <= mod_rev <= to_rev on keys in [key, end), in
  * (revision, sub-revision) order, at most max of them but never splitting a
  * revision. *next_rev gets the first revision not returned. Errors:
- * CAP_ECOMPACTED if from_rev <= compact revision. */
+ * CAP_ECOMPACTED if from_rev <= compact revision.
+ * max 0 means no limit; to_rev <= 0 or past the current revision means the
+ * current revision; events are appended to out. */
 int mvcc_events(struct mvcc *m, int64_t from_rev, int64_t to_rev,
 		const uint8_t *key, size_t key_len, const uint8_t *end, size_t end_len,
 		bool with_prev, size_t max, struct mvcc_events *out, int64_t *next_rev);
@@ -156,10 +166,13 @@ int mvcc_meta_get(struct mvcc *m, const char *name, char **value);  /* *value NU
 int mvcc_meta_set(struct mvcc *m, const char *name, const char *value);  /* inside a batch */
 
 /* ---- whole-database operations ---- */
-/* Serializes the committed database into one malloc'd buffer. */
+/* Serializes the committed database into one malloc'd buffer (refused
+ * with CAP_EINVAL inside a batch). */
 int mvcc_snapshot(struct mvcc *m, void **buf, size_t *len);
 /* Replaces the whole state with a buffer made by mvcc_snapshot (checked
- * first; a damaged one is refused with CAP_ECORRUPT and nothing changes). */
+ * first; a damaged one is refused with CAP_ECORRUPT and nothing changes).
+ * The new file is renamed over the old one, so a crash leaves either. If the
+ * reopen after the rename fails, every later call fails with CAP_EIO. */
 int mvcc_restore(struct mvcc *m, const void *buf, size_t len);
 /* File size, and bytes in use (size minus free pages). */
 int mvcc_db_size(struct mvcc *m, int64_t *size, int64_t *in_use);
