@@ -1,1 +1,240 @@
-/* placeholder */
+/* jsonx.c — see jsonx.h. Parsing follows Go's protobuf JSON rules as etcd's
+ * gateway applies them: integers may be JSON numbers or decimal strings. */
+#include "lib/jsonx.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/b64.h"
+#include "lib/err.h"
+
+int jsonx_get_bytes(json_t *obj, const char *name, uint8_t **out, size_t *len, char *errmsg)
+{
+	json_t *v = json_object_get(obj, name);
+	const char *s;
+	size_t n;
+	uint8_t *buf;
+	long got;
+
+	if (v == NULL || json_is_null(v))
+		return CAP_OK;
+	if (!json_is_string(v)) {
+		cap_errmsg_printf(errmsg, "json: cannot unmarshal %s into Go value of type []uint8 (field \"%s\")",
+				  json_is_number(v) ? "number" : json_is_boolean(v) ? "bool" : json_is_array(v) ? "array" : "object",
+				  name);
+		return CAP_EINVAL;
+	}
+	s = json_string_value(v);
+	n = json_string_length(v);
+	buf = malloc(b64_decoded_max(n) + 1);
+	if (buf == NULL)
+		return CAP_ENOMEM;
+	got = b64_decode(s, n, buf);
+	if (got < 0) {
+		free(buf);
+		cap_errmsg_printf(errmsg, "illegal base64 data in field \"%s\"", name);
+		return CAP_EINVAL;
+	}
+	buf[got] = 0;
+	free(*out);
+	*out = buf;
+	*len = (size_t)got;
+	return CAP_OK;
+}
+
+static int parse_int_string(const char *s, bool is_signed, int64_t *sv, uint64_t *uv)
+{
+	char *end;
+	errno = 0;
+	if (*s == '\0' || *s == ' ' || *s == '+')
+		return -1;
+	if (is_signed)
+		*sv = strtoll(s, &end, 10);
+	else {
+		if (*s == '-')
+			return -1;
+		*uv = strtoull(s, &end, 10);
+	}
+	if (errno != 0 || *end != '\0')
+		return -1;
+	return 0;
+}
+
+static int get_int(json_t *obj, const char *name, bool is_signed, int64_t *sv, uint64_t *uv,
+		   char *errmsg)
+{
+	json_t *v = json_object_get(obj, name);
+	if (v == NULL || json_is_null(v))
+		return CAP_OK;
+	if (json_is_integer(v)) {
+		json_int_t i = json_integer_value(v);
+		if (!is_signed && i < 0)
+			goto bad;
+		if (is_signed)
+			*sv = i;
+		else
+			*uv = (uint64_t)i;
+		return CAP_OK;
+	}
+	if (json_is_real(v)) {
+		double d = json_real_value(v);
+		/* Go accepts 1e3 but not 1.5 for an integer field. */
+		if (d != (double)(int64_t)d || (!is_signed && d < 0))
+			goto bad;
+		if (is_signed)
+			*sv = (int64_t)d;
+		else
+			*uv = (uint64_t)d;
+		return CAP_OK;
+	}
+	if (json_is_string(v)) {
+		int64_t s64 = 0;
+		uint64_t u64 = 0;
+		if (parse_int_string(json_string_value(v), is_signed, &s64, &u64) != 0)
+			goto bad;
+		if (is_signed)
+			*sv = s64;
+		else
+			*uv = u64;
+		return CAP_OK;
+	}
+bad:
+	cap_errmsg_printf(errmsg, "json: invalid value for %s field \"%s\"",
+			  is_signed ? "int64" : "uint64", name);
+	return CAP_EINVAL;
+}
+
+int jsonx_get_i64(json_t *obj, const char *name, int64_t *out, char *errmsg)
+{
+	uint64_t unused;
+	return get_int(obj, name, true, out, &unused, errmsg);
+}
+
+int jsonx_get_u64(json_t *obj, const char *name, uint64_t *out, char *errmsg)
+{
+	int64_t unused;
+	return get_int(obj, name, false, &unused, out, errmsg);
+}
+
+int jsonx_get_bool(json_t *obj, const char *name, bool *out, char *errmsg)
+{
+	json_t *v = json_object_get(obj, name);
+	if (v == NULL || json_is_null(v))
+		return CAP_OK;
+	if (json_is_boolean(v)) {
+		*out = json_is_true(v);
+		return CAP_OK;
+	}
+	if (json_is_string(v)) {
+		const char *s = json_string_value(v);
+		if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0) {
+			*out = s[0] == 't';
+			return CAP_OK;
+		}
+	}
+	cap_errmsg_printf(errmsg, "json: invalid value for bool field \"%s\"", name);
+	return CAP_EINVAL;
+}
+
+int jsonx_get_enum(json_t *obj, const char *name, const char *const names[], int *out,
+		   char *errmsg)
+{
+	json_t *v = json_object_get(obj, name);
+	int n = 0;
+	while (names[n] != NULL)
+		n++;
+	if (v == NULL || json_is_null(v))
+		return CAP_OK;
+	if (json_is_string(v)) {
+		for (int i = 0; i < n; i++) {
+			if (strcmp(json_string_value(v), names[i]) == 0) {
+				*out = i;
+				return CAP_OK;
+			}
+		}
+	} else if (json_is_integer(v)) {
+		json_int_t i = json_integer_value(v);
+		if (i >= 0 && i < n) {
+			*out = (int)i;
+			return CAP_OK;
+		}
+	}
+	cap_errmsg_printf(errmsg, "json: invalid value for enum field \"%s\"", name);
+	return CAP_EINVAL;
+}
+
+int jsonx_get_object(json_t *obj, const char *name, json_t **out, char *errmsg)
+{
+	json_t *v = json_object_get(obj, name);
+	if (v == NULL || json_is_null(v))
+		return CAP_OK;
+	if (!json_is_object(v)) {
+		cap_errmsg_printf(errmsg, "json: field \"%s\" must be an object", name);
+		return CAP_EINVAL;
+	}
+	*out = v;
+	return CAP_OK;
+}
+
+int jsonx_get_array(json_t *obj, const char *name, json_t **out, char *errmsg)
+{
+	json_t *v = json_object_get(obj, name);
+	if (v == NULL || json_is_null(v))
+		return CAP_OK;
+	if (!json_is_array(v)) {
+		cap_errmsg_printf(errmsg, "json: field \"%s\" must be an array", name);
+		return CAP_EINVAL;
+	}
+	*out = v;
+	return CAP_OK;
+}
+
+json_t *jsonx_i64(int64_t v)
+{
+	char buf[24];
+	snprintf(buf, sizeof buf, "%" PRId64, v);
+	return json_string(buf);
+}
+
+json_t *jsonx_u64(uint64_t v)
+{
+	char buf[24];
+	snprintf(buf, sizeof buf, "%" PRIu64, v);
+	return json_string(buf);
+}
+
+json_t *jsonx_bytes(const uint8_t *p, size_t n)
+{
+	char stackbuf[256];
+	size_t need = b64_encoded_size(n);
+	char *buf = need <= sizeof stackbuf ? stackbuf : malloc(need);
+	json_t *s;
+	if (buf == NULL)
+		return NULL;
+	size_t len = b64_encode(p, n, buf);
+	s = json_stringn_nocheck(buf, len);
+	if (buf != stackbuf)
+		free(buf);
+	return s;
+}
+
+void jsonx_set_i64_nz(json_t *obj, const char *name, int64_t v)
+{
+	if (v != 0)
+		json_object_set_new_nocheck(obj, name, jsonx_i64(v));
+}
+
+void jsonx_set_true(json_t *obj, const char *name, bool v)
+{
+	if (v)
+		json_object_set_new_nocheck(obj, name, json_true());
+}
+
+void jsonx_set_bytes_ne(json_t *obj, const char *name, const uint8_t *p, size_t n)
+{
+	if (n > 0)
+		json_object_set_new_nocheck(obj, name, jsonx_bytes(p, n));
+}

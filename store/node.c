@@ -1,1 +1,743 @@
-/* placeholder */
+/* node.c — one raft member and the group commit of proposals: see node.h. */
+#include "store/node.h"
+
+#include <errno.h>
+#include <raft/uv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lib/err.h"
+#include "lib/log.h"
+
+/* A log entry holds at most this many command bytes; more waits for the
+ * next entry, so one huge batch cannot stall the log. */
+#define NODE_MAX_ENTRY_BYTES (4u << 20)
+
+struct proposal {
+	struct proposal *next;
+	void *cmd;
+	size_t len;
+	node_done_cb cb;
+	void *data;
+	uint64_t queued_ms;
+};
+
+/* A log entry proposed by this member, waiting to apply. */
+struct batch {
+	struct raft_apply req;
+	struct node *node;
+	struct batch *next, *prev;
+	uint64_t seq;
+	uint32_t count;
+	node_done_cb *cbs;
+	void **datas;
+	void **results;      /* set by node_take_results */
+};
+
+struct read_wait {
+	struct read_wait *next;
+	node_read_cb cb;
+	void *data;
+	uint64_t queued_ms;
+};
+
+struct read_barrier {
+	struct raft_barrier req;
+	struct node *node;
+	struct read_wait *waiters;
+	bool fired;          /* libraft 0.15 may call a barrier's cb twice */
+	struct read_barrier *dead_next;
+};
+
+struct node {
+	uv_loop_t *loop;
+	struct node_config cfg;
+	struct raft raft;
+	struct raft_io io;
+	struct raft_uv_transport transport;
+	char raft_dir[4096];
+	char address[256];
+	uint64_t id;
+	uint64_t cluster_id;
+	struct node_member members[NODE_MAX_MEMBERS];
+	size_t n_members;
+
+	uv_check_t check;
+	uv_timer_t timer;
+	int handles_open;
+
+	/* proposals not yet in a log entry */
+	struct proposal *queue_head, *queue_tail;
+	size_t queue_bytes;
+	uint64_t next_seq;
+	/* entries proposed and not yet applied, oldest first */
+	struct batch *inflight_head, *inflight_tail;
+
+	/* reads waiting for a read point */
+	struct read_wait *reads_head, *reads_tail;
+	struct read_barrier *read_inflight;
+
+	/* leadership */
+	int last_state;
+	bool leader_ready;
+	struct read_barrier *election_barrier;
+	/* fired barriers, freed on the next loop turn (see barrier_retire) */
+	struct read_barrier *dead;
+
+	bool closing;
+	void (*close_cb)(void *data);
+	void *close_data;
+};
+
+static uint64_t now_ms(struct node *n)
+{
+	return uv_now(n->loop);
+}
+
+/* "http://host:port" -> "host:port" */
+static int url_to_address(const char *url, char *out, size_t size)
+{
+	const char *p = strstr(url, "://");
+	p = p ? p + 3 : url;
+	size_t len = strcspn(p, "/");
+	if (len == 0 || len >= size || memchr(p, ':', len) == NULL)
+		return -1;
+	memcpy(out, p, len);
+	out[len] = '\0';
+	return 0;
+}
+
+static uint64_t member_id(const char *name, const char *peer_url, const char *token)
+{
+	char buf[1024];
+	int len = snprintf(buf, sizeof buf, "%s|%s|%s", name, peer_url, token ? token : "");
+	uint64_t id = raft_digest(buf, (unsigned long long)len);
+	return id ? id : 1;
+}
+
+static int parse_cluster(struct node *n, char *errmsg)
+{
+	const char *s = n->cfg.initial_cluster;
+	char tmp[8192];
+	char *save = NULL;
+	if (s == NULL || strlen(s) >= sizeof tmp) {
+		cap_errmsg_printf(errmsg, "--initial-cluster is missing or too long");
+		return CAP_EINVAL;
+	}
+	strcpy(tmp, s);
+	for (char *tok = strtok_r(tmp, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		struct node_member *m;
+		char addr[256];
+		if (eq == NULL || eq == tok || n->n_members == NODE_MAX_MEMBERS ||
+		    (size_t)(eq - tok) >= sizeof m->name || strlen(eq + 1) >= sizeof m->peer_url ||
+		    url_to_address(eq + 1, addr, sizeof addr) != 0) {
+			cap_errmsg_printf(errmsg, "--initial-cluster: bad member \"%s\"", tok);
+			return CAP_EINVAL;
+		}
+		m = &n->members[n->n_members++];
+		memcpy(m->name, tok, (size_t)(eq - tok));
+		m->name[eq - tok] = '\0';
+		strcpy(m->peer_url, eq + 1);
+		m->id = member_id(m->name, m->peer_url, n->cfg.cluster_token);
+	}
+	for (size_t i = 0; i < n->n_members; i++) {
+		if (strcmp(n->members[i].name, n->cfg.name) == 0) {
+			n->id = n->members[i].id;
+			url_to_address(n->members[i].peer_url, n->address, sizeof n->address);
+		}
+	}
+	if (n->id == 0) {
+		cap_errmsg_printf(errmsg, "--initial-cluster has no member named \"%s\"", n->cfg.name);
+		return CAP_EINVAL;
+	}
+	n->cluster_id = raft_digest(s, strlen(s)) ^ member_id("", "", n->cfg.cluster_token);
+	return CAP_OK;
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[4096];
+	size_t len = strlen(path);
+	if (len >= sizeof tmp)
+		return -1;
+	strcpy(tmp, path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p == '/') {
+			*p = '\0';
+			if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+				return -1;
+			*p = '/';
+		}
+	}
+	if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* ---- completing requests ---- */
+
+static void batch_unlink(struct node *n, struct batch *b)
+{
+	if (b->prev)
+		b->prev->next = b->next;
+	else
+		n->inflight_head = b->next;
+	if (b->next)
+		b->next->prev = b->prev;
+	else
+		n->inflight_tail = b->prev;
+	b->next = b->prev = NULL;
+}
+
+static void batch_finish(struct batch *b, int status)
+{
+	struct node *n = b->node;
+	for (uint32_t i = 0; i < b->count; i++) {
+		void *result = b->results ? b->results[i] : NULL;
+		b->cbs[i](b->datas[i], result ? CAP_OK : status, result);
+	}
+	free(b->results);
+	free(b->cbs);
+	free(b->datas);
+	(void)n;
+	free(b);
+}
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+	struct batch *b = req->data;
+	(void)result;
+	batch_unlink(b->node, b);
+	if (status != 0 && b->results == NULL)
+		log_debug("entry %llu not applied: %s", (unsigned long long)b->seq,
+			  raft_strerror(status));
+	batch_finish(b, status == RAFT_SHUTDOWN ? CAP_ESTOPPED : CAP_ENOLEADER);
+}
+
+void node_take_results(struct node *n, const struct cmd_entry *e, void **results)
+{
+	if (e->origin == n->id) {
+		for (struct batch *b = n->inflight_head; b; b = b->next) {
+			if (b->seq == e->seq && b->count == e->count && b->results == NULL) {
+				b->results = results;
+				return;
+			}
+		}
+	}
+	for (uint32_t i = 0; i < e->count; i++)
+		n->cfg.free_result(results[i]);
+	free(results);
+}
+
+static void fail_queue(struct node *n, int status, bool only_expired)
+{
+	struct proposal **pp = &n->queue_head;
+	uint64_t now = now_ms(n);
+	n->queue_tail = NULL;
+	while (*pp) {
+		struct proposal *p = *pp;
+		if (only_expired && now - p->queued_ms < n->cfg.request_timeout_ms) {
+			n->queue_tail = p;
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		n->queue_bytes -= p->len;
+		p->cb(p->data, status, NULL);
+		free(p->cmd);
+		free(p);
+	}
+}
+
+static void fail_reads(struct node *n, int status, bool only_expired)
+{
+	struct read_wait **pp = &n->reads_head;
+	uint64_t now = now_ms(n);
+	n->reads_tail = NULL;
+	while (*pp) {
+		struct read_wait *w = *pp;
+		if (only_expired && now - w->queued_ms < n->cfg.request_timeout_ms) {
+			n->reads_tail = w;
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		w->cb(w->data, status);
+		free(w);
+	}
+}
+
+/* ---- group commit ---- */
+
+static void flush_queue(struct node *n)
+{
+	while (n->queue_head != NULL) {
+		struct cmd_builder cb;
+		struct batch *b = calloc(1, sizeof *b);
+		struct proposal *p;
+		struct raft_buffer buf;
+		size_t bytes = 0;
+		uint32_t count = 0;
+		int rv;
+
+		for (p = n->queue_head; p && (count == 0 || bytes + p->len <= NODE_MAX_ENTRY_BYTES);
+		     p = p->next) {
+			bytes += p->len;
+			count++;
+		}
+		if (b == NULL || cmd_builder_init(&cb, n->id, ++n->next_seq) != 0)
+			goto oom;
+		b->cbs = calloc(count, sizeof *b->cbs);
+		b->datas = calloc(count, sizeof *b->datas);
+		if (b->cbs == NULL || b->datas == NULL)
+			goto oom_builder;
+		for (uint32_t i = 0; i < count; i++) {
+			p = n->queue_head;
+			if (cmd_builder_add(&cb, p->cmd, p->len) != 0)
+				goto oom_builder;
+			n->queue_head = p->next;
+			n->queue_bytes -= p->len;
+			b->cbs[i] = p->cb;
+			b->datas[i] = p->data;
+			free(p->cmd);
+			free(p);
+			b->count++;
+		}
+		if (n->queue_head == NULL)
+			n->queue_tail = NULL;
+		if (cmd_builder_finish(&cb, &buf.base, &buf.len) != 0)
+			goto oom_builder;
+		b->node = n;
+		b->seq = n->next_seq;
+		b->req.data = b;
+		/* Link before raft_apply: with one voter the entry can apply inside it. */
+		b->prev = n->inflight_tail;
+		if (n->inflight_tail)
+			n->inflight_tail->next = b;
+		else
+			n->inflight_head = b;
+		n->inflight_tail = b;
+		rv = raft_apply(&n->raft, &b->req, &buf, 1, apply_cb);
+		if (rv != 0) {
+			raft_free(buf.base);
+			batch_unlink(n, b);
+			log_warn("raft_apply: %s", raft_strerror(rv));
+			batch_finish(b, rv == RAFT_NOTLEADER || rv == RAFT_LEADERSHIPLOST
+						? CAP_ENOLEADER : CAP_EIO);
+		}
+		continue;
+	oom_builder:
+		cmd_builder_clear(&cb);
+	oom:
+		/* Requests already moved into b fail with it; the rest stay queued. */
+		if (b != NULL) {
+			b->results = NULL;
+			batch_finish(b, CAP_ENOMEM);
+		}
+		return;
+	}
+}
+
+/* ---- read barriers ---- */
+
+/* libraft 0.15 can call a barrier's callback a second time within the same
+ * loop turn; the struct must outlive that, so it is freed on the next turn. */
+static void barrier_retire(struct node *n, struct read_barrier *rb)
+{
+	rb->dead_next = n->dead;
+	n->dead = rb;
+}
+
+static void barrier_reap(struct node *n)
+{
+	while (n->dead) {
+		struct read_barrier *rb = n->dead;
+		n->dead = rb->dead_next;
+		free(rb);
+	}
+}
+
+static void read_barrier_cb(struct raft_barrier *req, int status)
+{
+	struct read_barrier *rb = req->data;
+	struct node *n = rb->node;
+	if (rb->fired)
+		return;
+	rb->fired = true;
+	if (n->read_inflight == rb)
+		n->read_inflight = NULL;
+	while (rb->waiters) {
+		struct read_wait *w = rb->waiters;
+		rb->waiters = w->next;
+		w->cb(w->data, status == 0 ? CAP_OK : CAP_ENOLEADER);
+		free(w);
+	}
+	barrier_retire(n, rb);
+}
+
+static bool single_voter(struct node *n)
+{
+	unsigned voters = 0;
+	for (unsigned i = 0; i < n->raft.configuration.n; i++)
+		if (n->raft.configuration.servers[i].role == RAFT_VOTER)
+			voters++;
+	return voters == 1;
+}
+
+static void serve_reads(struct node *n)
+{
+	if (n->reads_head == NULL || !n->leader_ready)
+		return;
+	if (single_voter(n)) {
+		/* With one voter, every acknowledged write has applied and no other
+		 * member can be leader: local state is a linearizable read point. */
+		fail_reads(n, CAP_OK, false);
+		return;
+	}
+	if (n->read_inflight != NULL)
+		return;
+	struct read_barrier *rb = calloc(1, sizeof *rb);
+	if (rb == NULL)
+		return;
+	rb->node = n;
+	rb->req.data = rb;
+	rb->waiters = n->reads_head;
+	n->reads_head = n->reads_tail = NULL;
+	n->read_inflight = rb;
+	if (raft_barrier(&n->raft, &rb->req, read_barrier_cb) != 0) {
+		n->read_inflight = NULL;
+		rb->fired = false;
+		read_barrier_cb(&rb->req, RAFT_NOTLEADER);
+	}
+}
+
+/* ---- leadership ---- */
+
+static void election_barrier_cb(struct raft_barrier *req, int status)
+{
+	struct read_barrier *rb = req->data;
+	struct node *n = rb->node;
+	if (rb->fired)
+		return;
+	rb->fired = true;
+	if (n->election_barrier == rb)
+		n->election_barrier = NULL;
+	if (status == 0 && raft_state(&n->raft) == RAFT_LEADER && !n->closing) {
+		n->leader_ready = true;
+		log_info("member %016llx is leader at term %llu", (unsigned long long)n->id,
+			 (unsigned long long)n->raft.current_term);
+		n->cfg.on_leader(n->cfg.data, true);
+	}
+	barrier_retire(n, rb);
+}
+
+static void track_state(struct node *n)
+{
+	int state = raft_state(&n->raft);
+	if (state == n->last_state)
+		return;
+	if (n->last_state == RAFT_LEADER) {
+		n->leader_ready = false;
+		n->cfg.on_leader(n->cfg.data, false);
+		log_info("member %016llx lost leadership", (unsigned long long)n->id);
+	}
+	n->last_state = state;
+	if (state == RAFT_LEADER && n->election_barrier == NULL) {
+		/* libraft 0.15 can commit entries of earlier terms by counting
+		 * replicas; a barrier of our own term committing first makes the
+		 * log prefix safe to build on. */
+		struct read_barrier *rb = calloc(1, sizeof *rb);
+		if (rb == NULL)
+			return;
+		rb->node = n;
+		rb->req.data = rb;
+		n->election_barrier = rb;
+		if (raft_barrier(&n->raft, &rb->req, election_barrier_cb) != 0) {
+			n->election_barrier = NULL;
+			free(rb);
+		}
+	}
+}
+
+static void check_cb(uv_check_t *h)
+{
+	struct node *n = h->data;
+	barrier_reap(n);
+	if (n->closing)
+		return;
+	track_state(n);
+	if (n->leader_ready) {
+		flush_queue(n);
+		serve_reads(n);
+	} else if (raft_state(&n->raft) == RAFT_FOLLOWER && n->raft.follower_state.current_leader.id != 0) {
+		/* Another member leads: without forwarding, answer at once. */
+		fail_queue(n, CAP_ENOLEADER, false);
+		fail_reads(n, CAP_ENOLEADER, false);
+	}
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	if (n->closing)
+		return;
+	track_state(n);
+	if (!n->leader_ready) {
+		fail_queue(n, CAP_ENOLEADER, true);
+		fail_reads(n, CAP_ENOLEADER, true);
+	}
+}
+
+/* ---- life cycle ---- */
+
+int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out,
+	       char *errmsg)
+{
+	struct node *n = calloc(1, sizeof *n);
+	int rv;
+
+	if (n == NULL)
+		return CAP_ENOMEM;
+	n->loop = loop;
+	n->cfg = *cfg;
+	if (n->cfg.request_timeout_ms == 0)
+		n->cfg.request_timeout_ms = 5000;
+	rv = parse_cluster(n, errmsg);
+	if (rv != 0)
+		goto err;
+	snprintf(n->raft_dir, sizeof n->raft_dir, "%s/raft", cfg->data_dir);
+	if (mkdir_p(n->raft_dir) != 0) {
+		cap_errmsg_printf(errmsg, "create %s: %s", n->raft_dir, strerror(errno));
+		rv = CAP_EIO;
+		goto err;
+	}
+	rv = raft_uv_tcp_init(&n->transport, loop);
+	if (rv != 0) {
+		cap_errmsg_printf(errmsg, "raft transport: %s", raft_strerror(rv));
+		rv = CAP_EIO;
+		goto err;
+	}
+	if (cfg->listen_peer_url != NULL) {
+		char bind[256];
+		if (url_to_address(cfg->listen_peer_url, bind, sizeof bind) != 0) {
+			cap_errmsg_printf(errmsg, "bad --listen-peer-urls \"%s\"", cfg->listen_peer_url);
+			rv = CAP_EINVAL;
+			goto err_transport;
+		}
+		raft_uv_tcp_set_bind_address(&n->transport, bind);
+	}
+	rv = raft_uv_init(&n->io, loop, n->raft_dir, &n->transport);
+	if (rv != 0) {
+		cap_errmsg_printf(errmsg, "raft storage in %s: %s", n->raft_dir, n->io.errmsg);
+		rv = CAP_EIO;
+		goto err_transport;
+	}
+	raft_uv_set_snapshot_compression(&n->io, true);
+	rv = raft_init(&n->raft, &n->io, cfg->fsm, n->id, n->address);
+	if (rv != 0) {
+		cap_errmsg_printf(errmsg, "raft: %s", raft_errmsg(&n->raft));
+		rv = CAP_EIO;
+		goto err_io;
+	}
+	raft_set_heartbeat_timeout(&n->raft, cfg->heartbeat_ms ? cfg->heartbeat_ms : 100);
+	raft_set_election_timeout(&n->raft, cfg->election_ms ? cfg->election_ms : 1000);
+	raft_set_snapshot_threshold(&n->raft, cfg->snapshot_count ? cfg->snapshot_count : 10000);
+	raft_set_snapshot_trailing(&n->raft, cfg->snapshot_count ? cfg->snapshot_count : 10000);
+	raft_set_pre_vote(&n->raft, true);
+
+	if (cfg->new_cluster) {
+		struct raft_configuration conf;
+		raft_configuration_init(&conf);
+		for (size_t i = 0; i < n->n_members; i++) {
+			char addr[256];
+			url_to_address(n->members[i].peer_url, addr, sizeof addr);
+			rv = raft_configuration_add(&conf, n->members[i].id, addr, RAFT_VOTER);
+			if (rv != 0)
+				break;
+		}
+		if (rv == 0)
+			rv = raft_bootstrap(&n->raft, &conf);
+		raft_configuration_close(&conf);
+		if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
+			cap_errmsg_printf(errmsg, "raft bootstrap: %s", raft_strerror(rv));
+			rv = CAP_EIO;
+			goto err_raft;
+		}
+	}
+	rv = raft_start(&n->raft);
+	if (rv != 0) {
+		cap_errmsg_printf(errmsg, "raft start: %s", raft_errmsg(&n->raft));
+		rv = rv == RAFT_CORRUPT ? CAP_ECORRUPT : CAP_EIO;
+		goto err_raft;
+	}
+	uv_check_init(loop, &n->check);
+	n->check.data = n;
+	uv_check_start(&n->check, check_cb);
+	uv_timer_init(loop, &n->timer);
+	n->timer.data = n;
+	uv_timer_start(&n->timer, timer_cb, 100, 100);
+	n->handles_open = 2;
+	n->last_state = RAFT_UNAVAILABLE;
+	*out = n;
+	return CAP_OK;
+
+err_raft:
+	/* raft_init succeeded: raft_close is the only way back, and it is
+	 * asynchronous; the process is exiting anyway, so we leak. */
+	return rv;
+err_io:
+	raft_uv_close(&n->io);
+err_transport:
+	raft_uv_tcp_close(&n->transport);
+err:
+	free(n);
+	return rv;
+}
+
+static void node_free_maybe(struct node *n)
+{
+	if (n->handles_open > 0)
+		return;
+	raft_uv_close(&n->io);
+	raft_uv_tcp_close(&n->transport);
+	barrier_reap(n);
+	void (*cb)(void *) = n->close_cb;
+	void *data = n->close_data;
+	free(n);
+	if (cb)
+		cb(data);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+	struct node *n = h->data;
+	n->handles_open--;
+	node_free_maybe(n);
+}
+
+static void raft_closed(struct raft *r)
+{
+	struct node *n = r->data;
+	/* Batches still in flight were failed by raft_close with RAFT_SHUTDOWN. */
+	uv_close((uv_handle_t *)&n->check, handle_closed);
+	uv_close((uv_handle_t *)&n->timer, handle_closed);
+}
+
+void node_close(struct node *n, void (*cb)(void *data), void *data)
+{
+	n->closing = true;
+	n->close_cb = cb;
+	n->close_data = data;
+	fail_queue(n, CAP_ESTOPPED, false);
+	fail_reads(n, CAP_ESTOPPED, false);
+	if (n->leader_ready) {
+		n->leader_ready = false;
+		n->cfg.on_leader(n->cfg.data, false);
+	}
+	n->raft.data = n;
+	raft_close(&n->raft, raft_closed);
+}
+
+int node_propose(struct node *n, const void *cmd, size_t len, node_done_cb cb, void *data)
+{
+	struct proposal *p;
+	if (n->closing)
+		return CAP_ESTOPPED;
+	if (!n->leader_ready && raft_state(&n->raft) == RAFT_FOLLOWER &&
+	    n->raft.follower_state.current_leader.id != 0)
+		return CAP_ENOLEADER;
+	p = calloc(1, sizeof *p);
+	if (p == NULL)
+		return CAP_ENOMEM;
+	p->cmd = malloc(len ? len : 1);
+	if (p->cmd == NULL) {
+		free(p);
+		return CAP_ENOMEM;
+	}
+	memcpy(p->cmd, cmd, len);
+	p->len = len;
+	p->cb = cb;
+	p->data = data;
+	p->queued_ms = now_ms(n);
+	if (n->queue_tail)
+		n->queue_tail->next = p;
+	else
+		n->queue_head = p;
+	n->queue_tail = p;
+	n->queue_bytes += len;
+	return CAP_OK;
+}
+
+int node_read_barrier(struct node *n, node_read_cb cb, void *data)
+{
+	struct read_wait *w;
+	if (n->closing)
+		return CAP_ESTOPPED;
+	if (!n->leader_ready && raft_state(&n->raft) == RAFT_FOLLOWER &&
+	    n->raft.follower_state.current_leader.id != 0)
+		return CAP_ENOLEADER;
+	w = calloc(1, sizeof *w);
+	if (w == NULL)
+		return CAP_ENOMEM;
+	w->cb = cb;
+	w->data = data;
+	w->queued_ms = now_ms(n);
+	if (n->reads_tail)
+		n->reads_tail->next = w;
+	else
+		n->reads_head = w;
+	n->reads_tail = w;
+	return CAP_OK;
+}
+
+uint64_t node_applying_index(const struct node *n)
+{
+	return raft_last_applied((struct raft *)&n->raft) + 1;
+}
+
+uint64_t node_id(const struct node *n)
+{
+	return n->id;
+}
+
+uint64_t node_cluster_id(const struct node *n)
+{
+	return n->cluster_id;
+}
+
+uint64_t node_term(const struct node *n)
+{
+	return n->raft.current_term;
+}
+
+uint64_t node_leader(const struct node *n)
+{
+	raft_id id = 0;
+	const char *addr = NULL;
+	raft_leader((struct raft *)&n->raft, &id, &addr);
+	return id;
+}
+
+bool node_leader_ready(const struct node *n)
+{
+	return n->leader_ready;
+}
+
+uint64_t node_last_index(const struct node *n)
+{
+	return raft_last_index((struct raft *)&n->raft);
+}
+
+uint64_t node_applied_index(const struct node *n)
+{
+	return raft_last_applied((struct raft *)&n->raft);
+}
+
+size_t node_members(const struct node *n, const struct node_member **out)
+{
+	*out = n->members;
+	return n->n_members;
+}

@@ -1,0 +1,72 @@
+/* store.h — one member of the store: the MVCC state in sqlite, the raft
+ * member that orders writes, the watch hub and the lease clock, composed,
+ * and the service behind the kv interface (lib/kv.h) that the gateway and
+ * in-process users call.
+ *
+ * Threading: loop thread only. Ownership: store_open's config strings are
+ * copied; answers follow lib/kv.h. */
+#ifndef CAPSTAN_STORE_H
+#define CAPSTAN_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "lib/kv.h"
+#include "store/mvcc.h"
+#include "store/watch.h"
+
+#define STORE_API_VERSION "3.4.23"
+
+struct store_config {
+	const char *name;
+	const char *data_dir;
+	const char *listen_peer_url;
+	const char *advertise_peer_url;
+	const char *advertise_client_urls;
+	const char *initial_cluster;
+	const char *cluster_token;
+	bool new_cluster;
+	unsigned snapshot_count;
+	unsigned heartbeat_ms, election_ms;
+	unsigned progress_ms;    /* watch progress_notify interval */
+	/* Called once if the member hits a fault it cannot continue after. */
+	void (*on_fatal)(void *data, const char *why);
+	void *data;
+};
+
+struct store;
+
+/* Opens the state in cfg->data_dir and starts the raft member. A damaged
+ * state file is refused (CAP_ECORRUPT) with a message in errmsg. */
+int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **out,
+	       char *errmsg);
+/* Fails pending requests with CAP_ESTOPPED, stops raft, closes the state,
+ * frees the store, then calls cb. Watchers must have been removed. */
+void store_close(struct store *s, void (*cb)(void *data), void *data);
+
+/* The kv interface's call: answers op for req (borrowed) through cb. */
+int store_call(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data);
+/* An in-process struct kv over this store (owned by the store). */
+struct kv *store_kv(struct store *s);
+
+/* The response header; rev < 0 leaves "revision" out. New reference. */
+json_t *store_header(struct store *s, int64_t rev);
+struct watch_hub *store_watch_hub(struct store *s);
+struct mvcc *store_mvcc(struct store *s);
+bool store_is_leader(struct store *s);
+
+/* Parses a watch create_request into opts (keys malloc'd into *key and *end,
+ * caller frees) and reads its other fields. */
+int store_watch_parse(json_t *create, struct watch_opts *opts, uint8_t **key, uint8_t **end,
+		      int64_t *watch_id, bool *fragment, char *errmsg);
+/* The "result" object of a watch frame with events (n may be 0). */
+json_t *store_watch_frame(struct store *s, int64_t watch_id,
+			  const struct mvcc_event *const *evs, size_t n, int64_t rev, bool prev_kv);
+
+/* An error answer for kv callbacks: etcd's {"error","message","code"}. */
+json_t *store_error(int err, const char *errmsg);
+
+#endif
