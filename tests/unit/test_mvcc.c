@@ -335,6 +335,61 @@ static void test_limit_more_count(void **state)
 	assert_int_equal(count, 3);
 }
 
+/* A range delete removes every live key in [key, end) in one revision, hands
+ * back the deleted versions in key order, and an empty value is a value,
+ * not a tombstone. */
+static void test_delete_range_prevs(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc *m = f->m;
+	struct mvcc_kvs prevs = {0};
+	struct mvcc_events evs = {0};
+	struct mvcc_kv kv;
+	int64_t n, next;
+	put_abc(m);          /* 2..6 */
+	put(m, "foo1", "");  /* 7: empty value */
+	assert_int_equal(get(m, "foo1", 0, &kv), 1);
+	assert_int_equal(kv.value_len, 0);
+	assert_int_equal(kv.version, 2);
+	mvcc_kv_clear(&kv);
+
+	assert_int_equal(mvcc_begin(m), CAP_OK);
+	assert_int_equal(mvcc_delete_range(m, S("foo"), S("fop"), &prevs, &n), CAP_OK);
+	assert_int_equal(mvcc_commit(m, 1), CAP_OK);
+	assert_int_equal(n, 3);
+	assert_int_equal(mvcc_rev(m), 8);
+	assert_int_equal(prevs.n, 3);
+	assert_kv(&prevs.v[0], "foo", "1", 2, 2, 1);
+	assert_kv(&prevs.v[1], "foo1", "", 3, 7, 2);
+	assert_kv(&prevs.v[2], "foo2", "3", 4, 4, 1);
+	mvcc_kvs_clear(&prevs);
+
+	assert_int_equal(mvcc_events(m, 7, 0, S("\0"), zero, 1, true, 0, &evs, &next), CAP_OK);
+	assert_int_equal(evs.n, 4);
+	assert_int_equal(evs.v[0].type, MVCC_EVENT_PUT);
+	assert_int_equal(evs.v[0].kv.value_len, 0);
+	for (size_t i = 1; i < 4; i++) {
+		assert_int_equal(evs.v[i].type, MVCC_EVENT_DELETE);
+		assert_int_equal(evs.v[i].kv.mod_rev, 8);
+		assert_int_not_equal(evs.v[i].prev.mod_rev, 0);
+	}
+	assert_memory_equal(evs.v[1].kv.key, "foo", 3);
+	assert_memory_equal(evs.v[3].kv.key, "foo2", 4);
+	mvcc_events_clear(&evs);
+
+	char buf[128];
+	int64_t count;
+	bool more;
+	struct mvcc_range_opts o = {0};
+	range_keys(m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "fop,goo");
+	/* Deleting everything from a key onwards. */
+	assert_int_equal(del(m, "a", zero, 1), 2);
+	range_keys(m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "");
+	assert_int_equal(mvcc_rev(m), 9);
+}
+
 /* Every sort target in both orders, NONE with a non-key target meaning
  * ascending, ties broken by key, in the live index and in history. */
 static void test_sorting(void **state)
@@ -383,6 +438,17 @@ static void test_sorting(void **state)
 		assert_true(more);
 		assert_int_equal(count, 3);
 	}
+
+	/* Sorting by value still works when values are left out. */
+	struct mvcc_kvs kvs = {0};
+	struct mvcc_range_opts ko = {.sort_order = MVCC_SORT_ASCEND,
+				     .sort_target = MVCC_SORT_VALUE, .keys_only = true};
+	assert_int_equal(mvcc_range(f->m, S("\0"), zero, 1, &ko, &kvs, &count, &more), CAP_OK);
+	keys_of(&kvs, buf, sizeof(buf));
+	assert_string_equal(buf, "c,a,b");
+	for (size_t i = 0; i < kvs.n; i++)
+		assert_null(kvs.v[i].value);
+	mvcc_kvs_clear(&kvs);
 
 	/* Ties: at revision 4 every version is 1, so key order decides. */
 	struct mvcc_range_opts o = {.rev = 4, .sort_order = MVCC_SORT_DESCEND,
@@ -839,6 +905,19 @@ static void test_snapshot_restore(void **state)
 	assert_int_equal(mvcc_open(path2, &dst, errmsg), CAP_OK);
 	assert_int_equal(mvcc_rev(dst), 5);
 
+	/* A restore cut short before its rename leaves a stray file: the
+	 * database opens as it was and the stray file is removed. */
+	mvcc_close(dst);
+	char stray[300];
+	snprintf(stray, sizeof(stray), "%s.restore", path2);
+	int fd = open(stray, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, img, len / 2), (ssize_t)(len / 2));
+	close(fd);
+	assert_int_equal(mvcc_open(path2, &dst, errmsg), CAP_OK);
+	assert_int_equal(mvcc_rev(dst), 5);
+	assert_int_not_equal(access(stray, F_OK), 0);
+
 	/* A damaged image: the middle overwritten. */
 	uint8_t *bad = malloc(len);
 	assert_non_null(bad);
@@ -992,6 +1071,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_deletes_kept_in_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_range_end_semantics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limit_more_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_range_prevs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sorting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_only_count_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_min_max_filters, setup, teardown),
