@@ -58,7 +58,7 @@ enum {
 	ST_CUR_GET, ST_KV_VALUE, ST_KV_INSERT, ST_CUR_PUT, ST_PREV,
 	ST_LEASE_INSERT, ST_LEASE_GET, ST_LEASE_DELETE, ST_LEASE_LIST, ST_LEASE_KEYS,
 	ST_LEASE_PREVS, ST_LEASE_TOMB, ST_LEASE_CURDEL,
-	ST_COMPACT, ST_HASH, ST_PAGE_COUNT, ST_PAGE_SIZE, ST_FREELIST,
+	ST_COMPACT, ST_COMPACT_TOMB, ST_HASH, ST_PAGE_COUNT, ST_PAGE_SIZE, ST_FREELIST,
 	ST_COUNT
 };
 
@@ -94,10 +94,16 @@ static const char *const fixed_sql[ST_COUNT] = {
 		" SELECT key, ?2, ?3 + row_number() OVER (ORDER BY key) - 1, 0, 0, 0, 0, NULL"
 		" FROM cur WHERE lease = ?1 AND lease != 0",
 	[ST_LEASE_CURDEL] = "DELETE FROM cur WHERE lease = ?1 AND lease != 0",
-	/* Superseded versions and tombstones at or below the compact revision. */
-	[ST_COMPACT] = "DELETE FROM kv WHERE mod_rev <= ?1 AND (version = 0 OR EXISTS ("
-		"SELECT 1 FROM kv AS n WHERE n.key = kv.key AND n.mod_rev <= ?1"
-		" AND n.mod_rev >= kv.mod_rev AND (n.mod_rev > kv.mod_rev OR n.sub > kv.sub)))",
+	/* Versions superseded at or below the compact revision ?1. Whatever a
+	 * compaction at ?2 left is the newest version of its key at ?2, so only
+	 * a version written in (?2, ?1] can supersede anything: the search
+	 * starts from those, not from the whole of history. */
+	[ST_COMPACT] = "DELETE FROM kv WHERE (key, mod_rev, sub) IN ("
+		"SELECT o.key, o.mod_rev, o.sub FROM kv AS n CROSS JOIN kv AS o"
+		" ON o.key = n.key AND o.mod_rev <= n.mod_rev"
+		" WHERE n.mod_rev > ?2 AND n.mod_rev <= ?1 AND (o.mod_rev < n.mod_rev OR o.sub < n.sub))",
+	/* Then the tombstones, which older compactions already removed below ?2. */
+	[ST_COMPACT_TOMB] = "DELETE FROM kv WHERE mod_rev > ?2 AND mod_rev <= ?1 AND version = 0",
 	[ST_HASH] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, v.enc, v.value"
 		" FROM cur AS x CROSS JOIN kv AS v"
 		" ON v.key = x.key AND v.mod_rev = x.mod_rev AND v.sub = x.sub ORDER BY x.key",
@@ -1266,10 +1272,13 @@ int mvcc_compact(struct mvcc *m, int64_t rev)
 		return fail(m, CAP_ECOMPACTED, "required revision has been compacted");
 	if (rev > m->rev)
 		return fail(m, CAP_EFUTUREREV, "required revision is a future revision");
-	sqlite3_stmt *s = m->st[ST_COMPACT];
-	sqlite3_bind_int64(s, 1, rev);
-	if ((err = step_done(m, s, "compact")))
-		return err;
+	for (int i = ST_COMPACT; i <= ST_COMPACT_TOMB; i++) {
+		sqlite3_stmt *s = m->st[i];
+		sqlite3_bind_int64(s, 1, rev);
+		sqlite3_bind_int64(s, 2, m->compact_rev);
+		if ((err = step_done(m, s, "compact")))
+			return err;
+	}
 	if ((err = meta_write(m, "compact_revision", rev)))
 		return err;
 	m->compact_rev = rev;
