@@ -860,6 +860,140 @@ static void test_rollback(void **state)
 	assert_int_equal(put(m, "c", "1"), 4);
 }
 
+/* A model of the history, for the randomized comparison below. */
+struct model_ver {
+	int key;
+	int64_t rev, create, version; /* version 0: tombstone */
+	int value;
+};
+
+/* The live version of key k at rev in the model, or NULL. */
+static const struct model_ver *model_at(const struct model_ver *h, size_t n, int k, int64_t rev)
+{
+	const struct model_ver *best = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (h[i].key == k && h[i].rev <= rev)
+			best = &h[i];
+	return best && best->version ? best : NULL;
+}
+
+/* Random puts, range deletes, multi-write txns and compactions agree with a
+ * plain model of etcd's semantics at every readable revision. */
+static void test_random_against_model(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc *m = f->m;
+	enum { NKEYS = 12, STEPS = 400 };
+	struct model_ver *h = calloc(STEPS * 4, sizeof(*h));
+	size_t nh = 0;
+	int64_t rev = 1, compact = 0;
+	unsigned seed = 12345;
+	char key[16], val[16], end[16];
+	assert_non_null(h);
+
+	for (int step = 0; step < STEPS; step++) {
+		int op = (int)(rand_r(&seed) % 10);
+		assert_int_equal(mvcc_begin(m), CAP_OK);
+		if (op == 9 && rev > compact + 1) {
+			int64_t c = compact + 1 + (int64_t)(rand_r(&seed) % (uint64_t)(rev - compact));
+			assert_int_equal(mvcc_compact(m, c), CAP_OK);
+			compact = c;
+		} else {
+			/* A txn of one to three writes on distinct keys. */
+			int nw = 1 + (int)(rand_r(&seed) % 3), base = (int)(rand_r(&seed) % NKEYS);
+			bool wrote = false;
+			mvcc_txn_begin(m);
+			for (int w = 0; w < nw; w++) {
+				int k = (base + w * 5) % NKEYS;
+				snprintf(key, sizeof(key), "k%02d", k);
+				const struct model_ver *cur = model_at(h, nh, k, rev + 1);
+				if (op < 7) {
+					int v = (int)(rand_r(&seed) % 1000);
+					snprintf(val, sizeof(val), "v%d", v);
+					assert_int_equal(mvcc_put(m, S(key), S(val), 0, NULL, NULL), CAP_OK);
+					h[nh++] = (struct model_ver){k, rev + 1, cur ? cur->create : rev + 1,
+								    cur ? cur->version + 1 : 1, v};
+					wrote = true;
+				} else {
+					int64_t n;
+					assert_int_equal(mvcc_delete_range(m, S(key), NULL, 0, NULL, &n), CAP_OK);
+					assert_int_equal(n, cur ? 1 : 0);
+					if (cur) {
+						h[nh++] = (struct model_ver){k, rev + 1, 0, 0, 0};
+						wrote = true;
+					}
+				}
+			}
+			assert_int_equal(mvcc_txn_end(m), wrote ? rev + 1 : rev);
+			if (wrote)
+				rev++;
+		}
+		assert_int_equal(mvcc_commit(m, (uint64_t)step + 1), CAP_OK);
+		assert_int_equal(mvcc_rev(m), rev);
+
+		/* Check a random readable revision and the current one, over a
+		 * random key range. */
+		int64_t at[2] = {compact + (int64_t)(rand_r(&seed) % (uint64_t)(rev - compact + 1)), 0};
+		if (at[0] == 0)
+			at[0] = rev;
+		int lo = (int)(rand_r(&seed) % NKEYS), hi = lo + (int)(rand_r(&seed) % NKEYS);
+		snprintf(key, sizeof(key), "k%02d", lo);
+		snprintf(end, sizeof(end), "k%02d", hi);
+		for (int a = 0; a < 2; a++) {
+			struct mvcc_range_opts o = {.rev = at[a]};
+			struct mvcc_kvs kvs = {0};
+			int64_t count;
+			bool more;
+			int64_t r = at[a] ? at[a] : rev;
+			assert_int_equal(mvcc_range(m, S(key), S(end), &o, &kvs, &count, &more), CAP_OK);
+			size_t j = 0;
+			for (int k = lo; k < hi && k < NKEYS; k++) {
+				const struct model_ver *v = model_at(h, nh, k, r);
+				if (v == NULL)
+					continue;
+				assert_true(j < kvs.n);
+				snprintf(key, sizeof(key), "k%02d", k);
+				snprintf(val, sizeof(val), "v%d", v->value);
+				assert_kv(&kvs.v[j], key, val, v->create, v->rev, v->version);
+				j++;
+			}
+			assert_int_equal(j, kvs.n);
+			assert_int_equal(count, (int64_t)kvs.n);
+			snprintf(key, sizeof(key), "k%02d", lo);
+			mvcc_kvs_clear(&kvs);
+		}
+		if (compact > 0) {
+			struct mvcc_range_opts o = {.rev = compact - 1};
+			int64_t count;
+			bool more;
+			if (compact > 1)
+				assert_int_equal(mvcc_range(m, S("k00"), NULL, 0, &o, NULL, &count, &more),
+						 CAP_ECOMPACTED);
+		}
+	}
+
+	/* Every event after the compaction matches the model's history. */
+	struct mvcc_events evs = {0};
+	int64_t next;
+	assert_int_equal(mvcc_events(m, compact + 1, 0, S("\0"), zero, 1, false, 0, &evs, &next),
+			 CAP_OK);
+	size_t j = 0;
+	for (size_t i = 0; i < nh; i++) {
+		if (h[i].rev <= compact)
+			continue;
+		assert_true(j < evs.n);
+		assert_int_equal(evs.v[j].kv.mod_rev, h[i].rev);
+		assert_int_equal(evs.v[j].type, h[i].version ? MVCC_EVENT_PUT : MVCC_EVENT_DELETE);
+		snprintf(key, sizeof(key), "k%02d", h[i].key);
+		assert_memory_equal(evs.v[j].kv.key, key, 3);
+		j++;
+	}
+	assert_int_equal(j, evs.n);
+	assert_int_equal(next, rev + 1);
+	mvcc_events_clear(&evs);
+	free(h);
+}
+
 /* A snapshot restored into a fresh database reproduces keys, history,
  * leases, revisions and the applied index; a damaged image is refused
  * and leaves the database as it was. */
@@ -1082,6 +1216,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_applied_index_persisted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_random_against_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_restore, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_file_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compression_roundtrip, setup, teardown),
