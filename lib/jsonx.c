@@ -29,6 +29,13 @@ int jsonx_get_bytes(json_t *obj, const char *name, uint8_t **out, size_t *len, c
 	}
 	s = json_string_value(v);
 	n = json_string_length(v);
+	/* Go's encoding/json decodes []byte with the padded standard alphabet
+	 * only: etcd refuses the URL-safe and unpadded forms, and so do we. */
+	if (n % 4 != 0 || strcspn(s, "-_") != n) {
+		cap_errmsg_printf(errmsg, "illegal base64 data at input byte %zu",
+				  n % 4 != 0 ? (n / 4) * 4 : strcspn(s, "-_"));
+		return CAP_EINVAL;
+	}
 	buf = malloc(b64_decoded_max(n) + 1);
 	if (buf == NULL)
 		return CAP_ENOMEM;

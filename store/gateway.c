@@ -410,6 +410,16 @@ static void serve_snapshot(struct gateway *g, struct http_req *req)
 
 /* ---- routing ---- */
 
+/* Whether a member request's "ID" names a member of this cluster. */
+static bool member_named(struct gateway *g, json_t *body)
+{
+	uint64_t id = 0;
+	char errmsg[CAP_ERRMSG_SIZE];
+	if (jsonx_get_u64(body, "ID", &id, errmsg) != 0)
+		return false;
+	return store_has_member(g->store, id);
+}
+
 static void handle(struct http_req *req, void *data)
 {
 	struct gateway *g = data;
@@ -461,10 +471,15 @@ static void handle(struct http_req *req, void *data)
 	if (req->body_len == 0)
 		body = json_object();
 	else
-		body = json_loadb(req->body, req->body_len, 0, &jerr);
+		body = json_loadb(req->body, req->body_len, JSON_DECODE_ANY, &jerr);
 	if (body == NULL) {
 		reply_error(req, GRPC_INVALID_ARGUMENT, jerr.text);
 		return;
+	}
+	if (json_is_null(body)) {
+		/* Go decodes a null body into an empty request. */
+		json_decref(body);
+		body = json_object();
 	}
 	if (!json_is_object(body)) {
 		json_decref(body);
@@ -480,6 +495,9 @@ static void handle(struct http_req *req, void *data)
 			http_reply(req, 200, "application/json", "{}", 2);
 		} else if (strcmp(p, "/v3/maintenance/transfer-leadership") == 0) {
 			reply_cap_error(req, CAP_EBADTRANSFEREE, NULL);
+		} else if (strncmp(p, "/v3/cluster/member/", 19) == 0 &&
+			   strcmp(p, "/v3/cluster/member/add") != 0 && !member_named(g, body)) {
+			reply_cap_error(req, CAP_EMEMBERNOTFOUND, NULL);
 		} else {
 			reply_error(req, GRPC_UNIMPLEMENTED, "not supported by capstan-store yet");
 		}

@@ -1344,7 +1344,7 @@ int mvcc_events(struct mvcc *m, int64_t from_rev, int64_t to_rev,
 	if (err)
 		return err;
 	*next_rev = from_rev;
-	if (m->compact_rev > 0 && from_rev <= m->compact_rev)
+	if (m->compact_rev > 0 && from_rev < m->compact_rev)
 		return fail(m, CAP_ECOMPACTED, "required revision has been compacted");
 	int64_t hi = to_rev <= 0 || to_rev > m->rev ? m->rev : to_rev;
 	if (from_rev > hi)

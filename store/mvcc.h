@@ -143,7 +143,8 @@ int mvcc_compact(struct mvcc *m, int64_t rev);
 /* Events with from_rev <= mod_rev <= to_rev on keys in [key, end), in
  * (revision, sub-revision) order, at most max of them but never splitting a
  * revision. *next_rev gets the first revision not returned. Errors:
- * CAP_ECOMPACTED if from_rev <= compact revision.
+ * CAP_ECOMPACTED if from_rev < compact revision (as etcd, a start at the
+ * compact revision itself is served: what was written there is kept).
  * max 0 means no limit; to_rev <= 0 or past the current revision means the
  * current revision; events are appended to out. */
 int mvcc_events(struct mvcc *m, int64_t from_rev, int64_t to_rev,

@@ -567,8 +567,12 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
 			goto err_raft;
 		}
 	}
+	/* raft_start can already apply entries (a lone voter elects itself and
+	 * replays the log), and the FSM asks the node for the index. */
+	*out = n;
 	rv = raft_start(&n->raft);
 	if (rv != 0) {
+		*out = NULL;
 		cap_errmsg_printf(errmsg, "raft start: %s", raft_errmsg(&n->raft));
 		rv = rv == RAFT_CORRUPT ? CAP_ECORRUPT : CAP_EIO;
 		goto err_raft;

@@ -992,3 +992,13 @@ bool store_is_leader(struct store *s)
 {
 	return node_leader_ready(s->node);
 }
+
+bool store_has_member(struct store *s, uint64_t id)
+{
+	const struct node_member *m;
+	size_t n = node_members(s->node, &m);
+	for (size_t i = 0; i < n; i++)
+		if (m[i].id == id)
+			return true;
+	return false;
+}

@@ -57,6 +57,8 @@ json_t *store_header(struct store *s, int64_t rev);
 struct watch_hub *store_watch_hub(struct store *s);
 struct mvcc *store_mvcc(struct store *s);
 bool store_is_leader(struct store *s);
+/* Whether id names a member of the cluster. */
+bool store_has_member(struct store *s, uint64_t id);
 
 /* Parses a watch create_request into opts (keys malloc'd into *key and *end,
  * caller frees) and reads its other fields. */

@@ -23,7 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-command -v etcd >/dev/null 2>&1 || { echo "SKIP: no etcd"; exit 77; }
+command -v etcd >/dev/null 2>&1 || { echo "FAIL: etcd is required (scripts/install-deps installs it)"; exit 1; }
 
 etcd --name t --data-dir "$DIR/etcd" --listen-client-urls "$EP" --advertise-client-urls "$EP" \
 	--listen-peer-urls "http://127.0.0.1:$PEER" --initial-advertise-peer-urls "http://127.0.0.1:$PEER" \
