@@ -1,0 +1,1 @@
+/* bench.h — not written yet. */

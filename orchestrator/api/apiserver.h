@@ -1,0 +1,1 @@
+/* apiserver.h — not written yet. */

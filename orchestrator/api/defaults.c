@@ -1,0 +1,1 @@
+/* defaults.c — not written yet. */

@@ -1,0 +1,1 @@
+/* defaults.h — not written yet. */

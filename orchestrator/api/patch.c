@@ -1,0 +1,1 @@
+/* patch.c — not written yet. */

@@ -1,0 +1,1 @@
+/* patch.h — not written yet. */

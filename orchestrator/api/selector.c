@@ -1,0 +1,1 @@
+/* selector.c — not written yet. */

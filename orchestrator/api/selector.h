@@ -1,0 +1,1 @@
+/* selector.h — not written yet. */

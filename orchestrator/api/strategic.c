@@ -1,0 +1,1 @@
+/* strategic.c — not written yet. */

@@ -1,0 +1,1 @@
+/* strategic.h — not written yet. */

@@ -1,0 +1,1 @@
+/* table.h — not written yet. */

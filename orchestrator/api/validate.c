@@ -1,0 +1,1 @@
+/* validate.c — not written yet. */

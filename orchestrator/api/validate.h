@@ -1,0 +1,1 @@
+/* validate.h — not written yet. */

@@ -1,0 +1,1 @@
+/* yaml.h — not written yet. */
