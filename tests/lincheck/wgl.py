@@ -10,7 +10,8 @@ a status:
   unknown  no answer (timeout, connection reset, crash): it may or may not
            have taken effect, at any moment after its call
   applied  no answer, but it is known from elsewhere (a complete watch
-           history) that it took effect, at some moment after its call
+           history) that it took effect, at some moment after its call and
+           before its return time if one is given
 
 The register model: the value of a key starts absent (None); a read returns
 the current value; a write sets it; cas(expected, new) sets it to new and
@@ -22,8 +23,9 @@ its own, so the whole is linearizable iff every key is). Per key the checker
 walks call and return events in time order; at a call it tries to linearize
 the operation against the model; it memoizes (set of linearized operations,
 model state) to avoid revisiting; at a return whose call has not been
-linearized yet it backtracks. Unknown and applied operations return at
-+infinity; an unknown one may also never be linearized at all.
+linearized yet it backtracks. Unknown operations return at +infinity and
+may also never be linearized at all; applied ones must be linearized, before
+their return time if known, else at any time.
 
 Each key has a time limit; running out gives the verdict "timeout", which a
 test must count as a failure, since nothing was proven.
@@ -137,11 +139,9 @@ def _step(state, op):
         if op.output:
             return matches, new if matches else state
         return not matches, state
-    # unknown or applied: only the successful branch changes anything; an
-    # unsuccessful cas is indistinguishable from one that never happened.
-    if op.status == APPLIED:
-        # It is known to have written its value, so it must have matched.
-        return matches, new
+    # unknown: only the successful branch matters, since an unsuccessful cas
+    # is indistinguishable from one that never happened; applied: it is known
+    # to have written its value, so it matched.
     return matches, new
 
 
@@ -186,7 +186,7 @@ def check_key(ops, key=None, time_limit=60.0, t0=None, init=None):
     events = []
     for i, op in enumerate(ops):
         events.append((op.call, 0, i))
-        r = op.ret if (op.status == OK and op.ret is not None) else INF
+        r = op.ret if (op.status in (OK, APPLIED) and op.ret is not None) else INF
         if r < op.call:
             raise ValueError("operation returns before its call: %r" % (op,))
         events.append((r, 1, i))
@@ -372,11 +372,13 @@ def check(ops, time_limit_per_key=60.0):
     return Result(out, time.monotonic() - start)
 
 
-def resolve_unknowns(ops, applied):
+def resolve_unknowns(ops, applied, settled=None):
     """Given the complete set of (key, value) pairs that were written (from a
     gap-free watch history), mark each unknown write or cas as applied or
-    failed. Values must be unique per key for this to be sound. Returns the
-    number of operations resolved each way, as (applied, not applied)."""
+    failed. Values must be unique per key for this to be sound. settled, if
+    given, is a time by which every applied operation had taken effect (when
+    the watch history was seen complete); it becomes their return time.
+    Returns the number of operations resolved each way, as (applied, not)."""
     a = f = 0
     for op in ops:
         if op.status != UNKNOWN or op.kind == READ:
@@ -384,6 +386,7 @@ def resolve_unknowns(ops, applied):
         new = op.input if op.kind == WRITE else op.input[1]
         if (op.key, new) in applied:
             op.status = APPLIED
+            op.ret = settled
             a += 1
         else:
             op.status = FAIL
