@@ -26,5 +26,13 @@ char *validate_status_message(const char *kind, const char *name, json_t *causes
  * 'example.com', regex used for validation is '...')". */
 const char *validate_dns1123_subdomain(const char *name);
 const char *validate_dns1123_label(const char *name);
+/* A label or annotation key: an optional DNS subdomain prefix and "/", then
+ * a name of at most 63 alphanumerics, '-', '_' or '.'. NULL if ok, else the
+ * first of Kubernetes' messages (written into a static buffer: not
+ * thread-safe, copy it before the next call). */
+const char *validate_qualified_name(const char *name);
+/* A label value: empty, or at most 63 alphanumerics, '-', '_' or '.'
+ * starting and ending alphanumeric. NULL if ok, else the message (static). */
+const char *validate_label_value(const char *value);
 
 #endif
