@@ -1,1 +1,1327 @@
-/* bench.c — not written yet. */
+/* bench.c — `capstan bench`: closed-loop workloads and watch fan-out over the
+ * etcd v3 JSON gateway, with throughput and latency percentiles.
+ *
+ * Happy path of a closed-loop workload (put, get, range, txn, lease): every
+ * simulated client owns one http_client, hence one keep-alive connection,
+ * and keeps exactly one request in flight; each answer is timed and the
+ * next request goes out from the answer's callback. A deadline timer (or the
+ * --total count, or SIGINT) stops issuing; the run ends when every client is
+ * idle. Reads first make sure the key space exists (preload, untimed).
+ *
+ * Watch: W streams watch one key; a single writer puts to it one round at a
+ * time; a round ends when every watcher has seen the put's revision. Each
+ * watcher's latency is the time from sending the put to its event; the time
+ * from the put's acknowledgement to the event (0 when the event came first,
+ * as it does when a server notifies before it answers) is reported beside it.
+ *
+ * Failure modes: a non-200 answer or a transport error counts as an error
+ * (the first one is kept for the report); after a transport error the client
+ * waits 100 ms so a dead server is not spun on. A watch round that does not
+ * complete in 10 s counts the missing events as errors.
+ *
+ * The generator itself shares the machine with the server: it is kept lean
+ * (no JSON parsing on the closed-loop hot path, one loop thread). */
+#include "client/bench.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "lib/b64.h"
+#include "lib/http.h"
+
+#define BENCH_MAX_ENDPOINTS 16
+#define BENCH_RETRY_MS 100
+#define BENCH_ROUND_TIMEOUT_MS 10000
+#define BENCH_WATCH_OPENING 256       /* watch streams being set up at once */
+#define BENCH_KEY_MAX 128
+
+const char bench_usage[] =
+	"  bench WORKLOAD [--conns N] [--duration D | --total N] [--value-size B]\n"
+	"        [--key-space N] [--consistency l|s] [--range-size N] [--watchers N]\n"
+	"        [--prefix P] [--no-preload]\n"
+	"                         load generator over the gateway; WORKLOAD is put,\n"
+	"                         get, range, txn, watch or lease (see docs/benchmarks.md)\n";
+
+enum bench_kind { BK_PUT, BK_GET, BK_RANGE, BK_TXN, BK_WATCH, BK_LEASE };
+
+static const char *const bench_kind_names[] = {"put", "get", "range", "txn", "watch", "lease",
+					       NULL};
+
+struct bench_opts {
+	enum bench_kind kind;
+	unsigned conns;
+	uint64_t duration_ms;         /* 0 = until total */
+	uint64_t total;               /* 0 = until duration */
+	unsigned value_size;
+	uint64_t key_space;
+	unsigned range_size;
+	unsigned watchers;
+	bool serializable;
+	bool preload;
+	const char *prefix;
+	char *urls[BENCH_MAX_ENDPOINTS];
+	unsigned nurls;
+	bool json;
+	unsigned timeout_ms;
+};
+
+struct bench;
+
+/* One simulated client of a closed-loop workload. */
+struct bench_conn {
+	struct bench *b;
+	struct http_client *hc;
+	uv_timer_t retry;
+	uint64_t t_start;             /* of the request (or lease cycle) in flight */
+	int step;                     /* txn: 0 = create the key; lease: 0 grant, 1 put, 2 revoke */
+	long long rev;                /* txn: the key's mod_revision */
+	long long lease;              /* lease: the granted ID */
+	uint64_t seq;                 /* txn/lease: this client's own key number */
+	bool busy;
+};
+
+/* One watch stream. */
+struct bench_watcher {
+	struct bench *b;
+	struct http_call *call;
+	char *buf;                    /* bytes of an unfinished frame */
+	size_t len, cap;
+	long long ev_rev;             /* newest event's mod_revision */
+	uint64_t ev_t;                /* when it arrived */
+	bool created;
+	bool ended;
+};
+
+struct bench {
+	uv_loop_t loop;
+	struct bench_opts o;
+	struct bench_conn *conns;
+	unsigned nconns;
+	unsigned active;              /* closed-loop clients with work in flight */
+	uv_timer_t progress;
+	uv_timer_t deadline;
+	uv_signal_t sigint;
+	uint64_t t0, t_end;
+	bool running;                 /* timed phase */
+	bool stopping;
+	bool preloading;
+	uint64_t issued;
+	uint64_t ops;
+	uint64_t errors;
+	uint64_t cas_failures;
+	uint64_t last_ops;            /* at the previous progress line */
+	char first_error[200];
+	uint32_t *lat;                /* microseconds */
+	size_t nlat, caplat;
+	uint32_t *lat2;               /* watch: acknowledgement to event */
+	size_t nlat2, caplat2;
+	uint64_t rng;
+	uint64_t next_key;
+	uint64_t preload_left;
+	char *value_b64;
+	int rc;
+	/* watch */
+	struct http_client *whc;      /* the watch streams' client */
+	struct bench_watcher *w;
+	unsigned wopened, wcreated, wended;
+	struct http_client *writer;   /* the watch workload's putter */
+	uint64_t round_t_send, round_t_ack;
+	long long round_rev;          /* 0 until the put is acknowledged */
+	unsigned round_got;
+	uint64_t rounds;
+	uv_timer_t round_timer;
+	bool round_on;
+	bool watch_ready;
+	bool cancelling;
+	bool round_timer_on;          /* round_timer was initialised */              /* bench_finish is cancelling the streams */
+	struct http_client *probe;    /* the first, untimed request */
+};
+
+static uint64_t bench_rand(struct bench *b)
+{
+	/* xorshift64*: cheap, good enough to pick keys. */
+	b->rng ^= b->rng >> 12;
+	b->rng ^= b->rng << 25;
+	b->rng ^= b->rng >> 27;
+	return b->rng * 2685821657736338717ULL;
+}
+
+static uint64_t bench_now(void)
+{
+	return uv_hrtime();
+}
+
+static void bench_sample(uint32_t **lat, size_t *n, size_t *cap, uint64_t ns)
+{
+	uint64_t us = ns / 1000;
+
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 65536;
+		uint32_t *p = realloc(*lat, c * sizeof(*p));
+		if (p == NULL)
+			return;       /* a lost sample, not a lost run */
+		*lat = p;
+		*cap = c;
+	}
+	(*lat)[(*n)++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
+static void bench_record(struct bench *b, uint64_t ns)
+{
+	bench_sample(&b->lat, &b->nlat, &b->caplat, ns);
+}
+
+static void bench_error(struct bench *b, int status, const char *body, size_t len)
+{
+	b->errors++;
+	if (b->first_error[0] != '\0')
+		return;
+	if (status < 100)
+		snprintf(b->first_error, sizeof(b->first_error), "transport error %d", status);
+	else
+		snprintf(b->first_error, sizeof(b->first_error), "HTTP %d: %.*s", status,
+			 (int)(len > 150 ? 150 : len), body);
+}
+
+/* The key of number n, as "<prefix>k/%010llu" base64-encoded into out. */
+static void bench_key_b64(const struct bench *b, const char *sub, uint64_t n, char *out)
+{
+	char key[BENCH_KEY_MAX];
+	int kl = snprintf(key, sizeof(key), "%s%s%010" PRIu64, b->o.prefix, sub, n);
+
+	if (kl < 0 || (size_t)kl >= sizeof(key))
+		kl = (int)sizeof(key) - 1;
+	b64_encode((const uint8_t *)key, (size_t)kl, out);
+}
+
+static void bench_str_b64(const char *s, char *out)
+{
+	b64_encode((const uint8_t *)s, strlen(s), out);
+}
+
+/* The value after "name": in a JSON text, skipping blanks and an opening
+ * quote; NULL if absent. Enough for the few scalar fields read here. */
+static const char *bench_json_field(const char *body, const char *name)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\"", name);
+	p = strstr(body, pat);
+	if (p == NULL)
+		return NULL;
+	p += strlen(pat);
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	if (*p != ':')
+		return NULL;
+	p++;
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	if (*p == '"')
+		p++;
+	return p;
+}
+
+static long long bench_json_int(const char *body, const char *name)
+{
+	const char *p = bench_json_field(body, name);
+	return p != NULL ? strtoll(p, NULL, 10) : 0;
+}
+
+static void bench_finish(struct bench *b);
+static void bench_conn_issue(struct bench_conn *c);
+
+/* ---- closed-loop workloads ---- */
+
+static void bench_conn_idle(struct bench_conn *c)
+{
+	struct bench *b = c->b;
+
+	if (!c->busy)
+		return;
+	c->busy = false;
+	b->active--;
+	if (b->active == 0)
+		bench_finish(b);
+}
+
+static bool bench_may_issue(struct bench *b)
+{
+	if (b->stopping)
+		return false;
+	if (b->preloading)
+		return b->preload_left > 0;
+	return b->o.total == 0 || b->issued < b->o.total;
+}
+
+static void bench_conn_retry_cb(uv_timer_t *t)
+{
+	bench_conn_issue(t->data);
+}
+
+static void bench_conn_on_answer(void *data, int status, const char *body, size_t len)
+{
+	struct bench_conn *c = data;
+	struct bench *b = c->b;
+	uint64_t now = bench_now();
+	bool timed = b->running && !b->preloading;
+	bool cycle_done = true;
+
+	if (status != 200) {
+		if (timed && (b->t_end == 0 || now <= b->t_end))
+			bench_error(b, status, body, len);
+		else if (b->preloading)
+			bench_error(b, status, body, len);
+		c->step = 0;
+		if (status < 100 && !b->stopping) {
+			uv_timer_start(&c->retry, bench_conn_retry_cb, BENCH_RETRY_MS, 0);
+			return;
+		}
+		goto next;
+	}
+	switch (b->o.kind) {
+	case BK_TXN:
+		if (c->step == 0) {
+			c->rev = bench_json_int(body, "revision");
+			c->step = 1;
+			cycle_done = false;
+		} else {
+			const char *s = bench_json_field(body, "succeeded");
+			if (s != NULL && strncmp(s, "true", 4) == 0) {
+				c->rev = bench_json_int(body, "revision");
+			} else {
+				/* Someone else wrote the key: learn it again. */
+				b->cas_failures++;
+				c->step = 0;
+			}
+		}
+		break;
+	case BK_LEASE:
+		if (c->step == 0) {
+			c->lease = bench_json_int(body, "ID");
+			if (c->lease == 0) {
+				bench_error(b, 200, body, len);
+				goto next;
+			}
+			c->step = 1;
+			cycle_done = false;
+		} else if (c->step == 1) {
+			c->step = 2;
+			cycle_done = false;
+		} else {
+			c->step = 0;
+		}
+		break;
+	default:
+		break;
+	}
+	if (!cycle_done) {
+		bench_conn_issue(c);
+		return;
+	}
+	if (timed && (b->t_end == 0 || now <= b->t_end)) {
+		b->ops++;
+		bench_record(b, now - c->t_start);
+	}
+next:
+	if (b->o.total != 0 && timed && b->ops + b->errors >= b->o.total && b->t_end == 0)
+		b->t_end = now;
+	if (!bench_may_issue(b)) {
+		bench_conn_idle(c);
+		return;
+	}
+	bench_conn_issue(c);
+}
+
+/* Builds and sends the client's next request. A request that cannot even
+ * be queued ends this client. */
+static void bench_conn_issue(struct bench_conn *c)
+{
+	struct bench *b = c->b;
+	char k[BENCH_KEY_MAX * 2], e[BENCH_KEY_MAX * 2];
+	char *body;
+	size_t cap = strlen(b->value_b64) + 4 * BENCH_KEY_MAX + 256;
+	const char *path;
+	int n;
+	uint64_t key;
+
+	/* A lease cycle is finished even when stopping: no lease is left behind. */
+	bool mid_cycle = b->o.kind == BK_LEASE && c->step != 0 && !b->preloading;
+
+	if (!mid_cycle && !bench_may_issue(b)) {
+		bench_conn_idle(c);
+		return;
+	}
+	body = malloc(cap);
+	if (body == NULL) {
+		bench_error(b, 0, "", 0);
+		bench_conn_idle(c);
+		return;
+	}
+	if (b->preloading) {
+		key = b->next_key++;
+		b->preload_left--;
+		bench_key_b64(b, "k/", key, k);
+		path = "/v3/kv/put";
+		n = snprintf(body, cap, "{\"key\":\"%s\",\"value\":\"%s\"}", k, b->value_b64);
+		goto send;
+	}
+	if (b->o.kind != BK_LEASE || c->step == 0)
+		c->t_start = bench_now();
+	switch (b->o.kind) {
+	case BK_PUT:
+		b->issued++;
+		key = b->next_key++ % b->o.key_space;
+		bench_key_b64(b, "k/", key, k);
+		path = "/v3/kv/put";
+		n = snprintf(body, cap, "{\"key\":\"%s\",\"value\":\"%s\"}", k, b->value_b64);
+		break;
+	case BK_GET:
+		b->issued++;
+		key = bench_rand(b) % b->o.key_space;
+		bench_key_b64(b, "k/", key, k);
+		path = "/v3/kv/range";
+		n = snprintf(body, cap, "{\"key\":\"%s\"%s}", k,
+			     b->o.serializable ? ",\"serializable\":true" : "");
+		break;
+	case BK_RANGE:
+		b->issued++;
+		key = bench_rand(b) % (b->o.key_space - b->o.range_size + 1);
+		bench_key_b64(b, "k/", key, k);
+		bench_key_b64(b, "k/", key + b->o.range_size, e);
+		path = "/v3/kv/range";
+		n = snprintf(body, cap, "{\"key\":\"%s\",\"range_end\":\"%s\"%s}", k, e,
+			     b->o.serializable ? ",\"serializable\":true" : "");
+		break;
+	case BK_TXN:
+		bench_key_b64(b, "txn/", c->seq, k);
+		if (c->step == 0) {
+			path = "/v3/kv/put";
+			n = snprintf(body, cap, "{\"key\":\"%s\",\"value\":\"%s\"}", k,
+				     b->value_b64);
+			break;
+		}
+		b->issued++;
+		path = "/v3/kv/txn";
+		n = snprintf(body, cap,
+			     "{\"compare\":[{\"key\":\"%s\",\"target\":\"MOD\",\"result\":\"EQUAL\","
+			     "\"mod_revision\":\"%lld\"}],\"success\":[{\"request_put\":"
+			     "{\"key\":\"%s\",\"value\":\"%s\"}}]}",
+			     k, c->rev, k, b->value_b64);
+		break;
+	case BK_LEASE:
+		if (c->step == 0) {
+			b->issued++;
+			path = "/v3/lease/grant";
+			n = snprintf(body, cap, "{\"TTL\":\"60\"}");
+		} else if (c->step == 1) {
+			key = c->seq;
+			bench_key_b64(b, "lease/", key, k);
+			path = "/v3/kv/put";
+			n = snprintf(body, cap, "{\"key\":\"%s\",\"value\":\"%s\",\"lease\":\"%lld\"}",
+				     k, b->value_b64, c->lease);
+		} else {
+			path = "/v3/lease/revoke";
+			n = snprintf(body, cap, "{\"ID\":\"%lld\"}", c->lease);
+		}
+		break;
+	default:
+		n = -1;
+		path = "";
+		break;
+	}
+send:
+	if (n < 0 || (size_t)n >= cap ||
+	    http_client_post(c->hc, path, "application/json", body, (size_t)n,
+			     b->o.timeout_ms, bench_conn_on_answer, c) != 0) {
+		free(body);
+		bench_error(b, 0, "", 0);
+		bench_conn_idle(c);
+		return;
+	}
+	free(body);
+}
+
+static void bench_start_conns(struct bench *b)
+{
+	unsigned i;
+
+	b->active = b->nconns;
+	for (i = 0; i < b->nconns; i++)
+		b->conns[i].busy = true;
+	for (i = 0; i < b->nconns && !b->stopping; i++)
+		bench_conn_issue(&b->conns[i]);
+}
+
+/* ---- watch ---- */
+
+static void bench_watch_open_more(struct bench *b);
+static void bench_round_start(struct bench *b);
+
+static void bench_round_end(struct bench *b)
+{
+	unsigned i;
+	uint64_t now = bench_now();
+	bool in_time = b->t_end == 0 || now <= b->t_end;
+
+	b->round_on = false;
+	uv_timer_stop(&b->round_timer);
+	for (i = 0; i < b->o.watchers; i++) {
+		struct bench_watcher *w = &b->w[i];
+		if (w->ev_rev != b->round_rev) {
+			if (in_time) {
+				b->errors++;
+				if (b->first_error[0] == '\0')
+					snprintf(b->first_error, sizeof(b->first_error),
+						 "a watcher missed revision %lld", b->round_rev);
+			}
+			continue;
+		}
+		if (in_time) {
+			b->ops++;
+			bench_record(b, w->ev_t - b->round_t_send);
+			bench_sample(&b->lat2, &b->nlat2, &b->caplat2,
+				     w->ev_t > b->round_t_ack ? w->ev_t - b->round_t_ack : 0);
+		}
+	}
+	b->rounds++;
+	if (b->o.total != 0 && b->rounds >= b->o.total && b->t_end == 0)
+		b->t_end = now;
+	if (b->stopping || (b->o.total != 0 && b->rounds >= b->o.total)) {
+		bench_finish(b);
+		return;
+	}
+	bench_round_start(b);
+}
+
+static void bench_round_check(struct bench *b)
+{
+	if (b->round_on && b->round_rev != 0 && b->round_got >= b->o.watchers)
+		bench_round_end(b);
+}
+
+static void bench_round_timeout_cb(uv_timer_t *t)
+{
+	bench_round_end(t->data);
+}
+
+static void bench_writer_on_answer(void *data, int status, const char *body, size_t len)
+{
+	struct bench *b = data;
+	unsigned i;
+
+	if (!b->round_on)
+		return;
+	if (status != 200) {
+		bench_error(b, status, body, len);
+		b->round_on = false;
+		uv_timer_stop(&b->round_timer);
+		if (b->stopping)
+			bench_finish(b);
+		else
+			uv_timer_start(&b->round_timer, bench_round_timeout_cb, BENCH_RETRY_MS, 0);
+		return;
+	}
+	b->round_t_ack = bench_now();
+	b->round_rev = bench_json_int(body, "revision");
+	b->round_got = 0;
+	for (i = 0; i < b->o.watchers; i++)
+		if (b->w[i].ev_rev == b->round_rev)
+			b->round_got++;
+	bench_round_check(b);
+}
+
+static void bench_round_start(struct bench *b)
+{
+	char k[BENCH_KEY_MAX * 2];
+	char key[BENCH_KEY_MAX];
+	char *body;
+	size_t cap = strlen(b->value_b64) + 2 * BENCH_KEY_MAX + 64;
+	int n;
+
+	if (b->stopping) {
+		bench_finish(b);
+		return;
+	}
+	snprintf(key, sizeof(key), "%swatch/key", b->o.prefix);
+	bench_str_b64(key, k);
+	body = malloc(cap);
+	if (body == NULL)
+		goto fail;
+	n = snprintf(body, cap, "{\"key\":\"%s\",\"value\":\"%s\"}", k, b->value_b64);
+	b->round_on = true;
+	b->round_rev = 0;
+	b->round_got = 0;
+	b->round_t_send = bench_now();
+	uv_timer_start(&b->round_timer, bench_round_timeout_cb, BENCH_ROUND_TIMEOUT_MS, 0);
+	if (http_client_post(b->writer, "/v3/kv/put", "application/json", body, (size_t)n,
+			     b->o.timeout_ms, bench_writer_on_answer, b) != 0) {
+		free(body);
+		goto fail;
+	}
+	free(body);
+	return;
+fail:
+	b->round_on = false;
+	bench_error(b, 0, "", 0);
+	b->stopping = true;
+	bench_finish(b);
+}
+
+/* One complete frame {"result": {...}} of a watch stream. */
+static void bench_watch_frame(struct bench_watcher *w, const char *s, size_t n)
+{
+	struct bench *b = w->b;
+	json_t *root = json_loadb(s, n, 0, NULL);
+	json_t *res = json_object_get(root, "result");
+	json_t *events = json_object_get(res, "events");
+	size_t i, ne = json_array_size(events);
+
+	if (res == NULL) {
+		bench_error(b, 200, s, n);
+		goto out;
+	}
+	if (!w->created && json_is_true(json_object_get(res, "created"))) {
+		w->created = true;
+		b->wcreated++;
+		bench_watch_open_more(b);
+	}
+	for (i = 0; i < ne; i++) {
+		json_t *kv = json_object_get(json_array_get(events, i), "kv");
+		json_t *mr = json_object_get(kv, "mod_revision");
+		long long rev = json_is_string(mr) ? strtoll(json_string_value(mr), NULL, 10)
+						   : (long long)json_integer_value(mr);
+		if (rev > w->ev_rev) {
+			w->ev_rev = rev;
+			w->ev_t = bench_now();
+			if (b->round_on && b->round_rev != 0 && rev == b->round_rev) {
+				b->round_got++;
+				bench_round_check(b);
+			}
+		}
+	}
+out:
+	json_decref(root);
+}
+
+/* Splits the stream into top-level JSON objects, whatever the chunking. */
+static void bench_watch_chunk(void *data, const char *bytes, size_t len)
+{
+	struct bench_watcher *w = data;
+	size_t i, start = 0;
+	int depth = 0;
+	bool in_str = false, esc = false;
+
+	if (w->len + len > w->cap) {
+		size_t cap = w->cap ? w->cap : 1024;
+		char *p;
+		while (cap < w->len + len)
+			cap *= 2;
+		p = realloc(w->buf, cap);
+		if (p == NULL) {
+			bench_error(w->b, 0, "", 0);
+			return;
+		}
+		w->buf = p;
+		w->cap = cap;
+	}
+	memcpy(w->buf + w->len, bytes, len);
+	w->len += len;
+	for (i = 0; i < w->len; i++) {
+		char ch = w->buf[i];
+		if (in_str) {
+			if (esc)
+				esc = false;
+			else if (ch == '\\')
+				esc = true;
+			else if (ch == '"')
+				in_str = false;
+			continue;
+		}
+		if (ch == '"') {
+			in_str = true;
+		} else if (ch == '{') {
+			if (depth++ == 0)
+				start = i;
+		} else if (ch == '}' && depth > 0 && --depth == 0) {
+			bench_watch_frame(w, w->buf + start, i + 1 - start);
+			if (w->call == NULL)
+				return;     /* ended from inside the frame */
+			start = i + 1;
+		} else if (depth == 0) {
+			start = i + 1;
+		}
+	}
+	memmove(w->buf, w->buf + start, w->len - start);
+	w->len -= start;
+}
+
+static void bench_watch_done(void *data, int status, const char *body, size_t len)
+{
+	struct bench_watcher *w = data;
+	struct bench *b = w->b;
+
+	w->call = NULL;
+	w->ended = true;
+	b->wended++;
+	if (!b->stopping) {
+		bench_error(b, status, body, len);
+		if (!w->created) {
+			/* Could not even set it up: the run cannot go on. */
+			b->stopping = true;
+			b->rc = 1;
+			bench_finish(b);
+			return;
+		}
+	}
+	if (b->stopping)
+		bench_finish(b);
+}
+
+static void bench_watch_open_more(struct bench *b)
+{
+	char k[BENCH_KEY_MAX * 2], key[BENCH_KEY_MAX], body[BENCH_KEY_MAX * 3];
+	int n;
+
+	snprintf(key, sizeof(key), "%swatch/key", b->o.prefix);
+	bench_str_b64(key, k);
+	n = snprintf(body, sizeof(body), "{\"create_request\":{\"key\":\"%s\"}}", k);
+	while (!b->stopping && b->wopened < b->o.watchers &&
+	       b->wopened - b->wcreated < BENCH_WATCH_OPENING) {
+		struct bench_watcher *w = &b->w[b->wopened];
+		w->b = b;
+		if (http_client_stream(b->whc, "/v3/watch", body, (size_t)n, bench_watch_chunk,
+				       bench_watch_done, w, &w->call) != 0) {
+			w->ended = true;
+			b->wended++;
+			bench_error(b, 0, "", 0);
+			b->stopping = true;
+			b->rc = 1;
+		}
+		b->wopened++;
+	}
+	if (!b->watch_ready && b->wcreated == b->o.watchers) {
+		b->watch_ready = true;
+		fprintf(stderr, "bench: %u watchers ready\n", b->o.watchers);
+		b->t0 = bench_now();
+		b->running = true;
+		bench_round_start(b);
+	}
+	if (b->stopping)
+		bench_finish(b);
+}
+
+/* ---- run control ---- */
+
+static void bench_handle_closed(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static void bench_stop(struct bench *b)
+{
+	unsigned i;
+
+	if (b->stopping)
+		return;
+	b->stopping = true;
+	if (b->t_end == 0)
+		b->t_end = bench_now();
+	if (b->o.kind == BK_WATCH) {
+		if (!b->round_on)
+			bench_finish(b);
+		return;
+	}
+	/* Clients waiting out a retry are idle already. */
+	for (i = 0; i < b->nconns; i++) {
+		struct bench_conn *c = &b->conns[i];
+		if (c->busy && uv_is_active((uv_handle_t *)&c->retry)) {
+			uv_timer_stop(&c->retry);
+			bench_conn_idle(c);
+		}
+	}
+}
+
+static void bench_deadline_cb(uv_timer_t *t)
+{
+	bench_stop(t->data);
+}
+
+static void bench_sigint_cb(uv_signal_t *s, int signum)
+{
+	(void)signum;
+	bench_stop(s->data);
+}
+
+static void bench_progress_cb(uv_timer_t *t)
+{
+	struct bench *b = t->data;
+	double secs;
+
+	if (b->preloading) {
+		fprintf(stderr, "bench: preloading, %" PRIu64 " keys to go\n", b->preload_left);
+		return;
+	}
+	if (!b->running) {
+		if (b->o.kind == BK_WATCH)
+			fprintf(stderr, "bench: %u of %u watchers ready\n", b->wcreated,
+				b->o.watchers);
+		return;
+	}
+	secs = (double)(bench_now() - b->t0) / 1e9;
+	fprintf(stderr, "bench: %5.1fs %10" PRIu64 " ops %9.0f/s  errors %" PRIu64 "\n", secs,
+		b->ops, (double)(b->ops - b->last_ops), b->errors);
+	b->last_ops = b->ops;
+}
+
+static void bench_begin_timed(struct bench *b)
+{
+	b->preloading = false;
+	b->running = true;
+	b->t0 = bench_now();
+	b->next_key = 0;
+	if (b->o.duration_ms > 0)
+		uv_timer_start(&b->deadline, bench_deadline_cb, b->o.duration_ms, 0);
+	bench_start_conns(b);
+}
+
+/* Called whenever something may have ended; the run is over once every
+ * client and stream is quiet. */
+static void bench_finish(struct bench *b)
+{
+	unsigned i;
+
+	if (b->o.kind == BK_WATCH) {
+		if (!b->stopping) {
+			if (b->o.total != 0 && b->rounds >= b->o.total)
+				b->stopping = true;
+			else
+				return;
+		}
+		if (b->round_on)
+			return;
+		if (b->cancelling)
+			return;
+		/* Cancelling runs bench_watch_done, which would call back in here. */
+		b->cancelling = true;
+		for (i = 0; i < b->wopened; i++)
+			if (b->w[i].call != NULL)
+				http_call_cancel(b->w[i].call);
+		b->cancelling = false;
+		if (b->wended < b->wopened)
+			return;
+		uv_timer_stop(&b->deadline);
+		uv_timer_stop(&b->progress);
+		uv_timer_stop(&b->round_timer);
+		if (b->whc != NULL) {
+			http_client_close(b->whc);
+			b->whc = NULL;
+		}
+		if (b->writer != NULL) {
+			http_client_close(b->writer);
+			b->writer = NULL;
+		}
+		uv_signal_stop(&b->sigint);
+		return;
+	}
+	if (b->active > 0)
+		return;
+	if (b->preloading && !b->stopping) {
+		bench_begin_timed(b);
+		return;
+	}
+	if (b->t_end == 0)
+		b->t_end = bench_now();
+	uv_timer_stop(&b->deadline);
+	uv_timer_stop(&b->progress);
+	uv_signal_stop(&b->sigint);
+	for (i = 0; i < b->nconns; i++) {
+		if (b->conns[i].hc != NULL) {
+			http_client_close(b->conns[i].hc);
+			b->conns[i].hc = NULL;
+		}
+	}
+}
+
+/* ---- preload check ---- */
+
+static void bench_on_count(void *data, int status, const char *body, size_t len)
+{
+	struct bench *b = data;
+	long long have;
+
+	http_client_close(b->probe);
+	b->probe = NULL;
+	if (status != 200) {
+		bench_error(b, status, body, len);
+		fprintf(stderr, "Error: cannot reach %s (%s)\n", b->o.urls[0], b->first_error);
+		b->rc = 1;
+		b->stopping = true;
+		bench_finish(b);
+		return;
+	}
+	have = bench_json_int(body, "count");
+	if (b->stopping) {
+		bench_finish(b);
+		return;
+	}
+	if (b->o.preload && (b->o.kind == BK_GET || b->o.kind == BK_RANGE) &&
+	    (uint64_t)have < b->o.key_space) {
+		fprintf(stderr, "bench: preloading %" PRIu64 " keys\n", b->o.key_space);
+		b->preloading = true;
+		b->preload_left = b->o.key_space;
+		b->next_key = 0;
+		bench_start_conns(b);
+		return;
+	}
+	bench_begin_timed(b);
+}
+
+/* ---- report ---- */
+
+static int bench_cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The p-th percentile of sorted samples, in milliseconds. */
+static double bench_pct_of(const uint32_t *lat, size_t n, double p)
+{
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	i = (size_t)(p / 100.0 * (double)n);
+	if (i >= n)
+		i = n - 1;
+	return lat[i] / 1000.0;
+}
+
+static double bench_pct(const struct bench *b, double p)
+{
+	return bench_pct_of(b->lat, b->nlat, p);
+}
+
+static void bench_report(struct bench *b)
+{
+	double secs = b->t_end > b->t0 ? (double)(b->t_end - b->t0) / 1e9 : 0;
+	double rate = secs > 0 ? (double)b->ops / secs : 0;
+	double sum = 0, maxv;
+	size_t i;
+	const char *what = b->o.kind == BK_WATCH ? "events" : "ops";
+
+	qsort(b->lat, b->nlat, sizeof(*b->lat), bench_cmp_u32);
+	qsort(b->lat2, b->nlat2, sizeof(*b->lat2), bench_cmp_u32);
+	for (i = 0; i < b->nlat; i++)
+		sum += b->lat[i];
+	maxv = b->nlat ? b->lat[b->nlat - 1] / 1000.0 : 0;
+	if (b->o.json) {
+		json_t *j = json_object(), *l = json_object();
+		char *s;
+		json_object_set_new(j, "workload", json_string(bench_kind_names[b->o.kind]));
+		json_object_set_new(j, "conns", json_integer(b->o.kind == BK_WATCH ? 1 : b->nconns));
+		if (b->o.kind == BK_WATCH) {
+			json_object_set_new(j, "watchers", json_integer(b->o.watchers));
+			json_object_set_new(j, "rounds", json_integer((json_int_t)b->rounds));
+		}
+		if (b->o.kind == BK_GET || b->o.kind == BK_RANGE)
+			json_object_set_new(j, "consistency",
+					    json_string(b->o.serializable ? "s" : "l"));
+		if (b->o.kind == BK_RANGE)
+			json_object_set_new(j, "range_size", json_integer(b->o.range_size));
+		if (b->o.kind == BK_TXN)
+			json_object_set_new(j, "cas_failures",
+					    json_integer((json_int_t)b->cas_failures));
+		json_object_set_new(j, "value_size", json_integer(b->o.value_size));
+		json_object_set_new(j, "key_space", json_integer((json_int_t)b->o.key_space));
+		json_object_set_new(j, "duration_s", json_real(secs));
+		json_object_set_new(j, "ops", json_integer((json_int_t)b->ops));
+		json_object_set_new(j, "errors", json_integer((json_int_t)b->errors));
+		json_object_set_new(j, "ops_per_s", json_real(rate));
+		json_object_set_new(l, "mean", json_real(b->nlat ? sum / b->nlat / 1000.0 : 0));
+		json_object_set_new(l, "p50", json_real(bench_pct(b, 50)));
+		json_object_set_new(l, "p90", json_real(bench_pct(b, 90)));
+		json_object_set_new(l, "p99", json_real(bench_pct(b, 99)));
+		json_object_set_new(l, "p99.9", json_real(bench_pct(b, 99.9)));
+		json_object_set_new(l, "max", json_real(maxv));
+		json_object_set_new(j, "latency_ms", l);
+		if (b->o.kind == BK_WATCH) {
+			json_t *a = json_object();
+			json_object_set_new(a, "p50", json_real(bench_pct_of(b->lat2, b->nlat2, 50)));
+			json_object_set_new(a, "p99", json_real(bench_pct_of(b->lat2, b->nlat2, 99)));
+			json_object_set_new(a, "max", json_real(bench_pct_of(b->lat2, b->nlat2, 100)));
+			json_object_set_new(j, "after_ack_ms", a);
+		}
+		if (b->first_error[0] != '\0')
+			json_object_set_new(j, "first_error", json_string(b->first_error));
+		s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
+		if (s != NULL)
+			puts(s);
+		free(s);
+		json_decref(j);
+		return;
+	}
+	printf("workload:   %s", bench_kind_names[b->o.kind]);
+	if (b->o.kind == BK_WATCH)
+		printf(" (%u watchers, %" PRIu64 " puts)", b->o.watchers, b->rounds);
+	else
+		printf(" (%u conns)", b->nconns);
+	if (b->o.kind == BK_GET || b->o.kind == BK_RANGE)
+		printf(", %s", b->o.serializable ? "serializable" : "linearizable");
+	if (b->o.kind == BK_RANGE)
+		printf(", %u keys per range", b->o.range_size);
+	printf(", value %u B\n", b->o.value_size);
+	printf("%-11s %" PRIu64 " in %.2f s = %.1f/s, errors %" PRIu64, what, b->ops, secs, rate,
+	       b->errors);
+	if (b->o.kind == BK_TXN)
+		printf(", failed compares %" PRIu64, b->cas_failures);
+	printf("\n");
+	printf("%s p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  mean %.3f\n",
+	       b->o.kind == BK_WATCH ? "put to event ms:" : "latency ms:", bench_pct(b, 50),
+	       bench_pct(b, 90), bench_pct(b, 99), bench_pct(b, 99.9), maxv,
+	       b->nlat ? sum / b->nlat / 1000.0 : 0);
+	if (b->o.kind == BK_WATCH)
+		printf("after ack:  p50 %.3f  p99 %.3f  max %.3f  (put acknowledged to event)\n",
+		       bench_pct_of(b->lat2, b->nlat2, 50), bench_pct_of(b->lat2, b->nlat2, 99),
+		       bench_pct_of(b->lat2, b->nlat2, 100));
+	if (b->first_error[0] != '\0')
+		printf("first error: %s\n", b->first_error);
+}
+
+/* ---- flags ---- */
+
+static void bench_usage_error(const char *msg, const char *arg)
+{
+	fprintf(stderr, "Error: bench: %s%s%s\n(see capstan --help)\n", msg, arg ? " " : "",
+		arg ? arg : "");
+}
+
+static int bench_parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (s == NULL || *s == '\0' || *s == '-')
+		return -1;
+	v = strtoull(s, &end, 10);
+	if (*end == 'k' || *end == 'K') {
+		v *= 1000;
+		end++;
+	}
+	if (*end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* "10s", "500ms", "2m", or bare seconds. */
+static int bench_parse_duration(const char *s, uint64_t *ms)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || v < 0)
+		return -1;
+	if (*end == '\0' || strcmp(end, "s") == 0)
+		v *= 1000;
+	else if (strcmp(end, "m") == 0)
+		v *= 60000;
+	else if (strcmp(end, "ms") != 0)
+		return -1;
+	*ms = (uint64_t)v;
+	return 0;
+}
+
+static int bench_parse_endpoints(struct bench_opts *o, const char *list)
+{
+	const char *p = list;
+
+	while (*p != '\0') {
+		size_t n = strcspn(p, ",");
+		if (n > 0) {
+			if (o->nurls == BENCH_MAX_ENDPOINTS)
+				return -1;
+			o->urls[o->nurls] = strndup(p, n);
+			if (o->urls[o->nurls] == NULL)
+				return -1;
+			o->nurls++;
+		}
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return o->nurls > 0 ? 0 : -1;
+}
+
+static int bench_parse(struct bench_opts *o, int argc, char **argv)
+{
+	int i;
+	uint64_t v;
+	bool conns_set = false;
+
+	if (argc < 1) {
+		bench_usage_error("a workload is needed (put, get, range, txn, watch, lease)", NULL);
+		return -1;
+	}
+	for (i = 0; bench_kind_names[i] != NULL; i++)
+		if (strcmp(argv[0], bench_kind_names[i]) == 0)
+			break;
+	if (bench_kind_names[i] == NULL) {
+		bench_usage_error("unknown workload", argv[0]);
+		return -1;
+	}
+	o->kind = (enum bench_kind)i;
+	for (i = 1; i < argc; i++) {
+		char *a = argv[i], *val = NULL, *eq;
+		char name[32];
+		if (strncmp(a, "--", 2) != 0) {
+			bench_usage_error("unexpected argument", a);
+			return -1;
+		}
+		eq = strchr(a, '=');
+		snprintf(name, sizeof(name), "%.*s",
+			 (int)(eq != NULL ? (size_t)(eq - a) : strlen(a)), a);
+		if (strcmp(name, "--no-preload") == 0) {
+			o->preload = false;
+			continue;
+		}
+		if (eq != NULL)
+			val = eq + 1;
+		else if (i + 1 < argc)
+			val = argv[++i];
+		else {
+			bench_usage_error("flag needs an argument:", name);
+			return -1;
+		}
+		if (strcmp(name, "--duration") == 0) {
+			if (bench_parse_duration(val, &o->duration_ms) != 0)
+				goto bad;
+		} else if (strcmp(name, "--total") == 0) {
+			if (bench_parse_u64(val, &o->total) != 0)
+				goto bad;
+		} else if (strcmp(name, "--conns") == 0 || strcmp(name, "--clients") == 0) {
+			if (bench_parse_u64(val, &v) != 0 || v == 0 || v > 4096)
+				goto bad;
+			o->conns = (unsigned)v;
+			conns_set = true;
+		} else if (strcmp(name, "--value-size") == 0) {
+			if (bench_parse_u64(val, &v) != 0 || v > 1 << 20)
+				goto bad;
+			o->value_size = (unsigned)v;
+		} else if (strcmp(name, "--key-space") == 0) {
+			if (bench_parse_u64(val, &v) != 0 || v == 0)
+				goto bad;
+			o->key_space = v;
+		} else if (strcmp(name, "--range-size") == 0) {
+			if (bench_parse_u64(val, &v) != 0 || v == 0 || v > 100000)
+				goto bad;
+			o->range_size = (unsigned)v;
+		} else if (strcmp(name, "--watchers") == 0) {
+			if (bench_parse_u64(val, &v) != 0 || v == 0 || v > 100000)
+				goto bad;
+			o->watchers = (unsigned)v;
+		} else if (strcmp(name, "--consistency") == 0) {
+			if (strcmp(val, "l") == 0)
+				o->serializable = false;
+			else if (strcmp(val, "s") == 0)
+				o->serializable = true;
+			else
+				goto bad;
+		} else if (strcmp(name, "--prefix") == 0) {
+			if (strlen(val) > BENCH_KEY_MAX - 32)
+				goto bad;
+			o->prefix = val;
+		} else {
+			bench_usage_error("unknown flag", name);
+			return -1;
+		}
+		continue;
+bad:
+		fprintf(stderr, "Error: bench: bad %s %s\n(see capstan --help)\n", name, val);
+		return -1;
+	}
+	if (o->duration_ms == 0 && o->total == 0)
+		o->duration_ms = 10000;
+	if (o->kind == BK_RANGE && o->range_size > o->key_space) {
+		bench_usage_error("--range-size is larger than --key-space", NULL);
+		return -1;
+	}
+	if (!conns_set && (o->kind == BK_GET || o->kind == BK_RANGE))
+		o->conns = 64;
+	return 0;
+}
+
+/* Many watch streams need many descriptors: take what the hard limit allows. */
+static void bench_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int bench_setup(struct bench *b)
+{
+	uint8_t *raw;
+	unsigned i;
+
+	raw = malloc(b->o.value_size + 1);
+	b->value_b64 = malloc(b64_encoded_size(b->o.value_size));
+	if (raw == NULL || b->value_b64 == NULL) {
+		free(raw);
+		return -1;
+	}
+	/* Random bytes, so that nothing along the way gets to compress them. */
+	for (i = 0; i < b->o.value_size; i++)
+		raw[i] = (uint8_t)(bench_rand(b) >> 56);
+	b64_encode(raw, b->o.value_size, b->value_b64);
+	free(raw);
+
+	if (b->o.kind == BK_WATCH) {
+		uv_timer_init(&b->loop, &b->round_timer);
+		b->round_timer.data = b;
+		b->round_timer_on = true;
+		b->w = calloc(b->o.watchers, sizeof(*b->w));
+		if (b->w == NULL)
+			return -1;
+		if (http_client_new(&b->loop, b->o.urls[0], &b->whc) != 0 ||
+		    http_client_new(&b->loop, b->o.urls[0], &b->writer) != 0)
+			return -1;
+		return 0;
+	}
+	b->conns = calloc(b->o.conns, sizeof(*b->conns));
+	if (b->conns == NULL)
+		return -1;
+	b->nconns = b->o.conns;
+	for (i = 0; i < b->nconns; i++) {
+		struct bench_conn *c = &b->conns[i];
+		c->b = b;
+		c->seq = i;
+		uv_timer_init(&b->loop, &c->retry);
+		c->retry.data = c;
+	}
+	for (i = 0; i < b->nconns; i++)
+		if (http_client_new(&b->loop, b->o.urls[i % b->o.nurls], &b->conns[i].hc) != 0)
+			return -1;
+	return 0;
+}
+
+int bench_main(int argc, char **argv, const char *endpoints, bool json, unsigned timeout_ms)
+{
+	struct bench *b;
+	int rc = 1;
+	unsigned i;
+	char k[BENCH_KEY_MAX * 2], e[BENCH_KEY_MAX * 2], key[BENCH_KEY_MAX], body[BENCH_KEY_MAX * 5];
+
+	b = calloc(1, sizeof(*b));
+	if (b == NULL)
+		return 1;
+	b->o.conns = 16;
+	b->o.value_size = 256;
+	b->o.key_space = 10000;
+	b->o.range_size = 10;
+	b->o.watchers = 1;
+	b->o.preload = true;
+	b->o.prefix = "/bench/";
+	b->o.json = json;
+	b->o.timeout_ms = timeout_ms;
+	b->rng = 0x9E3779B97F4A7C15ULL ^ uv_hrtime();
+	if (bench_parse(&b->o, argc, argv) != 0) {
+		rc = 2;
+		goto out_free;
+	}
+	if (bench_parse_endpoints(&b->o, endpoints) != 0) {
+		bench_usage_error("bad --endpoints", endpoints);
+		rc = 2;
+		goto out_free;
+	}
+	bench_raise_nofile();
+	if (uv_loop_init(&b->loop) != 0)
+		goto out_free;
+	uv_timer_init(&b->loop, &b->progress);
+	uv_timer_init(&b->loop, &b->deadline);
+	uv_signal_init(&b->loop, &b->sigint);
+	b->progress.data = b->deadline.data = b->sigint.data = b;
+	uv_signal_start(&b->sigint, bench_sigint_cb, SIGINT);
+	uv_timer_start(&b->progress, bench_progress_cb, 1000, 1000);
+	if (bench_setup(b) != 0) {
+		fprintf(stderr, "Error: bench: setup failed (bad endpoint or out of memory)\n");
+		b->stopping = true;
+		goto out_close;
+	}
+
+	if (b->o.kind == BK_WATCH) {
+		if (b->o.duration_ms > 0)
+			uv_timer_start(&b->deadline, bench_deadline_cb, b->o.duration_ms, 0);
+		bench_watch_open_more(b);
+	} else {
+		/* One untimed read says whether the server is there, and how much of
+		 * the key space already exists. */
+		snprintf(key, sizeof(key), "%sk/", b->o.prefix);
+		bench_str_b64(key, k);
+		snprintf(key, sizeof(key), "%sk0", b->o.prefix);
+		bench_str_b64(key, e);
+		snprintf(body, sizeof(body),
+			 "{\"key\":\"%s\",\"range_end\":\"%s\",\"count_only\":true}", k, e);
+		if (http_client_new(&b->loop, b->o.urls[0], &b->probe) != 0 ||
+		    http_client_post(b->probe, "/v3/kv/range", "application/json", body,
+				     strlen(body), timeout_ms ? timeout_ms : 5000, bench_on_count,
+				     b) != 0) {
+			fprintf(stderr, "Error: bench: bad endpoint %s\n", b->o.urls[0]);
+			b->stopping = true;
+			goto out_close;
+		}
+	}
+	uv_run(&b->loop, UV_RUN_DEFAULT);
+	rc = b->rc;
+	if (rc == 0)
+		bench_report(b);
+	else if (b->first_error[0] != '\0' && b->o.kind == BK_WATCH)
+		fprintf(stderr, "Error: bench: %s\n", b->first_error);
+	fflush(stdout);
+
+out_close:
+	if (b->probe != NULL)
+		http_client_close(b->probe);
+	/* Whatever a failed run left open is closed here. */
+	for (i = 0; i < b->nconns; i++)
+		if (b->conns[i].hc != NULL)
+			http_client_close(b->conns[i].hc);
+	if (b->whc != NULL)
+		http_client_close(b->whc);
+	if (b->writer != NULL)
+		http_client_close(b->writer);
+	for (i = 0; i < b->nconns; i++)
+		uv_close((uv_handle_t *)&b->conns[i].retry, bench_handle_closed);
+	if (b->round_timer_on)
+		uv_close((uv_handle_t *)&b->round_timer, bench_handle_closed);
+	uv_close((uv_handle_t *)&b->progress, bench_handle_closed);
+	uv_close((uv_handle_t *)&b->deadline, bench_handle_closed);
+	uv_close((uv_handle_t *)&b->sigint, bench_handle_closed);
+	uv_run(&b->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&b->loop);
+out_free:
+	for (i = 0; b->w != NULL && i < b->o.watchers; i++)
+		free(b->w[i].buf);
+	free(b->w);
+	free(b->conns);
+	free(b->lat);
+	free(b->lat2);
+	free(b->value_b64);
+	for (i = 0; i < b->o.nurls; i++)
+		free(b->o.urls[i]);
+	free(b);
+	return rc;
+}

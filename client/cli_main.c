@@ -20,6 +20,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "client/bench.h"
 #include "client/kv_http.h"
 #include "lib/b64.h"
 #include "lib/err.h"
@@ -1658,8 +1659,9 @@ static void cli_usage(FILE *f)
 	      "  lease grant TTL | revoke ID | keepalive ID [--once] | ttl ID [--keys] | list\n"
 	      "  member list\n"
 	      "  status\n"
-	      "  snapshot save FILE\n"
-	      "\n"
+	      "  snapshot save FILE\n", f);
+	fputs(bench_usage, f);
+	fputs("\n"
 	      "Global flags:\n"
 	      "  --endpoints URLS       comma-separated, default $CAPSTAN_ENDPOINTS or\n"
 	      "                         http://127.0.0.1:2379\n"
@@ -1767,6 +1769,8 @@ int main(int argc, char **argv)
 		cli_usage(stdout);
 		return CLI_OK;
 	}
+	if (strcmp(cmd, "bench") == 0)
+		return bench_main(argc - 2, argv + 2, g.endpoints, g.out == CLI_OUT_JSON, g.timeout_ms);
 	if (strcmp(cmd, "kv") != 0 && strcmp(cmd, "lease") != 0 && strcmp(cmd, "member") != 0 &&
 	    strcmp(cmd, "status") != 0 && strcmp(cmd, "snapshot") != 0) {
 		cli_usage_error("unknown command \"%s\"", cmd);
