@@ -42,6 +42,7 @@
 #define BENCH_ROUND_TIMEOUT_MS 10000
 #define BENCH_WATCH_OPENING 256       /* watch streams being set up at once */
 #define BENCH_KEY_MAX 128
+#define BENCH_WATCH_SETUP_MS 120000
 
 const char bench_usage[] =
 	"  bench WORKLOAD [--conns N] [--duration D | --total N] [--value-size B]\n"
@@ -466,6 +467,7 @@ static void bench_start_conns(struct bench *b)
 
 static void bench_watch_open_more(struct bench *b);
 static void bench_round_start(struct bench *b);
+static void bench_deadline_cb(uv_timer_t *t);
 
 static void bench_round_end(struct bench *b)
 {
@@ -714,6 +716,9 @@ static void bench_watch_open_more(struct bench *b)
 		fprintf(stderr, "bench: %u watchers ready\n", b->o.watchers);
 		b->t0 = bench_now();
 		b->running = true;
+		uv_timer_stop(&b->deadline);
+		if (b->o.duration_ms > 0)
+			uv_timer_start(&b->deadline, bench_deadline_cb, b->o.duration_ms, 0);
 		bench_round_start(b);
 	}
 	if (b->stopping)
@@ -721,6 +726,23 @@ static void bench_watch_open_more(struct bench *b)
 }
 
 /* ---- run control ---- */
+
+static void bench_stop(struct bench *b);
+
+static void bench_deadline_cb(uv_timer_t *t)
+{
+	bench_stop(t->data);
+}
+
+static void bench_watch_setup_cb(uv_timer_t *t)
+{
+	struct bench *b = t->data;
+
+	fprintf(stderr, "Error: bench: only %u of %u watchers ready after %d s\n", b->wcreated,
+		b->o.watchers, BENCH_WATCH_SETUP_MS / 1000);
+	b->rc = 1;
+	bench_stop(b);
+}
 
 static void bench_handle_closed(uv_handle_t *h)
 {
@@ -749,11 +771,6 @@ static void bench_stop(struct bench *b)
 			bench_conn_idle(c);
 		}
 	}
-}
-
-static void bench_deadline_cb(uv_timer_t *t)
-{
-	bench_stop(t->data);
 }
 
 static void bench_sigint_cb(uv_signal_t *s, int signum)
@@ -1263,8 +1280,9 @@ int bench_main(int argc, char **argv, const char *endpoints, bool json, unsigned
 	}
 
 	if (b->o.kind == BK_WATCH) {
-		if (b->o.duration_ms > 0)
-			uv_timer_start(&b->deadline, bench_deadline_cb, b->o.duration_ms, 0);
+		/* The timed part starts once every watcher is ready; setting them up
+		 * is bounded too. */
+		uv_timer_start(&b->deadline, bench_watch_setup_cb, BENCH_WATCH_SETUP_MS, 0);
 		bench_watch_open_more(b);
 	} else {
 		/* One untimed read says whether the server is there, and how much of
