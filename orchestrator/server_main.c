@@ -1,6 +1,386 @@
+/* server_main.c — capstan-server: the Kubernetes API server on an embedded
+ * store replica (or an external store), with a kubeconfig for kubectl. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
-int main(void)
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "client/kv_http.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "orchestrator/api/apiserver.h"
+#include "store/gateway.h"
+#include "store/store.h"
+
+struct options {
+	const char *data_dir;
+	const char *listen;
+	const char *name;
+	const char *listen_client;
+	const char *listen_peer;
+	const char *initial_cluster;
+	const char *cluster_state;
+	const char *store_endpoints;
+	unsigned snapshot_count;
+	unsigned bookmark_ms;
+};
+
+struct app {
+	uv_loop_t *loop;
+	struct store *store;
+	struct kv *kv;          /* store_kv(store) or the kv_http client */
+	struct gateway *gateway;
+	struct api_server *api;
+	uv_signal_t sigterm, sigint;
+	int exit_code;
+	bool stopping;
+};
+
+static void usage(FILE *out)
 {
-	fputs("capstan-server: not built yet\n", stderr);
-	return 1;
+	fprintf(out,
+		"usage: capstan-server [flags]\n"
+		"\n"
+		"The Kubernetes API server of a capstan cluster, on an embedded store replica\n"
+		"(or on an external store with --store-endpoints). Writes DATA-DIR/kubeconfig\n"
+		"for the cluster admin and prints its path.\n"
+		"\n"
+		"  --data-dir DIR                   state and kubeconfig (default ./capstan-data)\n"
+		"  --listen ADDR:PORT               Kubernetes API address (default 127.0.0.1:6443)\n"
+		"  --store-endpoints URLS           use an external store (etcd gateway URLs)\n"
+		"  --no-agent                       do not run a node agent in this process\n"
+		"Embedded store replica (etcd's flags and meaning):\n"
+		"  --name NAME                      member name (default \"default\")\n"
+		"  --listen-client-urls URL         serve etcd's gateway too (default: not served)\n"
+		"  --listen-peer-urls URL           raft listen URL (default http://127.0.0.1:2380)\n"
+		"  --initial-cluster NAME=URL,...   the members at bootstrap (default NAME=peer URL)\n"
+		"  --initial-cluster-state new|existing  (default new)\n"
+		"  --snapshot-count N               applied entries between snapshots (default 10000)\n"
+		"Other:\n"
+		"  --watch-bookmark-interval MS     period of watch BOOKMARK events (default 60000)\n"
+		"  --log-level debug|info|warn|error  (default info)\n"
+		"  --help, --version\n"
+		"\n"
+		"The API is plain HTTP without authentication: bind it to loopback.\n"
+		"SIGTERM or SIGINT stops it cleanly (exit 0).\n");
+}
+
+/* "[http://]host:port" -> host and port (0 allowed: any free port). */
+static int parse_hostport(const char *s, char *host, size_t size, int *port)
+{
+	const char *p = strstr(s, "://");
+	const char *colon;
+	char *end;
+	long v;
+	p = p ? p + 3 : s;
+	colon = strrchr(p, ':');
+	if (colon == NULL || colon == p || (size_t)(colon - p) >= size)
+		return -1;
+	memcpy(host, p, (size_t)(colon - p));
+	host[colon - p] = '\0';
+	errno = 0;
+	v = strtol(colon + 1, &end, 10);
+	if (errno != 0 || end == colon + 1 || (*end != '\0' && *end != '/' && *end != ',') ||
+	    v < 0 || v > 65535)
+		return -1;
+	*port = (int)v;
+	return 0;
+}
+
+static int mkdir_p(const char *dir)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(dir);
+	if (n == 0 || n >= sizeof buf)
+		return -1;
+	memcpy(buf, dir, n + 1);
+	for (char *p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* DIR/kubeconfig for the cluster admin: plain HTTP, no credentials. */
+static int write_kubeconfig(const char *dir, const char *host, int port, char *path,
+			    size_t size)
+{
+	char tmp[PATH_MAX + 32];
+	FILE *f;
+	char abs[PATH_MAX];
+	if (realpath(dir, abs) == NULL)
+		return -1;
+	snprintf(path, size, "%s/kubeconfig", abs);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (f == NULL)
+		return -1;
+	fprintf(f,
+		"apiVersion: v1\n"
+		"kind: Config\n"
+		"clusters:\n"
+		"- name: capstan\n"
+		"  cluster:\n"
+		"    server: http://%s:%d\n"
+		"users:\n"
+		"- name: capstan-admin\n"
+		"  user: {}\n"
+		"contexts:\n"
+		"- name: capstan\n"
+		"  context:\n"
+		"    cluster: capstan\n"
+		"    user: capstan-admin\n"
+		"    namespace: default\n"
+		"current-context: capstan\n"
+		"preferences: {}\n",
+		host, port);
+	if (fclose(f) != 0 || chmod(tmp, 0600) != 0 || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+static void store_closed(void *data)
+{
+	struct app *a = data;
+	uv_close((uv_handle_t *)&a->sigterm, NULL);
+	uv_close((uv_handle_t *)&a->sigint, NULL);
+	log_info("stopped");
+}
+
+static void gateway_closed(void *data)
+{
+	struct app *a = data;
+	a->gateway = NULL;
+	if (a->store != NULL)
+		store_close(a->store, store_closed, a);
+}
+
+static void api_closed(void *data)
+{
+	struct app *a = data;
+	a->api = NULL;
+	if (a->store == NULL) {
+		kv_close(a->kv);
+		store_closed(a);
+		return;
+	}
+	if (a->gateway != NULL)
+		gateway_close(a->gateway, gateway_closed, a);
+	else
+		store_close(a->store, store_closed, a);
+}
+
+static void shutdown_app(struct app *a)
+{
+	if (a->stopping)
+		return;
+	a->stopping = true;
+	if (a->api != NULL)
+		api_server_close(a->api, api_closed, a);
+	else
+		api_closed(a);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct app *a = h->data;
+	log_info("signal %d: shutting down", signum);
+	shutdown_app(a);
+}
+
+static void on_fatal(void *data, const char *why)
+{
+	struct app *a = data;
+	log_error("store: %s", why);
+	a->exit_code = 1;
+	shutdown_app(a);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"data-dir", required_argument, NULL, 'd'},
+		{"listen", required_argument, NULL, 'L'},
+		{"name", required_argument, NULL, 'n'},
+		{"listen-client-urls", required_argument, NULL, 'c'},
+		{"listen-peer-urls", required_argument, NULL, 'p'},
+		{"initial-cluster", required_argument, NULL, 'i'},
+		{"initial-cluster-state", required_argument, NULL, 's'},
+		{"snapshot-count", required_argument, NULL, 'S'},
+		{"store-endpoints", required_argument, NULL, 'e'},
+		{"no-agent", no_argument, NULL, 'A'},
+		{"watch-bookmark-interval", required_argument, NULL, 'B'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'v'},
+		{NULL, 0, NULL, 0},
+	};
+	struct options o = {
+		.data_dir = "capstan-data",
+		.listen = "127.0.0.1:6443",
+		.name = "default",
+		.listen_peer = "http://127.0.0.1:2380",
+		.cluster_state = "new",
+		.snapshot_count = 10000,
+	};
+	char store_dir[PATH_MAX], default_cluster[1024], host[256], chost[256];
+	char kubeconfig[PATH_MAX + 16], errmsg[CAP_ERRMSG_SIZE] = "";
+	struct app a = {0};
+	int port, cport = 0, c, rv;
+
+	while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'd': o.data_dir = optarg; break;
+		case 'L': o.listen = optarg; break;
+		case 'n': o.name = optarg; break;
+		case 'c': o.listen_client = optarg; break;
+		case 'p': o.listen_peer = optarg; break;
+		case 'i': o.initial_cluster = optarg; break;
+		case 's': o.cluster_state = optarg; break;
+		case 'S': o.snapshot_count = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'e': o.store_endpoints = optarg; break;
+		case 'A': break;   /* no agent runs in this process yet */
+		case 'B': o.bookmark_ms = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'l':
+			if (log_parse_level(optarg) < 0) {
+				fprintf(stderr, "capstan-server: bad --log-level \"%s\"\n", optarg);
+				return 2;
+			}
+			log_set_level((enum log_level)log_parse_level(optarg));
+			break;
+		case 'h': usage(stdout); return 0;
+		case 'v':
+			printf("capstan-server %s (Kubernetes API v1.31, etcd API %s)\n",
+			       PACKAGE_VERSION, STORE_API_VERSION);
+			return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "capstan-server: unexpected argument \"%s\"\n", argv[optind]);
+		return 2;
+	}
+	if (parse_hostport(o.listen, host, sizeof host, &port) != 0) {
+		fprintf(stderr, "capstan-server: bad --listen \"%s\" (want ADDR:PORT)\n", o.listen);
+		return 2;
+	}
+	if (strcmp(o.cluster_state, "new") != 0 && strcmp(o.cluster_state, "existing") != 0) {
+		fprintf(stderr, "capstan-server: --initial-cluster-state must be new or existing\n");
+		return 2;
+	}
+	if (o.listen_client != NULL &&
+	    parse_hostport(o.listen_client, chost, sizeof chost, &cport) != 0) {
+		fprintf(stderr, "capstan-server: bad --listen-client-urls \"%s\"\n", o.listen_client);
+		return 2;
+	}
+	if (mkdir_p(o.data_dir) != 0) {
+		fprintf(stderr, "capstan-server: cannot create %s: %s\n", o.data_dir,
+			strerror(errno));
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	a.loop = uv_default_loop();
+
+	if (o.store_endpoints != NULL) {
+		rv = kv_http_new(a.loop, o.store_endpoints, 10000, &a.kv);
+		if (rv != 0) {
+			log_error("bad --store-endpoints \"%s\": %s", o.store_endpoints,
+				  cap_strerror(rv));
+			return 2;
+		}
+		log_info("using the external store at %s", o.store_endpoints);
+	} else {
+		snprintf(store_dir, sizeof store_dir, "%s/store", o.data_dir);
+		if (o.initial_cluster == NULL) {
+			snprintf(default_cluster, sizeof default_cluster, "%s=%s", o.name,
+				 o.listen_peer);
+			o.initial_cluster = default_cluster;
+		}
+		struct store_config sc = {
+			.name = o.name,
+			.data_dir = store_dir,
+			.listen_peer_url = o.listen_peer,
+			.advertise_peer_url = o.listen_peer,
+			.advertise_client_urls = o.listen_client ? o.listen_client : "",
+			.initial_cluster = o.initial_cluster,
+			.cluster_token = "etcd-cluster",
+			.new_cluster = strcmp(o.cluster_state, "new") == 0,
+			.snapshot_count = o.snapshot_count,
+			.heartbeat_ms = 100,
+			.election_ms = 1000,
+			.on_fatal = on_fatal,
+			.data = &a,
+		};
+		rv = store_open(a.loop, &sc, &a.store, errmsg);
+		if (rv != 0) {
+			log_error("cannot start the store: %s", errmsg[0] ? errmsg : cap_strerror(rv));
+			return 1;
+		}
+		a.kv = store_kv(a.store);
+		if (o.listen_client != NULL) {
+			struct gateway_config gc = {.host = chost, .port = cport,
+						    .max_request_bytes = 1572864};
+			rv = gateway_start(a.loop, a.store, &gc, &a.gateway, errmsg);
+			if (rv != 0) {
+				log_error("cannot serve store clients on %s: %s", o.listen_client,
+					  errmsg);
+				store_close(a.store, NULL, NULL);
+				uv_run(a.loop, UV_RUN_DEFAULT);
+				return 1;
+			}
+		}
+	}
+
+	struct api_config ac = {.host = host, .port = port, .bookmark_ms = o.bookmark_ms};
+	rv = api_server_start(a.loop, a.kv, &ac, &a.api, errmsg);
+	if (rv != 0) {
+		log_error("cannot serve the API on %s: %s", o.listen, errmsg);
+		a.exit_code = 1;
+		a.stopping = false;
+		a.api = NULL;
+		uv_signal_init(a.loop, &a.sigterm);
+		uv_signal_init(a.loop, &a.sigint);
+		shutdown_app(&a);
+		uv_run(a.loop, UV_RUN_DEFAULT);
+		return 1;
+	}
+	if (write_kubeconfig(o.data_dir, host, api_server_port(a.api), kubeconfig,
+			     sizeof kubeconfig) != 0) {
+		log_error("cannot write %s/kubeconfig: %s", o.data_dir, strerror(errno));
+		a.exit_code = 1;
+		uv_signal_init(a.loop, &a.sigterm);
+		uv_signal_init(a.loop, &a.sigint);
+		shutdown_app(&a);
+		uv_run(a.loop, UV_RUN_DEFAULT);
+		return 1;
+	}
+	uv_signal_init(a.loop, &a.sigterm);
+	uv_signal_init(a.loop, &a.sigint);
+	a.sigterm.data = a.sigint.data = &a;
+	uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&a.sigint, on_signal, SIGINT);
+	log_info("Kubernetes API on http://%s:%d; kubeconfig %s", host, api_server_port(a.api),
+		 kubeconfig);
+	printf("%s\n", kubeconfig);
+	fflush(stdout);
+
+	uv_run(a.loop, UV_RUN_DEFAULT);
+	rv = uv_loop_close(a.loop);
+	if (rv != 0)
+		log_warn("event loop closed with handles still open");
+	return a.exit_code;
 }
