@@ -1545,8 +1545,11 @@ static json_t *apply_patch(struct rq *q, json_t *target, json_t **status)
 		rv = patch_json(target, q->body, &out, errmsg);
 	} else if (strstr(pt, "merge-patch+json") != NULL) {
 		rv = patch_merge(target, q->body, &out, errmsg);
-	} else if (strstr(pt, "strategic-merge-patch+json") != NULL ||
-		   strstr(pt, "apply-patch") != NULL) {
+	} else if (strstr(pt, "apply-patch") != NULL) {
+		/* Server-side apply without field ownership: the applied
+		 * configuration is merged over the live object. */
+		rv = patch_merge(target, q->body, &out, errmsg);
+	} else if (strstr(pt, "strategic-merge-patch+json") != NULL) {
 		const char *kind = json_string_value(json_object_get(target, "kind"));
 		rv = patch_strategic(target, q->body, kind ? kind : q->res->kind, &out, errmsg);
 	} else {
