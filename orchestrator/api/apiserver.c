@@ -528,6 +528,34 @@ static json_t *required_name(void)
 			 "metadata.name");
 }
 
+/* Adds a metadata.name cause when the name is not a DNS-1123 name (a label
+ * for namespaces, a subdomain for the rest) and validation did not already
+ * say so. Takes and returns the causes (may be NULL). */
+static json_t *check_name(const struct api_resource *r, const char *name, json_t *causes)
+{
+	const char *why;
+	size_t i;
+	json_t *c;
+	char msg[768];
+	if (name == NULL || name[0] == '\0')
+		return causes;
+	json_array_foreach(causes, i, c) {
+		const char *f = json_string_value(json_object_get(c, "field"));
+		if (f != NULL && strcmp(f, "metadata.name") == 0)
+			return causes;
+	}
+	why = strcmp(r->plural, "namespaces") == 0 ? validate_dns1123_label(name) :
+						      validate_dns1123_subdomain(name);
+	if (why == NULL)
+		return causes;
+	if (causes == NULL)
+		causes = json_array();
+	snprintf(msg, sizeof msg, "Invalid value: \"%s\": %s", name, why);
+	json_array_append_new(causes, json_pack("{s:s, s:s, s:s}", "reason", "FieldValueInvalid",
+						"message", msg, "field", "metadata.name"));
+	return causes;
+}
+
 /* Fills what only the server sets on a new object. */
 static void stamp_new(struct rq *q, json_t *obj)
 {
@@ -670,10 +698,10 @@ static void create_object(struct rq *q)
 		char probe[300];
 		snprintf(probe, sizeof probe, "%sxxxxx", gen);
 		json_object_set_new(meta, "name", json_string(probe));
-		causes = validate_object(q->res->plural, obj, NULL);
+		causes = check_name(q->res, probe, validate_object(q->res->plural, obj, NULL));
 		json_object_del(meta, "name");
 	} else {
-		causes = validate_object(q->res->plural, obj, NULL);
+		causes = check_name(q->res, name, validate_object(q->res->plural, obj, NULL));
 	}
 	if (causes != NULL) {
 		json_decref(obj);
