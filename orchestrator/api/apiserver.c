@@ -659,8 +659,9 @@ static void create_txn(struct rq *q)
 /* POST of a collection, or apply of a missing object: obj is q->body. */
 static void create_object(struct rq *q)
 {
-	json_t *obj, *meta, *st, *causes;
+	json_t *obj, *meta, *causes;
 	const char *ns, *name, *gen;
+	char name_buf[256], gen_buf[256];
 	obj = json_deep_copy(q->body);
 	meta = meta_of(obj);
 	ns = json_string_value(json_object_get(meta, "namespace"));
@@ -675,8 +676,13 @@ static void create_object(struct rq *q)
 	} else {
 		json_object_del(meta, "namespace");
 	}
-	name = json_string_value(json_object_get(meta, "name"));
-	gen = json_string_value(json_object_get(meta, "generateName"));
+	/* Copies: defaulting may replace the strings these point into. */
+	snprintf(name_buf, sizeof name_buf, "%s",
+		 json_string_value(json_object_get(meta, "name")) ?: "");
+	snprintf(gen_buf, sizeof gen_buf, "%s",
+		 json_string_value(json_object_get(meta, "generateName")) ?: "");
+	name = name_buf[0] != '\0' ? name_buf : NULL;
+	gen = gen_buf[0] != '\0' ? gen_buf : NULL;
 	if ((name == NULL || name[0] == '\0') && (gen == NULL || gen[0] == '\0')) {
 		json_decref(obj);
 		reply_status(q, api_status_invalid(q->res, "", required_name()));
@@ -693,10 +699,11 @@ static void create_object(struct rq *q)
 	}
 	stamp_new(q, obj);
 	defaults_apply(q->res->plural, obj);
-	if (name == NULL || name[0] == '\0') {
+	if (name == NULL) {
 		/* Validate with a stand-in so generateName's prefix is checked. */
 		char probe[300];
 		snprintf(probe, sizeof probe, "%sxxxxx", gen);
+		meta = meta_of(obj);
 		json_object_set_new(meta, "name", json_string(probe));
 		causes = check_name(q->res, probe, validate_object(q->res->plural, obj, NULL));
 		json_object_del(meta, "name");
@@ -708,7 +715,6 @@ static void create_object(struct rq *q)
 		reply_status(q, api_status_invalid(q->res, name ? name : "", causes));
 		return;
 	}
-	(void)st;
 	q->next = obj;
 	create_txn(q);
 }
@@ -833,6 +839,12 @@ static bool matches(struct rq *q, json_t *obj)
 	return true;
 }
 
+static bool has_query(struct http_req *req, const char *name)
+{
+	const char *v = http_req_query(req, name);
+	return v != NULL && v[0] != '\0';
+}
+
 static char *continue_token(const char *key, int64_t rev)
 {
 	json_t *t = json_pack("{s:s, s:I, s:s}", "v", "meta.k8s.io/v1", "rv", (json_int_t)rev,
@@ -894,7 +906,8 @@ static void finish_list(struct rq *q)
 	}
 	if (i < n) {
 		cont = continue_token(json_string_value(json_array_get(q->keys, i)), q->list_rev);
-		if (q->lsel == NULL && q->fsel == NULL)
+		/* Kubernetes counts what is left only for unfiltered lists. */
+		if (!has_query(q->req, "labelSelector") && !has_query(q->req, "fieldSelector"))
 			remaining = (long)(n - i);
 	}
 	snprintf(rvs, sizeof rvs, "%lld", (long long)q->list_rev);

@@ -31,10 +31,11 @@ def kubectl_versions():
 class ApiServer:
     """One capstan-server process with its own data directory and ports."""
 
-    def __init__(self, extra=None, data_dir=None):
+    def __init__(self, extra=None, data_dir=None, peer_port=None):
         self.data_dir = data_dir or ct.mktemp("capstan-e2e-")
         self.port = ct.free_port()
-        self.peer_port = ct.free_port()
+        # A restarted member keeps its peer address: it is its raft identity.
+        self.peer_port = peer_port or ct.free_port()
         self.extra = list(extra or [])
         self.proc = None
         self.keep = True

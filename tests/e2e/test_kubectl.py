@@ -356,5 +356,265 @@ def test_invalid_name_is_422():
     assert all(i["metadata"]["name"] != "Bad_Name" for i in lst["items"])
 
 
+# ------------------------------------------------------------ wire level
+
+def _count(s, path):
+    code, lst = s.json("GET", path)
+    assert code == 200, lst
+    return len(lst["items"])
+
+
+def test_bad_input_gets_the_right_status():
+    """Malformed bodies, wrong kinds, bad names, huge bodies, unknown paths and verbs: right Status, nothing stored."""
+    s = server()
+    base = "/api/v1/namespaces/default/configmaps"
+    before = _count(s, base)
+    cases = [
+        ("POST", base, "{not json", {}, 400, "BadRequest"),
+        ("POST", base, "apiVersion: v1\nkind: [", {"Content-Type": "application/yaml"}, 400,
+         "BadRequest"),
+        ("POST", base, json.dumps({"apiVersion": "v1", "kind": "Secret",
+                                   "metadata": {"name": "wrongkind"}}), {}, 400, "BadRequest"),
+        ("POST", base, json.dumps({"apiVersion": "apps/v1", "kind": "ConfigMap",
+                                   "metadata": {"name": "wrongversion"}}), {}, 400, "BadRequest"),
+        ("POST", base, json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                                   "metadata": {"name": "a..b"}}), {}, 422, "Invalid"),
+        ("POST", base, json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}), {},
+         422, "Invalid"),
+        ("POST", base, json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                                   "metadata": {"name": "big"},
+                                   "data": {"x": "y" * (3 * 1024 * 1024 + 10)}}), {}, 413,
+         "RequestEntityTooLarge"),
+        ("POST", base, "\x6b\x38\x73\x00", {"Content-Type": "application/vnd.kubernetes.protobuf"},
+         415, "UnsupportedMediaType"),
+        ("GET", "/api/v1/namespaces/default/widgets", None, {}, 404, "NotFound"),
+        ("GET", "/apis/nothing.example/v1/things", None, {}, 404, "NotFound"),
+        ("PUT", base, json.dumps({"apiVersion": "v1", "kind": "ConfigMap"}), {}, 405,
+         "MethodNotAllowed"),
+        ("POST", base + "/x", json.dumps({}), {}, 405, "MethodNotAllowed"),
+        ("PATCH", base + "/x", "{}", {"Content-Type": "text/plain"}, 415, "UnsupportedMediaType"),
+        ("POST", "/api/v1/namespaces/nowhere/configmaps",
+         json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ok"}}), {},
+         404, "NotFound"),
+    ]
+    for method, path, body, headers, code, reason in cases:
+        got, data, ctype = s.request(method, path, body, headers)
+        st = json.loads(data)
+        assert st.get("message"), (method, path, st)
+        assert (got, st.get("kind"), st.get("reason"), st.get("code")) == \
+            (code, "Status", reason, code), (method, path, got, st)
+        assert st["status"] == "Failure" and st["apiVersion"] == "v1" and st["message"]
+    assert _count(s, base) == before
+    got, st = s.json("GET", base + "/nope")
+    assert st == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                  "message": 'configmaps "nope" not found', "reason": "NotFound",
+                  "details": {"name": "nope", "kind": "configmaps"}, "code": 404}, st
+    got, st = s.json("GET", "/apis/apps/v1/namespaces/default/deployments/nope")
+    assert st["message"] == 'deployments.apps "nope" not found' and \
+        st["details"] == {"name": "nope", "group": "apps", "kind": "deployments"}, st
+
+
+def test_stale_update_conflicts():
+    """A PUT with an old resourceVersion gets 409 Conflict in the real server's words."""
+    s = server()
+    base = "/api/v1/namespaces/default/configmaps"
+    code, cm = s.json("POST", base, {"apiVersion": "v1", "kind": "ConfigMap",
+                                     "metadata": {"name": "occ"}, "data": {"v": "1"}})
+    assert code == 201, cm
+    cm["data"]["v"] = "2"
+    code, new = s.json("PUT", base + "/occ", cm)
+    assert code == 200 and int(new["metadata"]["resourceVersion"]) > \
+        int(cm["metadata"]["resourceVersion"]), new
+    cm["data"]["v"] = "3"
+    code, st = s.json("PUT", base + "/occ", cm)
+    assert code == 409 and st["reason"] == "Conflict", st
+    assert st["message"] == ('Operation cannot be fulfilled on configmaps "occ": the object has '
+                             'been modified; please apply your changes to the latest version '
+                             'and try again'), st
+    code, cur = s.json("GET", base + "/occ")
+    assert cur["data"] == {"v": "2"}
+    code, dry = s.json("POST", base + "?dryRun=All", {"apiVersion": "v1", "kind": "ConfigMap",
+                                                     "metadata": {"name": "dry-only"}})
+    assert code == 201 and dry["metadata"]["name"] == "dry-only"
+    code, _ = s.json("GET", base + "/dry-only")
+    assert code == 404
+
+
+def test_generate_name_and_uid():
+    """generateName gets a 5-character suffix from Kubernetes' alphabet; every object a v4 uid."""
+    s = server()
+    names = set()
+    for _ in range(3):
+        code, cm = s.json("POST", "/api/v1/namespaces/default/configmaps",
+                          {"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"generateName": "gen-"}})
+        assert code == 201, cm
+        name = cm["metadata"]["name"]
+        assert name.startswith("gen-") and len(name) == 9, name
+        assert all(c in "bcdfghjklmnpqrstvwxz2456789" for c in name[4:]), name
+        uid = cm["metadata"]["uid"]
+        assert len(uid) == 36 and uid[14] == "4", uid
+        assert cm["metadata"]["creationTimestamp"].endswith("Z")
+        names.add(name)
+    assert len(names) == 3
+
+
+def test_list_paging_with_continue():
+    """limit and continue page through a list in key order without losing or repeating items."""
+    s = server()
+    s.json("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                          "metadata": {"name": "paging"}})
+    for i in range(7):
+        code, _ = s.json("POST", "/api/v1/namespaces/paging/configmaps",
+                         {"apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": {"name": "cm%d" % i}})
+        assert code == 201
+    seen, cont, pages, rvs = [], None, 0, set()
+    while True:
+        path = "/api/v1/namespaces/paging/configmaps?limit=3"
+        if cont:
+            path += "&continue=" + cont
+        code, lst = s.json("GET", path)
+        assert code == 200, lst
+        seen += [i["metadata"]["name"] for i in lst["items"]]
+        rvs.add(lst["metadata"]["resourceVersion"])
+        pages += 1
+        cont = lst["metadata"].get("continue")
+        if not cont:
+            break
+        assert lst["metadata"]["remainingItemCount"] == 7 - len(seen)
+    assert seen == ["cm%d" % i for i in range(7)] and pages == 3, seen
+    assert len(rvs) == 1, rvs
+
+
+def test_watch_resume_selectors_and_bookmarks():
+    """A watch resumes after a resourceVersion, filters by label, and sends bookmarks when asked."""
+    s = server()
+    base = "/api/v1/namespaces/default/configmaps"
+    code, a = s.json("POST", base, {"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": "wa", "labels": {"grp": "w"}}})
+    rv = a["metadata"]["resourceVersion"]
+    s.json("POST", base, {"apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": {"name": "wb", "labels": {"grp": "other"}}})
+    s.json("PATCH", base + "/wa", {"data": {"k": "v"}},
+           headers={"Content-Type": "application/merge-patch+json"})
+    w = kh.WatchStream(s.port, base + "?watch=true&labelSelector=grp%3Dw&resourceVersion=" + rv +
+                       "&allowWatchBookmarks=true")
+    try:
+        assert w.status == 200
+        ev = w.next()
+        assert ev["type"] == "MODIFIED" and ev["object"]["data"] == {"k": "v"}, ev
+        s.json("DELETE", base + "/wa")
+        ev = w.next()
+        assert ev["type"] == "DELETED" and ev["object"]["metadata"]["name"] == "wa", ev
+        ev = w.next()
+        while ev["type"] != "BOOKMARK":
+            ev = w.next()
+        assert ev["object"]["kind"] == "ConfigMap" and \
+            int(ev["object"]["metadata"]["resourceVersion"]) >= int(rv), ev
+    finally:
+        w.close()
+    w = kh.WatchStream(s.port, "/api/v1/watch/namespaces/default/configmaps/wb?timeoutSeconds=1")
+    try:
+        ev = w.next()
+        assert ev["type"] == "ADDED" and ev["object"]["metadata"]["name"] == "wb", ev
+        assert w.next() is None     # the stream ends after timeoutSeconds
+    finally:
+        w.close()
+
+
+def test_restart_keeps_objects_and_expires_old_watches():
+    """After SIGTERM (exit 0) and a restart, objects remain and a watch from before gets 410 Expired."""
+    srv = kh.ApiServer().start()
+    v = versions()[0]
+    srv.must(v, "run", "keeper", "--image=nginx")
+    code, pod = srv.json("GET", "/api/v1/namespaces/default/pods/keeper")
+    old_rv = pod["metadata"]["resourceVersion"]
+    srv.must(v, "label", "pod", "keeper", "x=y")
+    assert srv.terminate() == 0
+    again = kh.ApiServer(data_dir=srv.data_dir, peer_port=srv.peer_port).start()
+    out = again.must(v, "get", "pod", "keeper", "-o", "jsonpath={.metadata.labels.x}")
+    assert out == "y"
+    w = kh.WatchStream(again.port, "/api/v1/namespaces/default/pods?watch=true&resourceVersion=" +
+                       old_rv)
+    try:
+        ev = w.next()
+        assert ev["type"] == "ERROR", ev
+        st = ev["object"]
+        assert st["kind"] == "Status" and st["code"] == 410 and st["reason"] == "Expired", st
+        assert st["message"].startswith("too old resource version: %s (" % old_rv), st
+    finally:
+        w.close()
+    assert again.terminate() == 0
+
+
+def test_discovery_documents():
+    """Legacy and aggregated discovery, /version and OpenAPI answer in the shapes kubectl reads."""
+    s = server()
+    code, api = s.json("GET", "/api")
+    assert api["kind"] == "APIVersions" and api["versions"] == ["v1"]
+    code, apis = s.json("GET", "/apis")
+    assert [g["name"] for g in apis["groups"]] == ["apps", "coordination.k8s.io"]
+    code, v1 = s.json("GET", "/api/v1")
+    names = [r["name"] for r in v1["resources"]]
+    assert "pods/status" in names and "pods/binding" in names and "pods" in names
+    code, data, ctype = s.request("GET", "/apis", headers={
+        "Accept": "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+                  "application/json"})
+    agg = json.loads(data)
+    assert ctype.startswith("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
+    deploy = [r for r in agg["items"][0]["versions"][0]["resources"]
+              if r["resource"] == "deployments"][0]
+    assert deploy["shortNames"] == ["deploy"] and deploy["categories"] == ["all"]
+    assert {x["subresource"] for x in deploy["subresources"]} == {"scale", "status"}
+    code, data, ctype = s.request("GET", "/openapi/v2")
+    assert code == 200 and data == bytes([0x0a, 0x03]) + b"2.0"
+    code, idx = s.json("GET", "/openapi/v3")
+    assert "api/v1" in idx["paths"] and "apis/apps/v1" in idx["paths"]
+    code, doc = s.json("GET", "/openapi/v3/apis/apps/v1")
+    op = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
+    assert op["x-kubernetes-group-version-kind"]["kind"] == "Deployment"
+    assert "fieldValidation" in [p["name"] for p in op["parameters"]]
+
+
+def test_subresources_status_scale_binding():
+    """status writes touch only status, scale reads and writes replicas, binding sets nodeName once."""
+    s = server()
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "subs"},
+           "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
+                    "template": {"metadata": {"labels": {"a": "b"}},
+                                 "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+           "status": {"replicas": 99}}
+    base = "/apis/apps/v1/namespaces/default/deployments"
+    code, d = s.json("POST", base, dep)
+    assert code == 201 and d["metadata"]["generation"] == 1
+    code, d = s.json("PATCH", base + "/subs/status", {"status": {"replicas": 1},
+                                                      "spec": {"replicas": 7}},
+                     headers={"Content-Type": "application/merge-patch+json"})
+    assert code == 200 and d["status"]["replicas"] == 1 and d["spec"]["replicas"] == 1, d
+    code, d = s.json("PATCH", base + "/subs", {"status": {"replicas": 50}},
+                     headers={"Content-Type": "application/merge-patch+json"})
+    assert d["status"]["replicas"] == 1, d
+    code, sc = s.json("GET", base + "/subs/scale")
+    assert sc["kind"] == "Scale" and sc["apiVersion"] == "autoscaling/v1"
+    assert sc["spec"] == {"replicas": 1} and sc["status"] == {"replicas": 1, "selector": "a=b"}, sc
+    sc["spec"]["replicas"] = 3
+    code, sc2 = s.json("PUT", base + "/subs/scale", sc)
+    assert code == 200 and sc2["spec"]["replicas"] == 3, sc2
+    code, d = s.json("GET", base + "/subs")
+    assert d["spec"]["replicas"] == 3 and d["metadata"]["generation"] == 2, d
+    pods = "/api/v1/namespaces/default/pods"
+    s.json("POST", pods, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bindme"},
+                          "spec": {"containers": [{"name": "c", "image": "i"}]}})
+    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bindme"},
+               "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}}
+    code, st = s.json("POST", pods + "/bindme/binding", binding)
+    assert code == 201 and st["status"] == "Success", st
+    code, p = s.json("GET", pods + "/bindme")
+    assert p["spec"]["nodeName"] == "node-1"
+    code, st = s.json("POST", pods + "/bindme/binding", binding)
+    assert code == 409 and st["reason"] == "Conflict", st
+
+
 if __name__ == "__main__":
     ct.run(globals())
