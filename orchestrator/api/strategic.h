@@ -4,9 +4,10 @@
  *
  * Like a merge patch, except that lists of the core types merge by a key
  * instead of being replaced: containers, initContainers and
- * ephemeralContainers, env, volumes, imagePullSecrets, hostAliases (by ip),
- * readinessGates (by conditionType), conditions (by type) merge by name or
- * their key; container ports by containerPort, service ports by port,
+ * ephemeralContainers, env, volumes, imagePullSecrets, resourceClaims and
+ * schedulingGates merge by name; hostAliases, podIPs and hostIPs by ip;
+ * status conditions and node addresses by type; container ports by
+ * containerPort, service ports by port,
  * volumeMounts by mountPath, volumeDevices by devicePath, ownerReferences by
  * uid, topologySpreadConstraints by topologyKey, finalizers as a set of
  * primitives. Every other list (tolerations, args, command, ...) is replaced.
