@@ -55,7 +55,10 @@ class Cluster:
             m.start(expect_ready=False)
         for m in self.members:
             wait_ready(m)
-        self.wait_leader()
+        leader = self.wait_leader()
+        # Serving: the new cluster acknowledges a write.
+        ct.wait_until(lambda: _try_put(leader, "cluster-ready", "1"), timeout=START_TIMEOUT,
+                      interval=0.1, what="the new cluster acknowledging a write")
         return self
 
     def stop(self):
@@ -259,10 +262,13 @@ def test_leader_kill9_failover_and_rejoin():
     prefix = "fo/"
     try:
         old = cl.wait_leader()
-        follower = [m for m in cl.members if m is not old][0]
-        start_rev = follower.revision() + 1
-        watcher = Watcher(follower, prefix, start_rev)
-        watcher.start()
+        followers = [m for m in cl.members if m is not old]
+        start_rev = followers[0].revision() + 1
+        # Watch on both followers: one of them becomes the new leader, the
+        # other stays a follower throughout.
+        watchers = [Watcher(f, prefix, start_rev) for f in followers]
+        for watcher in watchers:
+            watcher.start()
         time.sleep(0.3)
         stop = threading.Event()
         writers = [Writer(cl, i, stop, prefix) for i in range(4)]
@@ -298,26 +304,32 @@ def test_leader_kill9_failover_and_rejoin():
             lost = [k for k, (v, r) in acked.items() if have.get(k, (None, 0))[0] != v]
             assert not lost, "%d acknowledged writes missing on %s, e.g. %s" % (len(lost), m.name, lost[:5])
         print("# %d writes acknowledged (%d before the kill), none lost" % (len(acked), before))
-        # The follower's watch saw every write, in order, gap-free.
+        # The followers' watches saw every write, in order, gap-free.
         final_rev = new.revision()
-        try:
-            ct.wait_until(lambda: watcher.events and watcher.events[-1][1] >= final_rev, timeout=15,
-                          what="the follower watch reaching revision %d" % final_rev)
-        except AssertionError:
-            raise AssertionError("the watch on %s stopped at %s (%d events, error %s)" % (
-                follower.name, watcher.events[-1:] , len(watcher.events), watcher.error))
-        watcher.stop.set()
-        watcher.join(5)
-        assert watcher.error is None, watcher.error
-        revs = [e[1] for e in watcher.events]
-        assert revs[0] == start_rev, "watch started at %d, want %d" % (revs[0], start_rev)
-        for a, b in zip(revs, revs[1:]):
-            assert b == a + 1, "watch on %s went from revision %d to %d" % (follower.name, a, b)
-        seen = {(e[2], e[3]) for e in watcher.events}
-        missing = [k for k, (v, r) in acked.items() if (k, v) not in seen]
-        assert not missing, "watch missed %d acknowledged writes, e.g. %s" % (len(missing), missing[:5])
-        print("# follower %s watched %d events in %d frames, revisions %d..%d without a gap"
-              % (follower.name, len(revs), watcher.frames, revs[0], revs[-1]))
+        for watcher in watchers:
+            follower = watcher.member
+            try:
+                ct.wait_until(lambda: watcher.events and watcher.events[-1][1] >= final_rev, timeout=15,
+                              what="the follower watch reaching revision %d" % final_rev)
+            except AssertionError:
+                raise AssertionError("the watch on %s stopped at %s (%d events, error %s)" % (
+                    follower.name, watcher.events[-1:], len(watcher.events), watcher.error))
+            watcher.stop.set()
+            watcher.join(5)
+            assert watcher.error is None, watcher.error
+            revs = [e[1] for e in watcher.events]
+            assert revs[0] == start_rev, "watch started at %d, want %d" % (revs[0], start_rev)
+            for a, b in zip(revs, revs[1:]):
+                assert b == a + 1, "watch on %s went from revision %d to %d" % (follower.name, a, b)
+            seen = {(e[2], e[3]) for e in watcher.events}
+            missing = [k for k, (v, r) in acked.items() if (k, v) not in seen]
+            assert not missing, "watch on %s missed %d acknowledged writes, e.g. %s" % (
+                follower.name, len(missing), missing[:5])
+            print("# %s %s watched %d events in %d frames, revisions %d..%d without a gap"
+                  % ("new leader" if follower is new else "follower", follower.name, len(revs),
+                     watcher.frames, revs[0], revs[-1]))
+        assert [e[1:] for e in watchers[0].events] == [e[1:] for e in watchers[1].events], \
+            "the watches on %s and %s disagree" % (watchers[0].member.name, watchers[1].member.name)
         # The killed member rejoins from its data directory and catches up.
         t_restart = time.time()
         old.start(timeout=START_TIMEOUT)

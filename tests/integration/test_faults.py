@@ -592,8 +592,19 @@ def run_test(net, nodes):
         wait_cluster(nodes)
     except AssertionError:
         raise AssertionError("cluster did not form:\n" + "\n".join(n.log_tail(15) for n in nodes))
-    st, b = in_netns(net.hub, post, nodes[0].ip, "/v3/kv/put", {"key": b64("setup"), "value": b64("x")})
-    assert st == 200, (st, b)
+    def setup_put():
+        try:
+            st, b = post(nodes[0].ip, "/v3/kv/put", {"key": b64("setup"), "value": b64("x")})
+        except (OSError, http.client.HTTPException) as e:
+            return None, repr(e)
+        return (b, None) if st == 200 else (None, (st, b))
+    deadline = time.monotonic() + 30
+    while True:
+        b, why = in_netns(net.hub, setup_put)
+        if b is not None:
+            break
+        assert time.monotonic() < deadline, "the new cluster does not accept a write: %s" % (why,)
+        time.sleep(0.2)
     start_rev = int(b["header"]["revision"]) + 1
     rnd = random.Random(SEED)
     history = wgl.History()
