@@ -477,7 +477,9 @@ static json_t *parse_body(struct rq *q, json_t **status)
 	return obj;
 }
 
-/* Checks apiVersion and kind of a body against the path's resource. */
+/* Checks apiVersion and kind of a body against the path's resource. As the
+ * real server does, a body without them takes them from the path (obj is
+ * filled in place). */
 static json_t *check_type(const struct api_resource *r, json_t *obj, const char *kind,
 			  const char *api_version)
 {
@@ -485,30 +487,21 @@ static json_t *check_type(const struct api_resource *r, json_t *obj, const char 
 	const char *av = json_string_value(json_object_get(obj, "apiVersion"));
 	char msg[512];
 	(void)r;
-	if (k == NULL || k[0] == '\0') {
-		char *text = json_dumps(obj, JSON_COMPACT);
-		snprintf(msg, sizeof msg, "Object 'Kind' is missing in '%.300s'", text ? text : "");
-		free(text);
-		return api_status_bad_request(msg);
-	}
-	if (av == NULL || av[0] == '\0') {
-		char *text = json_dumps(obj, JSON_COMPACT);
-		snprintf(msg, sizeof msg, "Object 'apiVersion' is missing in '%.300s'",
-			 text ? text : "");
-		free(text);
-		return api_status_bad_request(msg);
-	}
-	if (strcmp(av, api_version) != 0) {
+	if (av != NULL && av[0] != '\0' && strcmp(av, api_version) != 0) {
 		snprintf(msg, sizeof msg,
 			 "the API version in the data (%s) does not match the expected API version (%s)",
 			 av, api_version);
 		return api_status_bad_request(msg);
 	}
-	if (strcmp(k, kind) != 0) {
+	if (k != NULL && k[0] != '\0' && strcmp(k, kind) != 0) {
 		snprintf(msg, sizeof msg,
 			 "the kind in the data (%s) does not match the expected kind (%s)", k, kind);
 		return api_status_bad_request(msg);
 	}
+	if (k == NULL || k[0] == '\0')
+		json_object_set_new(obj, "kind", json_string(kind));
+	if (av == NULL || av[0] == '\0')
+		json_object_set_new(obj, "apiVersion", json_string(api_version));
 	return NULL;
 }
 
@@ -837,6 +830,18 @@ static bool matches(struct rq *q, json_t *obj)
 	if (q->fsel != NULL && !field_selector_matches(q->fsel, obj))
 		return false;
 	return true;
+}
+
+/* A boolean query parameter as Go's strconv.ParseBool reads it (clients
+ * send "true", "True" or "1"). */
+static bool query_true(struct http_req *req, const char *name)
+{
+	static const char *const yes[] = {"1", "t", "T", "true", "TRUE", "True", NULL};
+	const char *v = http_req_query(req, name);
+	for (int i = 0; v != NULL && yes[i] != NULL; i++)
+		if (strcmp(v, yes[i]) == 0)
+			return true;
+	return false;
 }
 
 static bool has_query(struct http_req *req, const char *name)
@@ -1233,7 +1238,6 @@ static void watch_begin(void *data, bool ok)
 	struct rq *q = data;
 	const char *rvq = http_req_query(q->req, "resourceVersion");
 	const char *tos = http_req_query(q->req, "timeoutSeconds");
-	const char *bm = http_req_query(q->req, "allowWatchBookmarks");
 	long timeout = WATCH_DEFAULT_TIMEOUT_S;
 	int rv;
 	if (!ok) {
@@ -1253,7 +1257,7 @@ static void watch_begin(void *data, bool ok)
 	http_stream_begin(q->req, 200, q->table ? CT_TABLE : CT_JSON);
 	q->stream_open = true;
 	uv_timer_start(&q->timeout_timer, on_watch_timeout, (uint64_t)timeout * 1000, 0);
-	if (bm != NULL && strcmp(bm, "true") == 0)
+	if (query_true(q->req, "allowWatchBookmarks"))
 		uv_timer_start(&q->bookmark_timer, on_bookmark, q->s->bookmark_ms,
 			       q->s->bookmark_ms);
 	if (rvq == NULL || rvq[0] == '\0' || strcmp(rvq, "0") == 0) {
@@ -2243,7 +2247,6 @@ static void route(struct rq *q)
 	const char *m = req->method;
 	const char *group, *version;
 	int n = split_path(req->path, segs, 10), i;
-	const char *wq;
 	bool watch = false;
 	const char *dr;
 	if (n < 0) {
@@ -2316,8 +2319,7 @@ static void route(struct rq *q)
 	q->table = accepts(req, "as=Table");
 	dr = http_req_query(req, "dryRun");
 	q->dry_run = dr != NULL && strcmp(dr, "All") == 0;
-	wq = http_req_query(req, "watch");
-	if (wq != NULL && (strcmp(wq, "true") == 0 || strcmp(wq, "1") == 0))
+	if (query_true(req, "watch"))
 		watch = true;
 
 	if (strcmp(q->sub, "binding") == 0) {
