@@ -233,14 +233,16 @@ def test_label_annotate_scale():
     for v in versions():
         name = "lab" + tag(v)
         s.must(v, "run", name, "--image=nginx")
-        assert s.must(v, "label", "pod", name, "color=blue").strip() == "pod/%s labeled" % name
+        blue = "blue" + tag(v)
+        assert s.must(v, "label", "pod", name, "color=" + blue).strip() == "pod/%s labeled" % name
         # kubectl 1.27 itself prints "annotate" here, later versions "annotated".
         assert s.must(v, "annotate", "pod", name, "note=hi").strip() in \
             ("pod/%s annotated" % name, "pod/%s annotate" % name)
-        assert s.must(v, "get", "pods", "-l", "color=blue", "-o", "name").split() == ["pod/" + name]
+        assert s.must(v, "get", "pods", "-l", "color=" + blue, "-o", "name").split() == \
+            ["pod/" + name]
         assert s.must(v, "get", "pod", name, "-o", "jsonpath={.metadata.annotations.note}") == "hi"
         rc, _, err = s.kubectl(v, "label", "pod", name, "color=red")
-        assert rc == 1 and "already has a value (blue)" in err, err
+        assert rc == 1 and "already has a value (%s)" % blue in err, err
         dep = "scl" + tag(v)
         s.must(v, "create", "-f", "-", stdin=json.dumps({
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": dep},
