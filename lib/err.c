@@ -33,6 +33,9 @@ static const struct {
 	[CAP_ENOTFOUND] = {"Not Found", GRPC_NOT_FOUND},
 	[CAP_EMETHOD] = {"Method Not Allowed", GRPC_UNIMPLEMENTED},
 	[CAP_EUNAVAILABLE] = {"etcdserver: unavailable", GRPC_UNAVAILABLE},
+	[CAP_ELEADERCHANGED] = {"etcdserver: leader changed", GRPC_UNAVAILABLE},
+	[CAP_EREMOVED] = {"etcdserver: the member has been permanently removed from the cluster", GRPC_FAILED_PRECONDITION},
+	[CAP_EUNHEALTHY] = {"etcdserver: unhealthy cluster", GRPC_UNAVAILABLE},
 };
 
 const char *cap_strerror(int err)
@@ -69,6 +72,7 @@ int cap_grpc_http_status(int grpc_code)
 	case GRPC_INTERNAL: return 500;
 	case GRPC_UNAVAILABLE: return 503;
 	case GRPC_DATA_LOSS: return 500;
+	case GRPC_UNAUTHENTICATED: return 401;
 	default: return 500;
 	}
 }

@@ -37,6 +37,9 @@ enum cap_err {
 	CAP_ENOTFOUND,        /* a path or object that does not exist (HTTP 404) */
 	CAP_EMETHOD,          /* method not allowed (HTTP 405) */
 	CAP_EUNAVAILABLE,     /* generic unavailable (HTTP 503) */
+	CAP_ELEADERCHANGED,   /* etcdserver: leader changed (outcome unknown) */
+	CAP_EREMOVED,         /* etcdserver: the member has been permanently removed from the cluster */
+	CAP_EUNHEALTHY,       /* etcdserver: unhealthy cluster (a change would lose quorum) */
 	CAP_ERR_COUNT
 };
 
@@ -58,6 +61,7 @@ enum {
 	GRPC_INTERNAL = 13,
 	GRPC_UNAVAILABLE = 14,
 	GRPC_DATA_LOSS = 15,
+	GRPC_UNAUTHENTICATED = 16,
 };
 
 /* The etcd-worded message of an error ("etcdserver: ..."), never NULL. */

@@ -17,6 +17,11 @@ static const char *const kv_paths[KV_OP_COUNT] = {
 	[KV_STATUS] = "/v3/maintenance/status",
 	[KV_HASH] = "/v3/maintenance/hash",
 	[KV_MEMBER_LIST] = "/v3/cluster/member/list",
+	[KV_MEMBER_ADD] = "/v3/cluster/member/add",
+	[KV_MEMBER_REMOVE] = "/v3/cluster/member/remove",
+	[KV_MEMBER_UPDATE] = "/v3/cluster/member/update",
+	[KV_MEMBER_PROMOTE] = "/v3/cluster/member/promote",
+	[KV_MOVE_LEADER] = "/v3/maintenance/transfer-leadership",
 };
 
 const char *kv_op_path(enum kv_op op)

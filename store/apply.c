@@ -416,9 +416,22 @@ static int check_intervals(const struct op *ops, size_t n, struct intervals *put
 		struct intervals then_puts = {0}, else_puts = {0};
 		if (o->type != OP_TXN)
 			continue;
+		/* Each branch sees the deletes above it but not the other branch's:
+		 * only one of them runs. Both branches' deletes then count for
+		 * what follows. */
+		size_t base = dels->n;
+		struct intervals then_dels = {0};
 		rv = check_intervals(o->u.txn->success, o->u.txn->n_success, &then_puts, dels);
+		for (size_t j = base; rv == 0 && j < dels->n; j++)
+			rv = intervals_push(&then_dels, dels->v[j].key, dels->v[j].key_len,
+					    dels->v[j].end, dels->v[j].end_len);
+		dels->n = base;
 		if (rv == 0)
 			rv = check_intervals(o->u.txn->failure, o->u.txn->n_failure, &else_puts, dels);
+		for (size_t j = 0; rv == 0 && j < then_dels.n; j++)
+			rv = intervals_push(dels, then_dels.v[j].key, then_dels.v[j].key_len,
+					    then_dels.v[j].end, then_dels.v[j].end_len);
+		free(then_dels.v);
 		/* Only one branch of a nested txn runs, so they may share keys. */
 		for (size_t j = 0; rv == 0 && j < then_puts.n + else_puts.n; j++) {
 			const struct interval *p = j < then_puts.n ? &then_puts.v[j]

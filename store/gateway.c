@@ -75,12 +75,20 @@ static const struct {
 	{"/v3/maintenance/status", KV_STATUS},
 	{"/v3/maintenance/hash", KV_HASH},
 	{"/v3/cluster/member/list", KV_MEMBER_LIST},
+	{"/v3/cluster/member/add", KV_MEMBER_ADD},
+	{"/v3/cluster/member/remove", KV_MEMBER_REMOVE},
+	{"/v3/cluster/member/update", KV_MEMBER_UPDATE},
+	{"/v3/cluster/member/promote", KV_MEMBER_PROMOTE},
+	{"/v3/maintenance/transfer-leadership", KV_MOVE_LEADER},
 };
+
+/* Member-to-member paths (forwarding to the leader). */
+#define PATH_PROPOSE "/capstan/v1/propose"
+#define PATH_READ_INDEX "/capstan/v1/readindex"
 
 /* Paths etcd serves that this member does not implement yet. */
 static const char *const unimplemented[] = {
-	"/v3/cluster/member/add", "/v3/cluster/member/remove", "/v3/cluster/member/update",
-	"/v3/cluster/member/promote", "/v3/auth/enable", "/v3/auth/disable",
+	"/v3/auth/enable", "/v3/auth/disable",
 	"/v3/auth/authenticate", "/v3/auth/user/add", "/v3/auth/user/get",
 	"/v3/auth/user/list", "/v3/auth/user/delete", "/v3/auth/user/changepw",
 	"/v3/auth/user/grant", "/v3/auth/user/revoke", "/v3/auth/role/add",
@@ -410,14 +418,30 @@ static void serve_snapshot(struct gateway *g, struct http_req *req)
 
 /* ---- routing ---- */
 
-/* Whether a member request's "ID" names a member of this cluster. */
-static bool member_named(struct gateway *g, json_t *body)
+static void call_done(void *data, json_t *ans, json_t *err);
+
+static void serve_internal(struct gateway *g, struct http_req *req, const char *p, json_t *body)
 {
-	uint64_t id = 0;
-	char errmsg[CAP_ERRMSG_SIZE];
-	if (jsonx_get_u64(body, "ID", &id, errmsg) != 0)
-		return false;
-	return store_has_member(g->store, id);
+	struct call *c = calloc(1, sizeof *c);
+	int rv;
+	if (c == NULL) {
+		reply_cap_error(req, CAP_ENOMEM, NULL);
+		return;
+	}
+	c->g = g;
+	c->req = req;
+	c->op = KV_OP_COUNT;
+	if (strcmp(p, PATH_PROPOSE) == 0)
+		rv = store_internal_propose(g->store, body, call_done, c);
+	else
+		rv = store_internal_read_index(g->store, call_done, c);
+	if (rv != 0) {
+		json_t *e = store_error(rv, NULL);
+		json_object_set_new_nocheck(e, "cap", json_integer(rv));
+		reply_json(req, cap_grpc_http_status(cap_err_grpc(rv)), e);
+		json_decref(e);
+		free(c);
+	}
 }
 
 static void handle(struct http_req *req, void *data)
@@ -437,7 +461,7 @@ static void handle(struct http_req *req, void *data)
 	bool known = strcmp(p, "/v3/watch") == 0 || strcmp(p, "/v3/maintenance/snapshot") == 0 ||
 		     strcmp(p, "/v3/maintenance/alarm") == 0 ||
 		     strcmp(p, "/v3/maintenance/defragment") == 0 ||
-		     strcmp(p, "/v3/maintenance/transfer-leadership") == 0;
+		     strcmp(p, PATH_PROPOSE) == 0 || strcmp(p, PATH_READ_INDEX) == 0;
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
 		if (strcmp(p, routes[i].path) == 0)
 			op = routes[i].op;
@@ -493,11 +517,8 @@ static void handle(struct http_req *req, void *data)
 			/* No alarms are raised; sqlite reclaims space without a
 			 * stop-the-world defragment. */
 			http_reply(req, 200, "application/json", "{}", 2);
-		} else if (strcmp(p, "/v3/maintenance/transfer-leadership") == 0) {
-			reply_cap_error(req, CAP_EBADTRANSFEREE, NULL);
-		} else if (strncmp(p, "/v3/cluster/member/", 19) == 0 &&
-			   strcmp(p, "/v3/cluster/member/add") != 0 && !member_named(g, body)) {
-			reply_cap_error(req, CAP_EMEMBERNOTFOUND, NULL);
+		} else if (strcmp(p, PATH_PROPOSE) == 0 || strcmp(p, PATH_READ_INDEX) == 0) {
+			serve_internal(g, req, p, body);
 		} else {
 			reply_error(req, GRPC_UNIMPLEMENTED, "not supported by capstan-store yet");
 		}

@@ -1193,7 +1193,7 @@ static int range_read(struct mvcc *m, const uint8_t *key, size_t key_len,
 	}
 
 	size_t n = out->n - start;
-	if (value_sort) {
+	if (value_sort && n > 1) {
 		qsort(out->v + start, n, sizeof(*out->v),
 		      opts->sort_order == MVCC_SORT_DESCEND ? kv_value_cmp_desc : kv_value_cmp);
 		if (opts->keys_only) {

@@ -86,6 +86,13 @@ struct node {
 	/* fired barriers, freed on the next loop turn (see barrier_retire) */
 	struct read_barrier *dead;
 
+	/* members added as voters, waiting as standbys to be promoted once
+	 * they can catch up */
+	uint64_t promote[NODE_MAX_MEMBERS];
+	size_t n_promote;
+	bool promoting;
+	uint64_t promote_after_ms;
+
 	bool closing;
 	void (*close_cb)(void *data);
 	void *close_data;
@@ -109,10 +116,15 @@ static int url_to_address(const char *url, char *out, size_t size)
 	return 0;
 }
 
-static uint64_t member_id(const char *name, const char *peer_url, const char *token)
+uint64_t node_member_id(const char *peer_url, const char *token)
 {
 	char buf[1024];
-	int len = snprintf(buf, sizeof buf, "%s|%s|%s", name, peer_url, token ? token : "");
+	char addr[256];
+	/* The ID depends on the peer address and the cluster token only, so a
+	 * member added by URL and the process started with that URL agree. */
+	if (url_to_address(peer_url, addr, sizeof addr) != 0)
+		snprintf(addr, sizeof addr, "%s", peer_url);
+	int len = snprintf(buf, sizeof buf, "%s|%s", addr, token ? token : "");
 	uint64_t id = raft_digest(buf, (unsigned long long)len);
 	return id ? id : 1;
 }
@@ -141,7 +153,7 @@ static int parse_cluster(struct node *n, char *errmsg)
 		memcpy(m->name, tok, (size_t)(eq - tok));
 		m->name[eq - tok] = '\0';
 		strcpy(m->peer_url, eq + 1);
-		m->id = member_id(m->name, m->peer_url, n->cfg.cluster_token);
+		m->id = node_member_id(m->peer_url, n->cfg.cluster_token);
 	}
 	for (size_t i = 0; i < n->n_members; i++) {
 		if (strcmp(n->members[i].name, n->cfg.name) == 0) {
@@ -153,7 +165,10 @@ static int parse_cluster(struct node *n, char *errmsg)
 		cap_errmsg_printf(errmsg, "--initial-cluster has no member named \"%s\"", n->cfg.name);
 		return CAP_EINVAL;
 	}
-	n->cluster_id = raft_digest(s, strlen(s)) ^ member_id("", "", n->cfg.cluster_token);
+	{
+		const char *t = n->cfg.cluster_token ? n->cfg.cluster_token : "";
+		n->cluster_id = raft_digest(t, strlen(t)) ^ 0x63617073ull;
+	}
 	return CAP_OK;
 }
 
@@ -214,7 +229,9 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 	if (status != 0 && b->results == NULL)
 		log_debug("entry %llu not applied: %s", (unsigned long long)b->seq,
 			  raft_strerror(status));
-	batch_finish(b, status == RAFT_SHUTDOWN ? CAP_ESTOPPED : CAP_ENOLEADER);
+	/* The entry may still commit under the next leader: the outcome is
+	 * unknown, so the client hears "leader changed", never a retry. */
+	batch_finish(b, status == RAFT_SHUTDOWN ? CAP_ESTOPPED : CAP_ELEADERCHANGED);
 }
 
 void node_take_results(struct node *n, const struct cmd_entry *e, void **results)
@@ -479,12 +496,58 @@ static void check_cb(uv_check_t *h)
 	}
 }
 
+static void promote_cb(struct raft_change *req, int status)
+{
+	struct node *n = req->data;
+	n->promoting = false;
+	free(req);
+	if (status == 0 && n->n_promote > 0) {
+		log_info("member %016llx promoted to voter", (unsigned long long)n->promote[0]);
+		memmove(n->promote, n->promote + 1, (n->n_promote - 1) * sizeof n->promote[0]);
+		n->n_promote--;
+	} else {
+		n->promote_after_ms = now_ms(n) + 1000;
+	}
+}
+
+/* Promotes standbys added as voters; libraft first catches them up, and
+ * fails the change if they cannot be reached (then we try again later). */
+static void promote_pending(struct node *n)
+{
+	struct raft_change *req;
+	if (n->n_promote == 0 || n->promoting || !n->leader_ready ||
+	    n->raft.configuration_uncommitted_index != 0 || now_ms(n) < n->promote_after_ms)
+		return;
+	const struct raft_server *srv = NULL;
+	for (unsigned i = 0; i < n->raft.configuration.n; i++)
+		if (n->raft.configuration.servers[i].id == n->promote[0])
+			srv = &n->raft.configuration.servers[i];
+	if (srv == NULL || srv->role == RAFT_VOTER) {
+		memmove(n->promote, n->promote + 1, (n->n_promote - 1) * sizeof n->promote[0]);
+		n->n_promote--;
+		return;
+	}
+	if (srv->role != RAFT_STANDBY)
+		return;  /* still being added */
+	req = calloc(1, sizeof *req);
+	if (req == NULL)
+		return;
+	req->data = n;
+	n->promoting = true;
+	if (raft_assign(&n->raft, req, srv->id, RAFT_VOTER, promote_cb) != 0) {
+		n->promoting = false;
+		free(req);
+		n->promote_after_ms = now_ms(n) + 1000;
+	}
+}
+
 static void timer_cb(uv_timer_t *t)
 {
 	struct node *n = t->data;
 	if (n->closing)
 		return;
 	track_state(n);
+	promote_pending(n);
 	if (!n->leader_ready) {
 		fail_queue(n, CAP_ENOLEADER, true);
 		fail_reads(n, CAP_ENOLEADER, true);
@@ -740,8 +803,202 @@ uint64_t node_applied_index(const struct node *n)
 	return raft_last_applied((struct raft *)&n->raft);
 }
 
-size_t node_members(const struct node *n, const struct node_member **out)
+size_t node_members(const struct node *n, struct node_member *out, size_t max)
 {
-	*out = n->members;
-	return n->n_members;
+	const struct raft_configuration *c = &n->raft.configuration;
+	size_t k = 0;
+	for (unsigned i = 0; i < c->n; i++) {
+		const struct raft_server *srv = &c->servers[i];
+		if (k < max) {
+			struct node_member *m = &out[k];
+			memset(m, 0, sizeof *m);
+			m->id = srv->id;
+			snprintf(m->peer_url, sizeof m->peer_url, "http://%s", srv->address);
+			m->learner = srv->role != RAFT_VOTER;
+			for (size_t j = 0; j < n->n_members; j++)
+				if (n->members[j].id == srv->id)
+					snprintf(m->name, sizeof m->name, "%s", n->members[j].name);
+		}
+		k++;
+	}
+	return k;
+}
+
+const char *node_leader_address(const struct node *n)
+{
+	raft_id id = 0;
+	const char *addr = NULL;
+	raft_leader((struct raft *)&n->raft, &id, &addr);
+	return id ? addr : NULL;
+}
+
+bool node_removed(const struct node *n)
+{
+	const struct raft_configuration *c = &n->raft.configuration;
+	if (c->n == 0)
+		return false;
+	for (unsigned i = 0; i < c->n; i++)
+		if (c->servers[i].id == n->id)
+			return false;
+	return true;
+}
+
+/* ---- membership ---- */
+
+struct change {
+	struct raft_change req;
+	struct raft_transfer transfer;
+	struct node *node;
+	uint64_t id;
+	int next_role;        /* after an add: the role to assign, or -1 */
+	node_change_cb cb;
+	void *data;
+};
+
+static int raft_to_cap(int rv)
+{
+	switch (rv) {
+	case 0: return CAP_OK;
+	case RAFT_NOTLEADER:
+	case RAFT_LEADERSHIPLOST: return CAP_ENOLEADER;
+	case RAFT_NOTFOUND: return CAP_EMEMBERNOTFOUND;
+	case RAFT_CANTCHANGE: return CAP_EUNAVAILABLE;
+	case RAFT_DUPLICATEID:
+	case RAFT_DUPLICATEADDRESS:
+	case RAFT_BADROLE:
+	case RAFT_BADID: return CAP_EINVAL;
+	case RAFT_SHUTDOWN: return CAP_ESTOPPED;
+	case RAFT_NOCONNECTION: return CAP_EUNAVAILABLE;
+	default: return CAP_EIO;
+	}
+}
+
+static void change_cb(struct raft_change *req, int status)
+{
+	struct change *c = req->data;
+	struct node *n = c->node;
+	if (status == 0 && c->next_role >= 0) {
+		int role = c->next_role;
+		c->next_role = -1;
+		/* libraft catches a new voter up before it counts in the quorum. */
+		int rv = raft_assign(&n->raft, &c->req, c->id, role, change_cb);
+		if (rv == 0)
+			return;
+		status = rv;
+	}
+	c->cb(c->data, raft_to_cap(status));
+	free(c);
+}
+
+static struct change *change_new(struct node *n, uint64_t id, node_change_cb cb, void *data)
+{
+	struct change *c = calloc(1, sizeof *c);
+	if (c == NULL)
+		return NULL;
+	c->node = n;
+	c->id = id;
+	c->next_role = -1;
+	c->cb = cb;
+	c->data = data;
+	c->req.data = c;
+	c->transfer.data = c;
+	return c;
+}
+
+static int change_ready(struct node *n)
+{
+	if (!n->leader_ready)
+		return CAP_ENOLEADER;
+	/* One change at a time, and only after the previous one committed:
+	 * libraft 0.15 cannot roll back an uncommitted change. */
+	if (n->raft.configuration_uncommitted_index != 0)
+		return CAP_EUNAVAILABLE;
+	return CAP_OK;
+}
+
+int node_add_member(struct node *n, uint64_t id, const char *peer_url, bool learner,
+		    node_change_cb cb, void *data)
+{
+	char addr[256];
+	struct change *c;
+	int rv = change_ready(n);
+	if (rv != 0)
+		return rv;
+	if (url_to_address(peer_url, addr, sizeof addr) != 0)
+		return CAP_EINVAL;
+	c = change_new(n, id, cb, data);
+	if (c == NULL)
+		return CAP_ENOMEM;
+	/* Even a voter joins as a standby: it counts in the quorum only once it
+	 * has caught up (promote_pending), so adding a member that is not
+	 * running yet cannot cost the cluster its majority. */
+	c->next_role = RAFT_STANDBY;
+	if (!learner && n->n_promote < NODE_MAX_MEMBERS)
+		n->promote[n->n_promote++] = id;
+	rv = raft_add(&n->raft, &c->req, id, addr, change_cb);
+	if (rv != 0) {
+		free(c);
+		return raft_to_cap(rv);
+	}
+	return CAP_OK;
+}
+
+int node_remove_member(struct node *n, uint64_t id, node_change_cb cb, void *data)
+{
+	struct change *c;
+	int rv = change_ready(n);
+	if (rv != 0)
+		return rv;
+	c = change_new(n, id, cb, data);
+	if (c == NULL)
+		return CAP_ENOMEM;
+	rv = raft_remove(&n->raft, &c->req, id, change_cb);
+	if (rv != 0) {
+		free(c);
+		return raft_to_cap(rv);
+	}
+	return CAP_OK;
+}
+
+int node_promote_member(struct node *n, uint64_t id, node_change_cb cb, void *data)
+{
+	struct change *c;
+	int rv = change_ready(n);
+	if (rv != 0)
+		return rv;
+	c = change_new(n, id, cb, data);
+	if (c == NULL)
+		return CAP_ENOMEM;
+	rv = raft_assign(&n->raft, &c->req, id, RAFT_VOTER, change_cb);
+	if (rv != 0) {
+		free(c);
+		return raft_to_cap(rv);
+	}
+	return CAP_OK;
+}
+
+static void transfer_cb(struct raft_transfer *req)
+{
+	struct change *c = req->data;
+	struct node *n = c->node;
+	int status = raft_state(&n->raft) == RAFT_LEADER ? CAP_ETIMEOUT : CAP_OK;
+	c->cb(c->data, status);
+	free(c);
+}
+
+int node_transfer(struct node *n, uint64_t id, node_change_cb cb, void *data)
+{
+	struct change *c;
+	int rv;
+	if (!n->leader_ready)
+		return CAP_ENOLEADER;
+	c = change_new(n, id, cb, data);
+	if (c == NULL)
+		return CAP_ENOMEM;
+	rv = raft_transfer(&n->raft, &c->transfer, id, transfer_cb);
+	if (rv != 0) {
+		free(c);
+		return rv == RAFT_NOTFOUND || rv == RAFT_BADID ? CAP_EBADTRANSFEREE : raft_to_cap(rv);
+	}
+	return CAP_OK;
 }

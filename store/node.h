@@ -34,8 +34,9 @@
 
 struct node_member {
 	uint64_t id;
-	char name[64];
+	char name[64];        /* from --initial-cluster; "" if unknown here */
 	char peer_url[256];
+	bool learner;         /* replicates but does not vote */
 };
 
 struct node_config {
@@ -93,7 +94,24 @@ uint64_t node_leader(const struct node *n);   /* 0 when none known */
 bool node_leader_ready(const struct node *n);
 uint64_t node_last_index(const struct node *n);
 uint64_t node_applied_index(const struct node *n);
-/* The configured members (from --initial-cluster). */
-size_t node_members(const struct node *n, const struct node_member **out);
+/* The current members, from raft's configuration: up to max into out;
+ * returns how many there are. */
+size_t node_members(const struct node *n, struct node_member *out, size_t max);
+/* The member ID for a peer URL: a hash of its address and the cluster token. */
+uint64_t node_member_id(const char *peer_url, const char *token);
+/* The peer address ("host:port") of the current leader, or NULL. */
+const char *node_leader_address(const struct node *n);
+
+/* Membership changes, one at a time (CAP_EUNAVAILABLE while another is under
+ * way). cb(data, status) runs once the change has committed. */
+typedef void (*node_change_cb)(void *data, int status);
+int node_add_member(struct node *n, uint64_t id, const char *peer_url, bool learner,
+		    node_change_cb cb, void *data);
+int node_remove_member(struct node *n, uint64_t id, node_change_cb cb, void *data);
+int node_promote_member(struct node *n, uint64_t id, node_change_cb cb, void *data);
+/* Hands leadership to id (0: the most up-to-date voter). */
+int node_transfer(struct node *n, uint64_t id, node_change_cb cb, void *data);
+/* True once this member is no longer in the configuration it applied. */
+bool node_removed(const struct node *n);
 
 #endif

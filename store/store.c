@@ -27,12 +27,20 @@
 #include <uv.h>
 
 #include "lib/err.h"
+#include "lib/http.h"
 #include "lib/jsonx.h"
 #include "lib/log.h"
 #include "store/apply.h"
 #include "store/cmd.h"
+#include "store/forward.h"
 #include "store/lease.h"
 #include "store/node.h"
+
+/* Command op byte for a member's published attributes (name, client URLs);
+ * the other op bytes are enum kv_op values. */
+#define CMD_MEMBER_ATTR 0x40
+/* How long a follower waits for the leader on a forwarded request. */
+#define FORWARD_TIMEOUT_MS 7000
 
 /* The snapshot image: a header, then the sqlite database image. */
 #define SNAP_MAGIC "CAPSNAP1"
@@ -48,7 +56,20 @@ struct store {
 	struct lease_table *leases;
 	struct raft_fsm fsm;
 	struct kv kv;
+	struct forwarder *fw;
+	json_t *members;        /* published attributes: {"<id>": {name, clientURLs}} */
+	bool published;         /* ours are in the replicated state */
+	bool publishing;
+	uv_timer_t tick;
+	uv_check_t check;
+	/* linearizable reads on a follower: waiting for a read index, the one
+	 * batch in flight, and those waiting for the local apply to catch up */
+	struct pending *ri_queue, *ri_inflight, *ri_ready;
+	/* requests waiting for the known leader to publish its client URL */
+	struct pending *url_wait;
+	bool ri_busy;
 	bool fatal;
+	int closed_handles;
 	uint64_t rng;
 	void (*close_cb)(void *data);
 	void *close_data;
@@ -70,6 +91,14 @@ struct pending {
 	kv_cb cb;
 	void *data;
 	int64_t lease_id;   /* for expiry revokes */
+	char *cmd;          /* the encoded command, kept for one forward retry */
+	size_t cmd_len;
+	bool retried;
+	uint64_t read_index;   /* follower reads: the leader's applied index */
+	uint64_t deadline_ms;  /* url_wait: when to give up */
+	struct pending *next;
+	/* internal proposals (from a follower) answer in raw form */
+	void (*raw_cb)(void *data, int status, struct result *r);
 };
 
 static void result_free(void *p)
@@ -144,6 +173,44 @@ static void reload_leases(struct store *s)
 	lease_set_leader(s->leases, node_leader_ready(s->node));
 }
 
+/* Records a member's name and client URLs in the replicated state. */
+static int apply_member_attr(struct store *s, json_t *body)
+{
+	const char *id = json_string_value(json_object_get(body, "ID"));
+	json_t *attr = json_object();
+	char *text;
+	int rv;
+	if (id == NULL) {
+		json_decref(attr);
+		return CAP_EINVAL;
+	}
+	json_object_set(attr, "name", json_object_get(body, "name"));
+	json_object_set(attr, "clientURLs", json_object_get(body, "clientURLs"));
+	json_object_set_new(s->members, id, attr);
+	text = json_dumps(s->members, JSON_COMPACT | JSON_SORT_KEYS);
+	if (text == NULL)
+		return CAP_ENOMEM;
+	rv = mvcc_meta_set(s->mvcc, "members", text);
+	free(text);
+	return rv;
+}
+
+static void load_members(struct store *s)
+{
+	char *text = NULL;
+	json_error_t jerr;
+	json_decref(s->members);
+	s->members = NULL;
+	if (mvcc_meta_get(s->mvcc, "members", &text) == 0 && text != NULL)
+		s->members = json_loads(text, 0, &jerr);
+	free(text);
+	if (!json_is_object(s->members)) {
+		json_decref(s->members);
+		s->members = json_object();
+	}
+	s->published = false;
+}
+
 static struct result *apply_one(struct store *s, const uint8_t *cmd, size_t len,
 				struct mvcc_events *events)
 {
@@ -154,13 +221,19 @@ static struct result *apply_one(struct store *s, const uint8_t *cmd, size_t len,
 
 	if (r == NULL)
 		return NULL;
-	if (len < 1 || cmd[0] >= KV_OP_COUNT) {
+	if (len < 1 || (cmd[0] >= KV_OP_COUNT && cmd[0] != CMD_MEMBER_ATTR)) {
 		r->err = CAP_ECORRUPT;
 		return r;
 	}
 	body = json_loadb((const char *)cmd + 1, len - 1, 0, &jerr);
 	if (body == NULL) {
 		r->err = CAP_ECORRUPT;
+		return r;
+	}
+	if (cmd[0] == CMD_MEMBER_ATTR) {
+		r->err = apply_member_attr(s, body);
+		r->rev = mvcc_rev(s->mvcc);
+		json_decref(body);
 		return r;
 	}
 	r->err = apply_parse((enum kv_op)cmd[0], body, &req, r->errmsg);
@@ -286,6 +359,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		} else {
 			log_info("state restored from snapshot at index %" PRIu64, applied);
 			reload_leases(s);
+			load_members(s);
 			watch_hub_reset(s->hub);
 		}
 	}
@@ -295,15 +369,174 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 
 /* ---- leadership and leases ---- */
 
+static void maybe_publish(struct store *s);
+
 static void on_leader(void *data, bool ready)
 {
 	struct store *s = data;
 	lease_set_leader(s->leases, ready);
+	if (ready)
+		maybe_publish(s);
 }
 
 static void on_node_fatal(void *data, const char *why)
 {
 	fatal(data, why);
+}
+
+/* ---- proposing: locally on the leader, forwarded from a follower ---- */
+
+/* The client URL the leader published, or NULL. */
+static const char *leader_url(struct store *s)
+{
+	char key[24];
+	uint64_t leader = node_leader(s->node);
+	if (leader == 0 || leader == node_id(s->node))
+		return NULL;
+	snprintf(key, sizeof key, "%" PRIu64, leader);
+	json_t *urls = json_object_get(json_object_get(s->members, key), "clientURLs");
+	return json_string_value(json_array_get(urls, 0));
+}
+
+static void pending_free(struct pending *p)
+{
+	apply_req_free(p->req);
+	free(p->cmd);
+	free(p);
+}
+
+static void pending_finish(struct pending *p, int status, struct result *r)
+{
+	struct store *s = p->s;
+	if (p->raw_cb != NULL) {
+		p->raw_cb(p->data, status, r);
+	} else if (status != 0 || r == NULL) {
+		fail(p->cb, p->data, status ? status : CAP_ENOMEM, NULL);
+	} else if (r->err != 0) {
+		fail(p->cb, p->data, r->err, r->errmsg);
+	} else {
+		answer(s, p->cb, p->data, r->answer, r->rev);
+	}
+	result_free(r);
+	pending_free(p);
+}
+
+static int submit(struct pending *p);
+
+static void local_done(void *data, int status, void *result)
+{
+	struct pending *p = data;
+	/* CAP_ENOLEADER from the queue means the command never entered a log:
+	 * once a leader is known it is safe to send it there, once. */
+	if (status == CAP_ENOLEADER && !p->retried && leader_url(p->s) != NULL) {
+		p->retried = true;
+		if (submit(p) == 0)
+			return;
+	}
+	pending_finish(p, status, result);
+}
+
+static void forward_done(void *data, int status, json_t *ans)
+{
+	struct pending *p = data;
+	struct result *r;
+	if (status < 100 || ans == NULL) {
+		/* Sent but unanswered: it may have applied. */
+		pending_finish(p, status == HTTP_CLIENT_ECONNECT ? CAP_ENOLEADER : CAP_ELEADERCHANGED, NULL);
+		return;
+	}
+	if (status != 200) {
+		json_t *cap = json_object_get(ans, "cap");
+		int err = json_is_integer(cap) ? (int)json_integer_value(cap) : CAP_EUNAVAILABLE;
+		if (err == CAP_ENOLEADER && !p->retried) {
+			p->retried = true;
+			if (submit(p) == 0)
+				return;
+		}
+		pending_finish(p, err, NULL);
+		return;
+	}
+	r = calloc(1, sizeof *r);
+	if (r == NULL) {
+		pending_finish(p, CAP_ENOMEM, NULL);
+		return;
+	}
+	jsonx_get_i64(ans, "rev", &r->rev, r->errmsg);
+	r->err = (int)json_integer_value(json_object_get(ans, "err"));
+	snprintf(r->errmsg, sizeof r->errmsg, "%s", json_string_value(json_object_get(ans, "errmsg")) ?: "");
+	r->answer = json_incref(json_object_get(ans, "answer"));
+	pending_finish(p, 0, r);
+}
+
+/* Sends p's command to the log: here when this member leads or no leader is
+ * known yet (the node waits a bounded time for one), else to the leader. */
+static void url_wait_add(struct pending *p)
+{
+	struct store *s = p->s;
+	p->deadline_ms = uv_now(s->loop) + FORWARD_TIMEOUT_MS;
+	p->next = s->url_wait;
+	s->url_wait = p;
+}
+
+/* True when another member leads but has not said where it serves yet. */
+static bool leader_unreachable(struct store *s)
+{
+	uint64_t leader = node_leader(s->node);
+	return !node_leader_ready(s->node) && leader != 0 && leader != node_id(s->node) &&
+	       leader_url(s) == NULL;
+}
+
+static int submit(struct pending *p)
+{
+	struct store *s = p->s;
+	const char *url = node_leader_ready(s->node) ? NULL : leader_url(s);
+	if (leader_unreachable(s)) {
+		url_wait_add(p);
+		return CAP_OK;
+	}
+	if (url == NULL)
+		return node_propose(s->node, p->cmd, p->cmd_len, local_done, p);
+	json_t *body = json_object();
+	json_object_set_new_nocheck(body, "cmd", jsonx_bytes((const uint8_t *)p->cmd, p->cmd_len));
+	int rv = forwarder_post(s->fw, url, "/capstan/v1/propose", body, FORWARD_TIMEOUT_MS,
+				forward_done, p);
+	json_decref(body);
+	return rv;
+}
+
+static struct pending *pending_new(struct store *s, uint8_t op, json_t *req, kv_cb cb, void *data)
+{
+	struct pending *p = calloc(1, sizeof *p);
+	char *json = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	size_t len = json ? strlen(json) : 0;
+	if (p == NULL || (req != NULL && json == NULL) || (p->cmd = malloc(len + 1)) == NULL) {
+		free(json);
+		free(p);
+		return NULL;
+	}
+	/* The op code rides in the first byte, the request's JSON after it. */
+	p->cmd[0] = (char)op;
+	if (len)
+		memcpy(p->cmd + 1, json, len);
+	free(json);
+	p->cmd_len = len + 1;
+	p->s = s;
+	p->op = (enum kv_op)op;
+	p->cb = cb;
+	p->data = data;
+	return p;
+}
+
+static int propose(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data)
+{
+	struct pending *p = pending_new(s, (uint8_t)op, req, cb, data);
+	int rv;
+	if (p == NULL)
+		return CAP_ENOMEM;
+	rv = submit(p);
+	if (rv != 0)
+		pending_free(p);
+	return rv;
 }
 
 static void expire_done(void *data, json_t *ans, json_t *err)
@@ -312,89 +545,144 @@ static void expire_done(void *data, json_t *ans, json_t *err)
 	(void)ans;
 	if (err != NULL)
 		lease_expire_failed(p->s->leases, p->lease_id);
-	free(p);
 }
-
-static void propose_done(void *data, int status, void *result);
 
 static void lease_expire(void *data, int64_t id)
 {
 	struct store *s = data;
-	struct pending *p = calloc(1, sizeof *p);
-	char cmd[64];
-	int len;
+	json_t *req = json_object();
+	json_object_set_new_nocheck(req, "ID", json_integer(id));
+	struct pending *p = pending_new(s, KV_LEASE_REVOKE, req, expire_done, NULL);
+	json_decref(req);
 	if (p == NULL) {
 		lease_expire_failed(s->leases, id);
 		return;
 	}
-	p->s = s;
-	p->op = KV_LEASE_REVOKE;
-	p->cb = expire_done;
 	p->data = p;
 	p->lease_id = id;
-	len = snprintf(cmd, sizeof cmd, "%c{\"ID\":%" PRId64 "}", (char)KV_LEASE_REVOKE, id);
-	if (node_propose(s->node, cmd, (size_t)len, propose_done, p) != 0) {
+	if (node_propose(s->node, p->cmd, p->cmd_len, local_done, p) != 0) {
 		lease_expire_failed(s->leases, id);
-		free(p);
+		pending_free(p);
 	}
 	log_debug("lease %" PRId64 " expired", id);
 }
 
-/* ---- serving requests ---- */
+/* ---- requests forwarded to this member as leader ---- */
 
-static void propose_done(void *data, int status, void *result)
+struct internal {
+	kv_cb cb;
+	void *data;
+};
+
+static void internal_done(void *data, int status, struct result *r)
 {
-	struct pending *p = data;
-	struct result *r = result;
-	kv_cb cb = p->cb;
-	void *cb_data = p->data;
-	struct store *s = p->s;
-	bool is_expiry = p->cb == expire_done;
-
-	if (!is_expiry)
-		free(p);
-	if (status != 0 || r == NULL)
-		fail(cb, cb_data, status ? status : CAP_ENOMEM, NULL);
-	else if (r->err != 0)
-		fail(cb, cb_data, r->err, r->errmsg);
-	else
-		answer(s, cb, cb_data, r->answer, r->rev);
-	result_free(r);
+	struct internal *in = data;
+	json_t *out;
+	if (status != 0 || r == NULL) {
+		int err = status ? status : CAP_ENOMEM;
+		json_t *e = store_error(err, NULL);
+		json_object_set_new_nocheck(e, "cap", json_integer(err));
+		in->cb(in->data, NULL, e);
+		json_decref(e);
+		free(in);
+		return;
+	}
+	out = json_object();
+	json_object_set_new_nocheck(out, "rev", jsonx_i64(r->rev));
+	if (r->err) {
+		json_object_set_new_nocheck(out, "err", json_integer(r->err));
+		json_object_set_new_nocheck(out, "errmsg", json_string(r->errmsg));
+	}
+	if (r->answer)
+		json_object_set_nocheck(out, "answer", r->answer);
+	in->cb(in->data, out, NULL);
+	json_decref(out);
+	free(in);
 }
 
-static int propose(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data)
+int store_internal_propose(struct store *s, json_t *body, kv_cb cb, void *data)
 {
+	uint8_t *cmd = NULL;
+	size_t len = 0;
+	char errmsg[CAP_ERRMSG_SIZE];
+	struct internal *in;
 	struct pending *p;
-	char *json;
-	size_t len;
 	int rv;
 
-	json = json_dumps(req, JSON_COMPACT);
-	if (json == NULL)
-		return CAP_ENOMEM;
-	len = strlen(json);
-	/* The op code rides in the first byte, the request's JSON after it. */
-	char *cmd = malloc(len + 1);
-	p = calloc(1, sizeof *p);
-	if (cmd == NULL || p == NULL) {
-		free(json);
+	if (jsonx_get_bytes(body, "cmd", &cmd, &len, errmsg) != 0 || len == 0) {
 		free(cmd);
+		return CAP_EINVAL;
+	}
+	if (!node_leader_ready(s->node)) {
+		free(cmd);
+		return CAP_ENOLEADER;
+	}
+	in = calloc(1, sizeof *in);
+	p = calloc(1, sizeof *p);
+	if (in == NULL || p == NULL) {
+		free(in);
 		free(p);
+		free(cmd);
 		return CAP_ENOMEM;
 	}
-	cmd[0] = (char)op;
-	memcpy(cmd + 1, json, len);
-	free(json);
+	in->cb = cb;
+	in->data = data;
 	p->s = s;
-	p->op = op;
-	p->cb = cb;
-	p->data = data;
-	rv = node_propose(s->node, cmd, len + 1, propose_done, p);
-	free(cmd);
-	if (rv != 0)
-		free(p);
+	p->cmd = (char *)cmd;
+	p->cmd_len = len;
+	p->raw_cb = internal_done;
+	p->data = in;
+	p->retried = true;  /* a forwarded command is never forwarded again */
+	rv = node_propose(s->node, p->cmd, p->cmd_len, local_done, p);
+	if (rv != 0) {
+		free(in);
+		pending_free(p);
+	}
 	return rv;
 }
+
+struct internal_read {
+	struct store *s;
+	kv_cb cb;
+	void *data;
+};
+
+static void internal_read_point(void *data, int status)
+{
+	struct internal_read *ir = data;
+	if (status != 0) {
+		json_t *e = store_error(status, NULL);
+		json_object_set_new_nocheck(e, "cap", json_integer(status));
+		ir->cb(ir->data, NULL, e);
+		json_decref(e);
+	} else {
+		json_t *out = json_object();
+		json_object_set_new_nocheck(out, "index", jsonx_u64(node_applied_index(ir->s->node)));
+		ir->cb(ir->data, out, NULL);
+		json_decref(out);
+	}
+	free(ir);
+}
+
+int store_internal_read_index(struct store *s, kv_cb cb, void *data)
+{
+	struct internal_read *ir;
+	int rv;
+	if (!node_leader_ready(s->node))
+		return CAP_ENOLEADER;
+	ir = calloc(1, sizeof *ir);
+	if (ir == NULL)
+		return CAP_ENOMEM;
+	ir->s = s;
+	ir->cb = cb;
+	ir->data = data;
+	rv = node_read_barrier(s->node, internal_read_point, ir);
+	if (rv != 0)
+		free(ir);
+	return rv;
+}
+
+/* ---- serving requests ---- */
 
 static void read_now(struct store *s, struct apply_req *req, kv_cb cb, void *data)
 {
@@ -410,15 +698,110 @@ static void read_now(struct store *s, struct apply_req *req, kv_cb cb, void *dat
 	json_decref(ans);
 }
 
+static void follower_read(struct store *s, struct pending *p);
+
 static void read_point(void *data, int status)
 {
 	struct pending *p = data;
+	if (status == CAP_ENOLEADER && !p->retried && leader_url(p->s) != NULL) {
+		p->retried = true;
+		follower_read(p->s, p);
+		return;
+	}
 	if (status != 0)
 		fail(p->cb, p->data, status, NULL);
 	else
 		read_now(p->s, p->req, p->cb, p->data);
-	apply_req_free(p->req);
-	free(p);
+	pending_free(p);
+}
+
+/* Serves follower reads whose read index the local apply has reached. */
+static void serve_ready_reads(struct store *s)
+{
+	uint64_t applied = node_applied_index(s->node);
+	struct pending **pp = &s->ri_ready;
+	while (*pp) {
+		struct pending *p = *pp;
+		if (p->read_index > applied) {
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		read_now(s, p->req, p->cb, p->data);
+		pending_free(p);
+	}
+}
+
+static void ri_kick(struct store *s);
+
+static void ri_done(void *data, int status, json_t *ans)
+{
+	struct store *s = data;
+	struct pending *batch = s->ri_inflight;
+	uint64_t index = 0;
+	char errmsg[CAP_ERRMSG_SIZE];
+	bool ok = status == 200 && ans != NULL && jsonx_get_u64(ans, "index", &index, errmsg) == 0;
+	int err = CAP_ENOLEADER;
+	if (!ok && ans != NULL && json_is_integer(json_object_get(ans, "cap")))
+		err = (int)json_integer_value(json_object_get(ans, "cap"));
+	s->ri_inflight = NULL;
+	s->ri_busy = false;
+	while (batch) {
+		struct pending *p = batch;
+		batch = p->next;
+		if (ok) {
+			p->read_index = index;
+			p->next = s->ri_ready;
+			s->ri_ready = p;
+		} else {
+			fail(p->cb, p->data, err, NULL);
+			pending_free(p);
+		}
+	}
+	serve_ready_reads(s);
+	ri_kick(s);
+}
+
+/* One read index request at a time; reads that arrive meanwhile wait for
+ * the next one, which the leader confirms after they arrived. */
+static void ri_kick(struct store *s)
+{
+	const char *url;
+	if (s->ri_busy || s->ri_queue == NULL)
+		return;
+	url = leader_url(s);
+	if (url == NULL) {
+		/* No leader known (or we lead now): the node waits a bounded time. */
+		while (s->ri_queue) {
+			struct pending *p = s->ri_queue;
+			s->ri_queue = p->next;
+			if (leader_unreachable(s)) {
+				url_wait_add(p);
+				continue;
+			}
+			p->retried = true;
+			if (node_read_barrier(s->node, read_point, p) != 0) {
+				fail(p->cb, p->data, CAP_ENOLEADER, NULL);
+				pending_free(p);
+			}
+		}
+		return;
+	}
+	s->ri_inflight = s->ri_queue;
+	s->ri_queue = NULL;
+	s->ri_busy = true;
+	json_t *body = json_object();
+	if (forwarder_post(s->fw, url, "/capstan/v1/readindex", body, FORWARD_TIMEOUT_MS, ri_done,
+			   s) != 0)
+		ri_done(s, HTTP_CLIENT_ECONNECT, NULL);
+	json_decref(body);
+}
+
+static void follower_read(struct store *s, struct pending *p)
+{
+	p->next = s->ri_queue;
+	s->ri_queue = p;
+	ri_kick(s);
 }
 
 static uint64_t next_random(struct store *s)
@@ -571,33 +954,252 @@ static void call_hash(struct store *s, kv_cb cb, void *data)
 	json_decref(body);
 }
 
+static json_t *member_json(struct store *s, const struct node_member *m)
+{
+	char key[24];
+	json_t *o = json_object();
+	json_t *peers = json_array();
+	json_t *attr;
+	snprintf(key, sizeof key, "%" PRIu64, m->id);
+	attr = json_object_get(s->members, key);
+	json_object_set_new_nocheck(o, "ID", jsonx_u64(m->id));
+	if (json_string_length(json_object_get(attr, "name")) > 0)
+		json_object_set_nocheck(o, "name", json_object_get(attr, "name"));
+	json_array_append_new(peers, json_string(m->peer_url));
+	json_object_set_new_nocheck(o, "peerURLs", peers);
+	if (json_array_size(json_object_get(attr, "clientURLs")) > 0)
+		json_object_set_nocheck(o, "clientURLs", json_object_get(attr, "clientURLs"));
+	jsonx_set_true(o, "isLearner", m->learner);
+	return o;
+}
+
+static json_t *members_json(struct store *s)
+{
+	struct node_member m[NODE_MAX_MEMBERS];
+	size_t n = node_members(s->node, m, NODE_MAX_MEMBERS);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n && i < NODE_MAX_MEMBERS; i++)
+		json_array_append_new(arr, member_json(s, &m[i]));
+	return arr;
+}
+
 static void call_member_list(struct store *s, kv_cb cb, void *data)
 {
-	const struct node_member *m;
-	size_t n = node_members(s->node, &m);
 	json_t *body = json_object();
-	json_t *arr = json_array();
-	for (size_t i = 0; i < n; i++) {
-		json_t *o = json_object();
-		json_t *peers = json_array();
-		json_object_set_new_nocheck(o, "ID", jsonx_u64(m[i].id));
-		json_object_set_new_nocheck(o, "name", json_string(m[i].name));
-		json_array_append_new(peers, json_string(m[i].peer_url));
-		json_object_set_new_nocheck(o, "peerURLs", peers);
-		if (m[i].id == node_id(s->node) && s->cfg.advertise_client_urls) {
-			json_t *clients = json_array();
-			char tmp[4096];
-			char *save = NULL;
-			snprintf(tmp, sizeof tmp, "%s", s->cfg.advertise_client_urls);
-			for (char *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save))
-				json_array_append_new(clients, json_string(t));
-			json_object_set_new_nocheck(o, "clientURLs", clients);
-		}
-		json_array_append_new(arr, o);
-	}
-	json_object_set_new_nocheck(body, "members", arr);
+	json_object_set_new_nocheck(body, "members", members_json(s));
 	answer(s, cb, data, body, -1);
 	json_decref(body);
+}
+
+/* A request only the leader can answer, sent to it as a gateway call. */
+struct relay {
+	struct store *s;
+	kv_cb cb;
+	void *data;
+	bool unwrap;
+};
+
+static void relay_done(void *data, int status, json_t *ans)
+{
+	struct relay *r = data;
+	if (status == 200 && ans != NULL) {
+		json_t *inner = r->unwrap ? json_object_get(ans, "result") : ans;
+		r->cb(r->data, inner ? inner : ans, NULL);
+	} else if (ans != NULL && json_object_get(ans, "code") != NULL) {
+		r->cb(r->data, NULL, ans);
+	} else {
+		fail(r->cb, r->data, CAP_ENOLEADER, NULL);
+	}
+	free(r);
+}
+
+/* Sends op to the leader; returns CAP_ENOLEADER when none is known. */
+static int relay(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data)
+{
+	const char *url = leader_url(s);
+	struct relay *r;
+	int rv;
+	if (url == NULL)
+		return CAP_ENOLEADER;
+	r = calloc(1, sizeof *r);
+	if (r == NULL)
+		return CAP_ENOMEM;
+	r->s = s;
+	r->cb = cb;
+	r->data = data;
+	r->unwrap = op == KV_LEASE_KEEPALIVE;
+	rv = forwarder_post(s->fw, url, kv_op_path(op), req, FORWARD_TIMEOUT_MS, relay_done, r);
+	if (rv != 0)
+		free(r);
+	return rv;
+}
+
+struct member_change {
+	struct store *s;
+	enum kv_op op;
+	uint64_t id;
+	json_t *peer_urls;
+	bool learner;
+	kv_cb cb;
+	void *data;
+};
+
+static void member_change_done(void *data, int status)
+{
+	struct member_change *mc = data;
+	struct store *s = mc->s;
+	if (status != 0) {
+		fail(mc->cb, mc->data, status, NULL);
+	} else {
+		json_t *body = json_object();
+		if (mc->op == KV_MEMBER_ADD) {
+			json_t *m = json_object();
+			json_object_set_new_nocheck(m, "ID", jsonx_u64(mc->id));
+			json_object_set_nocheck(m, "peerURLs", mc->peer_urls);
+			jsonx_set_true(m, "isLearner", mc->learner);
+			json_object_set_new_nocheck(body, "member", m);
+		}
+		json_object_set_new_nocheck(body, "members", members_json(s));
+		answer(s, mc->cb, mc->data, body, -1);
+		json_decref(body);
+	}
+	json_decref(mc->peer_urls);
+	free(mc);
+}
+
+static bool is_member(struct store *s, uint64_t id, bool *learner)
+{
+	struct node_member m[NODE_MAX_MEMBERS];
+	size_t n = node_members(s->node, m, NODE_MAX_MEMBERS);
+	for (size_t i = 0; i < n && i < NODE_MAX_MEMBERS; i++) {
+		if (m[i].id == id) {
+			if (learner)
+				*learner = m[i].learner;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int call_member_change(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data)
+{
+	struct member_change *mc;
+	char errmsg[CAP_ERRMSG_SIZE] = "";
+	uint64_t id = 0;
+	bool learner = false, is_learner = false;
+	json_t *urls = NULL;
+	int rv;
+
+	if ((rv = jsonx_get_u64(req, "ID", &id, errmsg)) != 0 ||
+	    (rv = jsonx_get_array(req, "peerURLs", &urls, errmsg)) != 0 ||
+	    (rv = jsonx_get_bool(req, "isLearner", &learner, errmsg)) != 0) {
+		fail(cb, data, rv, errmsg);
+		return CAP_OK;
+	}
+	if (op == KV_MEMBER_ADD) {
+		if (json_array_size(urls) == 0 || !json_is_string(json_array_get(urls, 0))) {
+			fail(cb, data, CAP_EINVAL, "etcdserver: peerURLs is empty");
+			return CAP_OK;
+		}
+		id = node_member_id(json_string_value(json_array_get(urls, 0)), s->cfg.cluster_token);
+		if (is_member(s, id, NULL)) {
+			fail(cb, data, CAP_EINVAL, "etcdserver: peerURL exists");
+			return CAP_OK;
+		}
+	} else if (!is_member(s, id, &is_learner)) {
+		fail(cb, data, CAP_EMEMBERNOTFOUND, NULL);
+		return CAP_OK;
+	}
+	if (!node_leader_ready(s->node)) {
+		rv = relay(s, op, req, cb, data);
+		if (rv == CAP_ENOLEADER) {
+			fail(cb, data, CAP_ENOLEADER, NULL);
+			return CAP_OK;
+		}
+		return rv;
+	}
+	if (op == KV_MEMBER_UPDATE) {
+		/* libraft 0.15 cannot change a member's address in place. */
+		fail(cb, data, CAP_EINVAL,
+		     "etcdserver: changing peer URLs is not supported; remove and add the member");
+		return CAP_OK;
+	}
+	if (op == KV_MEMBER_PROMOTE && !is_learner) {
+		fail(cb, data, CAP_EINVAL, "etcdserver: can only promote a learner member");
+		return CAP_OK;
+	}
+	mc = calloc(1, sizeof *mc);
+	if (mc == NULL)
+		return CAP_ENOMEM;
+	mc->s = s;
+	mc->op = op;
+	mc->id = id;
+	mc->peer_urls = json_incref(urls);
+	mc->learner = learner;
+	mc->cb = cb;
+	mc->data = data;
+	if (op == KV_MEMBER_ADD)
+		rv = node_add_member(s->node, id, json_string_value(json_array_get(urls, 0)), learner,
+				     member_change_done, mc);
+	else if (op == KV_MEMBER_REMOVE)
+		rv = node_remove_member(s->node, id, member_change_done, mc);
+	else
+		rv = node_promote_member(s->node, id, member_change_done, mc);
+	if (rv != 0) {
+		json_decref(mc->peer_urls);
+		free(mc);
+		fail(cb, data, rv, NULL);
+	}
+	return CAP_OK;
+}
+
+struct move_leader {
+	struct store *s;
+	kv_cb cb;
+	void *data;
+};
+
+static void move_leader_done(void *data, int status)
+{
+	struct move_leader *ml = data;
+	if (status != 0)
+		fail(ml->cb, ml->data, status, NULL);
+	else
+		answer(ml->s, ml->cb, ml->data, NULL, mvcc_rev(ml->s->mvcc));
+	free(ml);
+}
+
+static int call_move_leader(struct store *s, json_t *req, kv_cb cb, void *data)
+{
+	uint64_t target = 0;
+	char errmsg[CAP_ERRMSG_SIZE] = "";
+	struct move_leader *ml;
+	int rv;
+	if ((rv = jsonx_get_u64(req, "targetID", &target, errmsg)) != 0) {
+		fail(cb, data, rv, errmsg);
+		return CAP_OK;
+	}
+	if (!is_member(s, target, NULL) || target == node_id(s->node)) {
+		fail(cb, data, CAP_EBADTRANSFEREE, NULL);
+		return CAP_OK;
+	}
+	if (!node_leader_ready(s->node)) {
+		/* etcd asks the leader itself to move; a follower says so. */
+		fail(cb, data, CAP_EINVAL, "etcdserver: not leader");
+		return CAP_OK;
+	}
+	ml = calloc(1, sizeof *ml);
+	if (ml == NULL)
+		return CAP_ENOMEM;
+	ml->s = s;
+	ml->cb = cb;
+	ml->data = data;
+	rv = node_transfer(s->node, target, move_leader_done, ml);
+	if (rv != 0) {
+		free(ml);
+		fail(cb, data, rv, NULL);
+	}
+	return CAP_OK;
 }
 
 int store_call(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data)
@@ -635,10 +1237,16 @@ int store_call(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data
 			p->req = parsed;
 			p->cb = cb;
 			p->data = data;
+			if (!node_leader_ready(s->node) &&
+			    (leader_url(s) != NULL || leader_unreachable(s))) {
+				follower_read(s, p);
+				return CAP_OK;
+			}
 			rv = node_read_barrier(s->node, read_point, p);
 			if (rv != 0) {
+				p->req = NULL;
 				apply_req_free(parsed);
-				free(p);
+				pending_free(p);
 			}
 			return rv;
 		}
@@ -658,11 +1266,22 @@ int store_call(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data
 		}
 		return call_lease_grant(s, req, cb, data);
 	case KV_LEASE_KEEPALIVE:
-		call_keepalive(s, req, cb, data);
-		return CAP_OK;
 	case KV_LEASE_TIMETOLIVE:
-		call_timetolive(s, req, cb, data);
+		/* Only the leader keeps the lease clock. */
+		if (!node_leader_ready(s->node) && relay(s, op, req, cb, data) == CAP_OK)
+			return CAP_OK;
+		if (op == KV_LEASE_KEEPALIVE)
+			call_keepalive(s, req, cb, data);
+		else
+			call_timetolive(s, req, cb, data);
 		return CAP_OK;
+	case KV_MEMBER_ADD:
+	case KV_MEMBER_REMOVE:
+	case KV_MEMBER_UPDATE:
+	case KV_MEMBER_PROMOTE:
+		return call_member_change(s, op, req, cb, data);
+	case KV_MOVE_LEADER:
+		return call_move_leader(s, req, cb, data);
 	case KV_LEASE_LEASES:
 		call_leases(s, cb, data);
 		return CAP_OK;
@@ -853,6 +1472,131 @@ struct kv *store_kv(struct store *s)
 	return &s->kv;
 }
 
+/* ---- publishing this member's attributes, and periodic checks ---- */
+
+static void publish_done(void *data, int status, struct result *r)
+{
+	struct store *s = data;
+	s->publishing = false;
+	if (status == 0 && r != NULL && r->err == 0) {
+		s->published = true;
+		log_info("published member attributes (name %s, client URLs %s)", s->cfg.name,
+			 s->cfg.advertise_client_urls);
+	}
+}
+
+static bool attrs_current(struct store *s)
+{
+	char key[24];
+	snprintf(key, sizeof key, "%" PRIu64, node_id(s->node));
+	json_t *attr = json_object_get(s->members, key);
+	const char *name = json_string_value(json_object_get(attr, "name"));
+	json_t *urls = json_object_get(attr, "clientURLs");
+	return name != NULL && strcmp(name, s->cfg.name) == 0 &&
+	       json_array_size(urls) > 0 && s->cfg.advertise_client_urls != NULL &&
+	       strncmp(json_string_value(json_array_get(urls, 0)), s->cfg.advertise_client_urls,
+		       strlen(json_string_value(json_array_get(urls, 0)))) == 0;
+}
+
+/* Like etcd's publish: a member puts its name and client URLs through the
+ * log once it is part of a cluster with a leader, so every member can list
+ * them and followers can reach the leader. */
+static void maybe_publish(struct store *s)
+{
+	char key[24];
+	json_t *req, *urls;
+	struct pending *p;
+	if (s->published || s->publishing || s->fatal || node_leader(s->node) == 0)
+		return;
+	if (attrs_current(s)) {
+		s->published = true;
+		return;
+	}
+	req = json_object();
+	urls = json_array();
+	snprintf(key, sizeof key, "%" PRIu64, node_id(s->node));
+	json_object_set_new_nocheck(req, "ID", json_string(key));
+	json_object_set_new_nocheck(req, "name", json_string(s->cfg.name));
+	if (s->cfg.advertise_client_urls) {
+		char tmp[4096];
+		char *save = NULL;
+		snprintf(tmp, sizeof tmp, "%s", s->cfg.advertise_client_urls);
+		for (char *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save))
+			json_array_append_new(urls, json_string(t));
+	}
+	json_object_set_new_nocheck(req, "clientURLs", urls);
+	p = pending_new(s, CMD_MEMBER_ATTR, req, NULL, NULL);
+	json_decref(req);
+	if (p == NULL)
+		return;
+	p->raw_cb = publish_done;
+	p->data = s;
+	s->publishing = true;
+	if (!node_leader_ready(s->node) && leader_url(s) == NULL) {
+		/* The leader has not published yet; it will, and we retry. */
+		s->publishing = false;
+		pending_free(p);
+		return;
+	}
+	if (submit(p) != 0) {
+		s->publishing = false;
+		pending_free(p);
+	}
+}
+
+/* Requests that waited for the leader's URL go on, or give up in time. */
+static void retry_url_wait(struct store *s)
+{
+	struct pending *list = s->url_wait;
+	uint64_t now = uv_now(s->loop);
+	s->url_wait = NULL;
+	while (list) {
+		struct pending *p = list;
+		list = p->next;
+		p->next = NULL;
+		if (leader_unreachable(s)) {
+			if (now >= p->deadline_ms) {
+				if (p->req == NULL)
+					pending_finish(p, CAP_ENOLEADER, NULL);
+				else {
+					fail(p->cb, p->data, CAP_ENOLEADER, NULL);
+					pending_free(p);
+				}
+			} else {
+				p->next = s->url_wait;
+				s->url_wait = p;
+			}
+			continue;
+		}
+		if (p->req != NULL) {
+			follower_read(s, p);
+		} else if (submit(p) != 0) {
+			pending_finish(p, CAP_ENOLEADER, NULL);
+		}
+	}
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+	struct store *s = t->data;
+	if (s->fatal)
+		return;
+	if (node_removed(s->node)) {
+		fatal(s, "this member was removed from the cluster");
+		return;
+	}
+	maybe_publish(s);
+	retry_url_wait(s);
+	ri_kick(s);
+}
+
+static void check_cb(uv_check_t *c)
+{
+	struct store *s = c->data;
+	if (s->ri_ready != NULL)
+		serve_ready_reads(s);
+}
+
 /* ---- life cycle ---- */
 
 static char *keep(struct store *s, int slot, const char *v)
@@ -900,6 +1644,10 @@ int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **o
 	rv = lease_table_new(loop, lease_expire, s, &s->leases);
 	if (rv != 0)
 		goto err_hub;
+	rv = forwarder_new(loop, &s->fw);
+	if (rv != 0)
+		goto err_leases;
+	load_members(s);
 	s->kv.ops = &kv_local_ops;
 	s->kv.impl = s;
 	s->fsm.version = 1;
@@ -937,12 +1685,21 @@ int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **o
 	}
 	rv = node_start(loop, &nc, &s->node, errmsg);
 	if (rv != 0)
-		goto err_leases;
+		goto err_fw;
+	uv_timer_init(loop, &s->tick);
+	s->tick.data = s;
+	uv_timer_start(&s->tick, tick_cb, 200, 200);
+	uv_check_init(loop, &s->check);
+	s->check.data = s;
+	uv_check_start(&s->check, check_cb);
 	log_info("state at revision %lld, applied index %llu", (long long)mvcc_rev(s->mvcc),
 		 (unsigned long long)mvcc_applied_index(s->mvcc));
 	*out = s;
 	return CAP_OK;
 
+err_fw:
+	forwarder_close(s->fw);
+	json_decref(s->members);
 err_leases:
 	lease_table_close(s->leases);
 err_hub:
@@ -956,11 +1713,34 @@ err:
 	return rv;
 }
 
+static void fail_reads_list(struct pending **list)
+{
+	while (*list) {
+		struct pending *p = *list;
+		*list = p->next;
+		fail(p->cb, p->data, CAP_ESTOPPED, NULL);
+		pending_free(p);
+	}
+}
+
 static void node_closed(void *data)
 {
 	struct store *s = data;
 	void (*cb)(void *) = s->close_cb;
 	void *cb_data = s->close_data;
+	fail_reads_list(&s->ri_queue);
+	fail_reads_list(&s->ri_ready);
+	while (s->url_wait) {
+		struct pending *p = s->url_wait;
+		s->url_wait = p->next;
+		if (p->req == NULL)
+			pending_finish(p, CAP_ESTOPPED, NULL);
+		else {
+			fail(p->cb, p->data, CAP_ESTOPPED, NULL);
+			pending_free(p);
+		}
+	}
+	json_decref(s->members);
 	lease_table_close(s->leases);
 	watch_hub_close(s->hub);
 	mvcc_close(s->mvcc);
@@ -971,11 +1751,46 @@ static void node_closed(void *data)
 		cb(cb_data);
 }
 
+static void handles_closed(uv_handle_t *h)
+{
+	struct store *s = h->data;
+	if (++s->closed_handles < 2)
+		return;
+	node_close(s->node, node_closed, s);
+}
+
+static void close_now(struct store *s)
+{
+	/* Forwarded requests in flight fail (their callbacks run) before the
+	 * node goes. */
+	forwarder_close(s->fw);
+	s->fw = NULL;
+	uv_close((uv_handle_t *)&s->tick, handles_closed);
+	uv_close((uv_handle_t *)&s->check, handles_closed);
+}
+
+static void handoff_done(void *data, int status)
+{
+	struct store *s = data;
+	log_info("leadership handed over before shutdown: %s", status ? cap_strerror(status) : "done");
+	close_now(s);
+}
+
 void store_close(struct store *s, void (*cb)(void *data), void *data)
 {
+	struct node_member m[NODE_MAX_MEMBERS];
+	size_t voters = 0;
+	size_t n = node_members(s->node, m, NODE_MAX_MEMBERS);
 	s->close_cb = cb;
 	s->close_data = data;
-	node_close(s->node, node_closed, s);
+	for (size_t i = 0; i < n && i < NODE_MAX_MEMBERS; i++)
+		voters += !m[i].learner;
+	/* A leader leaving a cluster hands over first, so clients see no
+	 * election timeout. */
+	if (!s->fatal && node_leader_ready(s->node) && voters > 1 &&
+	    node_transfer(s->node, 0, handoff_done, s) == 0)
+		return;
+	close_now(s);
 }
 
 struct watch_hub *store_watch_hub(struct store *s)
@@ -995,10 +1810,5 @@ bool store_is_leader(struct store *s)
 
 bool store_has_member(struct store *s, uint64_t id)
 {
-	const struct node_member *m;
-	size_t n = node_members(s->node, &m);
-	for (size_t i = 0; i < n; i++)
-		if (m[i].id == id)
-			return true;
-	return false;
+	return is_member(s, id, NULL);
 }

@@ -57,6 +57,12 @@ json_t *store_header(struct store *s, int64_t rev);
 struct watch_hub *store_watch_hub(struct store *s);
 struct mvcc *store_mvcc(struct store *s);
 bool store_is_leader(struct store *s);
+/* Leader side of forwarding: propose a follower's command ({"cmd": base64})
+ * and answer {"rev","answer"[,"err","errmsg"]}; or confirm leadership and
+ * answer {"index"}: the applied index a follower must reach to read. Errors
+ * carry "cap" (the cap_err) besides etcd's fields. */
+int store_internal_propose(struct store *s, json_t *body, kv_cb cb, void *data);
+int store_internal_read_index(struct store *s, kv_cb cb, void *data);
 /* Whether id names a member of the cluster. */
 bool store_has_member(struct store *s, uint64_t id);
 

@@ -263,7 +263,10 @@ void watch_hub_notify(struct watch_hub *hub, const struct mvcc_events *evs, int6
 			continue;
 		}
 		deliver(w, evs->v, evs->n, rev);
-		w->next_rev = rev + 1;
+		/* Only ever forward: a watch that starts in the future keeps its
+		 * start until the store gets there. */
+		if (w->next_rev <= rev)
+			w->next_rev = rev + 1;
 	}
 }
 
