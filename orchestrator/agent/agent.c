@@ -1,0 +1,1 @@
+/* agent.c — not written yet. */

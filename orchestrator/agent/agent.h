@@ -1,0 +1,1 @@
+/* agent.h — not written yet. */

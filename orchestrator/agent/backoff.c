@@ -1,0 +1,1 @@
+/* backoff.c — not written yet. */

@@ -1,0 +1,1 @@
+/* runtime.h — not written yet. */

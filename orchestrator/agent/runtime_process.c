@@ -1,0 +1,1 @@
+/* runtime_process.c — not written yet. */

@@ -1,0 +1,1 @@
+/* controllers.h — not written yet. */

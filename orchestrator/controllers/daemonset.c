@@ -1,0 +1,1 @@
+/* daemonset.c — not written yet. */

@@ -1,0 +1,1 @@
+/* deployment.c — not written yet. */

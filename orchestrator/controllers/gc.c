@@ -1,0 +1,1 @@
+/* gc.c — not written yet. */

@@ -1,0 +1,1 @@
+/* nodelifecycle.c — not written yet. */

@@ -1,0 +1,1 @@
+/* replicaset.c — not written yet. */

@@ -1,0 +1,1 @@
+/* informer.c — not written yet. */

@@ -1,0 +1,1 @@
+/* informer.h — not written yet. */

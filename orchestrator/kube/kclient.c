@@ -1,0 +1,1 @@
+/* kclient.c — not written yet. */

@@ -1,0 +1,1 @@
+/* leaderelect.c — not written yet. */

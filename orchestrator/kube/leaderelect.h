@@ -1,0 +1,1 @@
+/* leaderelect.h — not written yet. */

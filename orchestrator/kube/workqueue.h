@@ -1,0 +1,1 @@
+/* workqueue.h — not written yet. */

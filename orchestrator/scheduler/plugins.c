@@ -1,0 +1,1 @@
+/* plugins.c — not written yet. */

@@ -1,0 +1,1 @@
+/* plugins.h — not written yet. */
