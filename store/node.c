@@ -224,8 +224,15 @@ static void batch_finish(struct batch *b, int status)
 static void apply_cb(struct raft_apply *req, int status, void *result)
 {
 	struct batch *b = req->data;
+	struct node *n = b->node;
 	(void)result;
-	batch_unlink(b->node, b);
+	batch_unlink(n, b);
+	if (status == RAFT_IOERR || status == RAFT_NOSPACE || status == RAFT_CORRUPT) {
+		/* libraft 0.15 can diverge or leave holes in its log after a failed
+		 * write (upstream fixes #321, #466, #483): a member whose disk failed
+		 * stops rather than limping on. */
+		n->cfg.on_fatal(n->cfg.data, raft_strerror(status));
+	}
 	if (status != 0 && b->results == NULL)
 		log_debug("entry %llu not applied: %s", (unsigned long long)b->seq,
 			  raft_strerror(status));
