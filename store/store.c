@@ -57,6 +57,7 @@ struct store {
 	struct raft_fsm fsm;
 	struct kv kv;
 	struct forwarder *fw;
+	struct raft *bound;     /* FSM-only stores: the raft whose log they apply */
 	json_t *members;        /* published attributes: {"<id>": {name, clientURLs}} */
 	bool published;         /* ours are in the replicated state */
 	bool publishing;
@@ -170,7 +171,7 @@ static void reload_leases(struct store *s)
 		lease_granted(s->leases, ids[i], ttls[i]);
 	free(ids);
 	free(ttls);
-	lease_set_leader(s->leases, node_leader_ready(s->node));
+	lease_set_leader(s->leases, s->node != NULL && node_leader_ready(s->node));
 }
 
 /* Records a member's name and client URLs in the replicated state. */
@@ -254,7 +255,7 @@ static struct result *apply_one(struct store *s, const uint8_t *cmd, size_t len,
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
 	struct store *s = fsm->data;
-	uint64_t index = node_applying_index(s->node);
+	uint64_t index = s->node ? node_applying_index(s->node) : raft_last_applied(s->bound) + 1;
 	struct mvcc_events events = {0};
 	struct cmd_entry e;
 	void **results;
@@ -289,7 +290,13 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	if (events.n > 0)
 		watch_hub_notify(s->hub, &events, mvcc_rev(s->mvcc));
 	mvcc_events_clear(&events);
-	node_take_results(s->node, &e, results);
+	if (s->node != NULL) {
+		node_take_results(s->node, &e, results);
+	} else {
+		for (uint32_t i = 0; i < e.count; i++)
+			result_free(results[i]);
+		free(results);
+	}
 	cmd_entry_clear(&e);
 	return 0;
 
@@ -1811,4 +1818,97 @@ bool store_is_leader(struct store *s)
 bool store_has_member(struct store *s, uint64_t id)
 {
 	return is_member(s, id, NULL);
+}
+
+/* ---- FSM-only stores, for deterministic tests on libraft's fixture ---- */
+
+int store_open_fsm(uv_loop_t *loop, const char *data_dir, struct store **out, char *errmsg)
+{
+	struct store *s = calloc(1, sizeof *s);
+	char path[4096];
+	int rv;
+	if (s == NULL)
+		return CAP_ENOMEM;
+	s->loop = loop;
+	s->cfg.data_dir = keep(s, 1, data_dir);
+	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
+		cap_errmsg_printf(errmsg, "create %s: %s", data_dir, strerror(errno));
+		rv = CAP_EIO;
+		goto err;
+	}
+	snprintf(path, sizeof path, "%s/state.db", data_dir);
+	if ((rv = mvcc_open(path, &s->mvcc, errmsg)) != 0)
+		goto err;
+	if ((rv = watch_hub_new(loop, s->mvcc, 0, &s->hub)) != 0)
+		goto err_mvcc;
+	if ((rv = lease_table_new(loop, lease_expire, s, &s->leases)) != 0)
+		goto err_hub;
+	load_members(s);
+	s->fsm.version = 1;
+	s->fsm.data = s;
+	s->fsm.apply = fsm_apply;
+	s->fsm.snapshot = fsm_snapshot;
+	s->fsm.restore = fsm_restore;
+	*out = s;
+	return CAP_OK;
+err_hub:
+	watch_hub_close(s->hub);
+err_mvcc:
+	mvcc_close(s->mvcc);
+err:
+	for (int i = 0; i < 8; i++)
+		free(s->strings[i]);
+	free(s);
+	return rv;
+}
+
+struct raft_fsm *store_fsm(struct store *s)
+{
+	return &s->fsm;
+}
+
+void store_fsm_bind(struct store *s, struct raft *r)
+{
+	s->bound = r;
+}
+
+void store_close_fsm(struct store *s)
+{
+	json_decref(s->members);
+	lease_table_close(s->leases);
+	watch_hub_close(s->hub);
+	mvcc_close(s->mvcc);
+	for (int i = 0; i < 8; i++)
+		free(s->strings[i]);
+	free(s);
+}
+
+int store_encode_command(enum kv_op op, json_t *req, uint64_t origin, uint64_t seq,
+			 void **buf, size_t *len)
+{
+	struct cmd_builder b;
+	char *json = json_dumps(req, JSON_COMPACT);
+	char *cmd;
+	size_t n;
+	int rv;
+	if (json == NULL)
+		return CAP_ENOMEM;
+	n = strlen(json);
+	cmd = malloc(n + 1);
+	if (cmd == NULL) {
+		free(json);
+		return CAP_ENOMEM;
+	}
+	cmd[0] = (char)op;
+	memcpy(cmd + 1, json, n);
+	free(json);
+	rv = cmd_builder_init(&b, origin, seq);
+	if (rv == 0)
+		rv = cmd_builder_add(&b, cmd, n + 1);
+	if (rv == 0)
+		rv = cmd_builder_finish(&b, buf, len);
+	else
+		cmd_builder_clear(&b);
+	free(cmd);
+	return rv;
 }

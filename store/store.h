@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <raft.h>
 #include <uv.h>
 
 #include "lib/kv.h"
@@ -76,5 +77,21 @@ json_t *store_watch_frame(struct store *s, int64_t watch_id,
 
 /* An error answer for kv callbacks: etcd's {"error","message","code"}. */
 json_t *store_error(int err, const char *errmsg);
+
+/* ---- for deterministic tests on libraft's in-memory fixture ---- */
+
+/* A store with no raft member of its own: its FSM (store_fsm) applies the
+ * entries of the raft it is bound to. Only the state machine works: no
+ * store_call. */
+int store_open_fsm(uv_loop_t *loop, const char *data_dir, struct store **out, char *errmsg);
+struct raft_fsm *store_fsm(struct store *s);
+void store_fsm_bind(struct store *s, struct raft *r);
+/* Closes the state; the loop must then run to close the hub's and lease
+ * table's timers. */
+void store_close_fsm(struct store *s);
+/* One log entry holding one command: kv request req (borrowed) of kind op.
+ * *buf is allocated with raft_malloc, ready for raft_apply. */
+int store_encode_command(enum kv_op op, json_t *req, uint64_t origin, uint64_t seq,
+			 void **buf, size_t *len);
 
 #endif

@@ -1,0 +1,5 @@
+/* Not written yet: fails until it is. */
+int main(void)
+{
+	return 1;
+}
