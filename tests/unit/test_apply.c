@@ -399,6 +399,10 @@ static void test_parse_duplicate_allowed(void **state)
 					 "],\"failure\":[" DEL(a) "]}}]}",
 					 B("a"), B("a"))),
 			 CAP_OK);
+	assert_int_equal(parse(KV_TXN, J("{\"success\":[{\"request_txn\":{\"success\":[" DEL(a)
+					 "],\"failure\":[" PUT(a) "]}}]}",
+					 B("a"), B("a"))),
+			 CAP_OK);
 	/* the same key read twice is not a write */
 	assert_int_equal(parse(KV_TXN, J("{\"success\":[{\"request_range\":{\"key\":\"%s\"}},"
 					 "{\"request_range\":{\"key\":\"%s\"}}," PUT(a) "]}",

@@ -519,6 +519,27 @@ static void test_progress(void **state)
 	assert_int_equal(f->recs[2].n, 0);
 }
 
+/* A watcher starting at a future revision (store at 2, watch from 5) is
+ * given nothing below 5, then every event from 5 on: a client resuming
+ * ahead of the store must not see older changes it did not ask for. */
+static void test_future_start(void **state)
+{
+	struct fx *f = *state;
+	/* a new store is at revision 1; the first write makes it 2 */
+	assert_int_equal(put(f, "k", "2"), 2);
+	watch(f, 0, "k", NULL, 5, NULL);
+	put(f, "k", "3");
+	put(f, "k", "4");
+	run_until(f, never, 30);
+	assert_int_equal(f->recs[0].n, 0);
+	int64_t r5 = put(f, "k", "5");
+	int64_t r6 = put(f, "k", "6");
+	run_until(f, never, 30);
+	assert_int_equal(r5, 5);
+	assert_revs(&f->recs[0], 5, r6);
+	assert_string_equal(f->recs[0].v[0].value, "5");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -528,6 +549,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_compacted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocked_then_compacted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_progress, setup_progress, teardown),
+		cmocka_unit_test_setup_teardown(test_future_start, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
