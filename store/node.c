@@ -923,65 +923,61 @@ static int change_ready(struct node *n)
 	return CAP_OK;
 }
 
+enum change_kind { CHANGE_ADD, CHANGE_REMOVE, CHANGE_PROMOTE };
+
+static int start_change(struct node *n, enum change_kind kind, uint64_t id, const char *addr,
+			node_change_cb cb, void *data)
+{
+	struct change *c;
+	int rv = change_ready(n);
+	if (rv != 0)
+		return rv;
+	c = change_new(n, id, cb, data);
+	if (c == NULL)
+		return CAP_ENOMEM;
+	switch (kind) {
+	case CHANGE_ADD:
+		/* Even a voter joins as a standby: it counts in the quorum only
+		 * once it has caught up (promote_pending), so adding a member that
+		 * is not running yet cannot cost the cluster its majority. */
+		c->next_role = RAFT_STANDBY;
+		rv = raft_add(&n->raft, &c->req, id, addr, change_cb);
+		break;
+	case CHANGE_REMOVE:
+		rv = raft_remove(&n->raft, &c->req, id, change_cb);
+		break;
+	default:
+		rv = raft_assign(&n->raft, &c->req, id, RAFT_VOTER, change_cb);
+		break;
+	}
+	if (rv != 0) {
+		free(c);
+		return raft_to_cap(rv);
+	}
+	return CAP_OK;
+}
+
 int node_add_member(struct node *n, uint64_t id, const char *peer_url, bool learner,
 		    node_change_cb cb, void *data)
 {
 	char addr[256];
-	struct change *c;
-	int rv = change_ready(n);
-	if (rv != 0)
-		return rv;
+	int rv;
 	if (url_to_address(peer_url, addr, sizeof addr) != 0)
 		return CAP_EINVAL;
-	c = change_new(n, id, cb, data);
-	if (c == NULL)
-		return CAP_ENOMEM;
-	/* Even a voter joins as a standby: it counts in the quorum only once it
-	 * has caught up (promote_pending), so adding a member that is not
-	 * running yet cannot cost the cluster its majority. */
-	c->next_role = RAFT_STANDBY;
-	if (!learner && n->n_promote < NODE_MAX_MEMBERS)
+	rv = start_change(n, CHANGE_ADD, id, addr, cb, data);
+	if (rv == 0 && !learner && n->n_promote < NODE_MAX_MEMBERS)
 		n->promote[n->n_promote++] = id;
-	rv = raft_add(&n->raft, &c->req, id, addr, change_cb);
-	if (rv != 0) {
-		free(c);
-		return raft_to_cap(rv);
-	}
-	return CAP_OK;
+	return rv;
 }
 
 int node_remove_member(struct node *n, uint64_t id, node_change_cb cb, void *data)
 {
-	struct change *c;
-	int rv = change_ready(n);
-	if (rv != 0)
-		return rv;
-	c = change_new(n, id, cb, data);
-	if (c == NULL)
-		return CAP_ENOMEM;
-	rv = raft_remove(&n->raft, &c->req, id, change_cb);
-	if (rv != 0) {
-		free(c);
-		return raft_to_cap(rv);
-	}
-	return CAP_OK;
+	return start_change(n, CHANGE_REMOVE, id, NULL, cb, data);
 }
 
 int node_promote_member(struct node *n, uint64_t id, node_change_cb cb, void *data)
 {
-	struct change *c;
-	int rv = change_ready(n);
-	if (rv != 0)
-		return rv;
-	c = change_new(n, id, cb, data);
-	if (c == NULL)
-		return CAP_ENOMEM;
-	rv = raft_assign(&n->raft, &c->req, id, RAFT_VOTER, change_cb);
-	if (rv != 0) {
-		free(c);
-		return raft_to_cap(rv);
-	}
-	return CAP_OK;
+	return start_change(n, CHANGE_PROMOTE, id, NULL, cb, data);
 }
 
 static void transfer_cb(struct raft_transfer *req)
