@@ -120,6 +120,10 @@ int http_client_request(struct http_client *c, const char *method, const char *p
 int http_client_stream(struct http_client *c, const char *path, const char *body,
 		       size_t len, http_chunk_cb on_chunk, http_response_cb done,
 		       void *data, struct http_call **out);
+/* The same with any method and no timeout: a Kubernetes watch is a GET. */
+int http_client_stream_method(struct http_client *c, const char *method, const char *path,
+			      const char *body, size_t len, http_chunk_cb on_chunk,
+			      http_response_cb done, void *data, struct http_call **out);
 /* done runs (with HTTP_CLIENT_ECANCELED) before this returns; the call must
  * not be used after its done callback has run. */
 void http_call_cancel(struct http_call *call);

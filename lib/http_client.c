@@ -689,6 +689,16 @@ int http_client_stream(struct http_client *c, const char *path, const char *body
 			     on_chunk, done, data, out);
 }
 
+int http_client_stream_method(struct http_client *c, const char *method, const char *path,
+			      const char *body, size_t len, http_chunk_cb on_chunk,
+			      http_response_cb done, void *data, struct http_call **out)
+{
+	if (on_chunk == NULL || method == NULL)
+		return -1;
+	return client_submit(c, method, path, "application/json", body, len, 0,
+			     on_chunk, done, data, out);
+}
+
 void http_call_cancel(struct http_call *call)
 {
 	if (call->done)

@@ -42,6 +42,9 @@ int kclient_new(uv_loop_t *loop, const char *server, struct kclient **out);
 int kclient_new_from_kubeconfig(uv_loop_t *loop, const char *path, struct kclient **out);
 /* Cancels everything outstanding (callbacks run) and frees the client. */
 void kclient_close(struct kclient *c);
+uv_loop_t *kclient_loop(const struct kclient *c);
+/* Times out plain requests (not watches) after ms (default 30000). */
+void kclient_set_timeout(struct kclient *c, unsigned ms);
 
 struct kclient_list_opts {
 	const char *label_selector;   /* NULL: none */
