@@ -15,6 +15,8 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "orchestrator/api/apiserver.h"
+#include "orchestrator/controllers/controllers.h"
+#include "orchestrator/scheduler/scheduler.h"
 #include "store/gateway.h"
 #include "store/store.h"
 
@@ -29,6 +31,10 @@ struct options {
 	const char *store_endpoints;
 	unsigned snapshot_count;
 	unsigned bookmark_ms;
+	const char *controllers;
+	bool no_scheduler;
+	struct controller_options copts;
+	struct sched_options sopts;
 };
 
 struct app {
@@ -37,6 +43,8 @@ struct app {
 	struct kv *kv;          /* store_kv(store) or the kv_http client */
 	struct gateway *gateway;
 	struct api_server *api;
+	struct controller_manager *cm;
+	struct scheduler *sched;
 	uv_signal_t sigterm, sigint;
 	int exit_code;
 	bool stopping;
@@ -55,6 +63,13 @@ static void usage(FILE *out)
 		"  --listen ADDR:PORT               Kubernetes API address (default 127.0.0.1:6443)\n"
 		"  --store-endpoints URLS           use an external store (etcd gateway URLs)\n"
 		"  --no-agent                       do not run a node agent in this process\n"
+		"Controllers and scheduler (run while this server holds their Lease):\n"
+		"  --controllers LIST               all, or a comma list (-name leaves one out)\n"
+		"  --no-scheduler                   do not run the scheduler\n"
+		"  --scheduler-score least|most     LeastAllocated (spread, default) or\n"
+		"                                   MostAllocated (bin packing)\n"
+		"  --node-monitor-grace-period S    silence before a node is Unknown (default 50)\n"
+		"  --node-eviction-rate N           pods evicted per second at most (default 10)\n"
 		"Embedded store replica (etcd's flags and meaning):\n"
 		"  --name NAME                      member name (default \"default\")\n"
 		"  --listen-client-urls URL         serve etcd's gateway too (default: not served)\n"
@@ -189,6 +204,10 @@ static void shutdown_app(struct app *a)
 	if (a->stopping)
 		return;
 	a->stopping = true;
+	controller_manager_stop(a->cm);
+	a->cm = NULL;
+	sched_stop(a->sched);
+	a->sched = NULL;
 	if (a->api != NULL)
 		api_server_close(a->api, api_closed, a);
 	else
@@ -225,6 +244,11 @@ int main(int argc, char **argv)
 		{"no-agent", no_argument, NULL, 'A'},
 		{"watch-bookmark-interval", required_argument, NULL, 'B'},
 		{"log-level", required_argument, NULL, 'l'},
+		{"controllers", required_argument, NULL, 'C'},
+		{"no-scheduler", no_argument, NULL, 'N'},
+		{"scheduler-score", required_argument, NULL, 'O'},
+		{"node-monitor-grace-period", required_argument, NULL, 'G'},
+		{"node-eviction-rate", required_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'v'},
 		{NULL, 0, NULL, 0},
@@ -255,6 +279,18 @@ int main(int argc, char **argv)
 		case 'e': o.store_endpoints = optarg; break;
 		case 'A': break;   /* no agent runs in this process yet */
 		case 'B': o.bookmark_ms = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'C': o.controllers = optarg; break;
+		case 'N': o.no_scheduler = true; break;
+		case 'O':
+			if (strcmp(optarg, "least") != 0 && strcmp(optarg, "most") != 0) {
+				fprintf(stderr, "capstan-server: --scheduler-score is least or most\n");
+				return 2;
+			}
+			o.sopts.score = strcmp(optarg, "most") == 0 ? SCHED_SCORE_MOST
+								   : SCHED_SCORE_LEAST;
+			break;
+		case 'G': o.copts.node_monitor_grace_s = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'R': o.copts.eviction_rate = strtod(optarg, NULL); break;
 		case 'l':
 			if (log_parse_level(optarg) < 0) {
 				fprintf(stderr, "capstan-server: bad --log-level \"%s\"\n", optarg);
@@ -377,6 +413,17 @@ int main(int argc, char **argv)
 		 kubeconfig);
 	printf("%s\n", kubeconfig);
 	fflush(stdout);
+
+	/* Controllers and scheduler reach the API over HTTP, as separate
+	 * kube-controller-manager and kube-scheduler processes would. */
+	char self_url[300];
+	snprintf(self_url, sizeof self_url, "http://%s:%d",
+		 strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1" : host, api_server_port(a.api));
+	if (controller_manager_start_opts(a.loop, self_url, o.controllers ? o.controllers : "all",
+					  &o.copts, &a.cm) != 0)
+		log_error("cannot start the controller manager");
+	if (!o.no_scheduler && sched_start(a.loop, self_url, &o.sopts, &a.sched) != 0)
+		log_error("cannot start the scheduler");
 
 	uv_run(a.loop, UV_RUN_DEFAULT);
 	rv = uv_loop_close(a.loop);
