@@ -64,15 +64,21 @@ static struct {
 	const char *snap_path;
 	char *snap_part;
 	int snap_fd;
-	/* status: one client per endpoint */
-	char **st_urls;
+	/* status: one row and one client per endpoint */
+	char **st_urls;               /* NULL for a member with no client URL */
 	size_t st_n;
 	struct kv **st_kvs;
 	size_t st_pending;
-	json_t *st_answers;
-	json_t *st_rows;
+	json_t *st_given;             /* the --endpoints list */
+	json_t *st_members;           /* member list, when it answered */
+	json_t *st_answers;           /* rows: {endpoint, member?, answer | error} */
+	bool st_cluster;
+	bool st_discover;
 	bool st_failed;
 	bool st_server_error;
+	/* member add / remove */
+	const char *member_name;
+	uint64_t member_id;
 } g;
 
 /* ---- small helpers ---- */
@@ -1121,7 +1127,7 @@ static void cli_keepalive_send(void)
 	cli_call(KV_LEASE_KEEPALIVE, req, cli_on_keepalive);
 }
 
-/* ---- kv compact, member list, status ---- */
+/* ---- kv compact, member list ---- */
 
 static void cli_on_compact(void *data, json_t *a, json_t *err)
 {
@@ -1242,6 +1248,8 @@ static void cli_on_member_list(void *data, json_t *a, json_t *err)
 	cli_done(CLI_OK);
 }
 
+/* ---- status ---- */
+
 /* Sizes as etcdctl shows them (SI units, "20 kB"). */
 static void cli_human_bytes(long long b, char *buf, size_t len)
 {
@@ -1260,56 +1268,118 @@ static void cli_human_bytes(long long b, char *buf, size_t len)
 	snprintf(buf, len, v < 10 ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
+/* Member IDs are unsigned 64-bit: strtoll would clamp the upper half. */
+static unsigned long long cli_u64(json_t *obj, const char *name)
+{
+	json_t *v = json_object_get(obj, name);
+	if (json_is_integer(v))
+		return (unsigned long long)json_integer_value(v);
+	if (json_is_string(v))
+		return strtoull(json_string_value(v), NULL, 10);
+	return 0;
+}
+
+/* The member-list entry with this ID, or NULL. */
+static json_t *cli_member_by_id(unsigned long long id)
+{
+	size_t i;
+	json_t *m;
+	json_array_foreach(g.st_members, i, m)
+		if (cli_u64(m, "ID") == id)
+			return m;
+	return NULL;
+}
+
+static char *cli_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *cli_fmt(const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	return strdup(buf);
+}
+
+#define CLI_STATUS_COLS 11
+
 static void cli_status_print(void)
 {
-	size_t n = json_array_size(g.st_rows), i;
+	size_t n = json_array_size(g.st_answers), i;
 	json_t *a;
 	if (g.out == CLI_OUT_JSON) {
-		json_array_foreach(g.st_rows, i, a)
-			cli_print_json(json_object_get(a, "answer"));
+		json_array_foreach(g.st_answers, i, a)
+			if (json_object_get(a, "answer") != NULL)
+				cli_print_json(json_object_get(a, "answer"));
 		return;
 	}
 	char ***rows = calloc(n + 1, sizeof *rows);
-	json_array_foreach(g.st_rows, i, a) {
+	if (rows == NULL)
+		return;
+	json_array_foreach(g.st_answers, i, a) {
 		json_t *s = json_object_get(a, "answer");
 		json_t *hdr = json_object_get(s, "header");
-		char **row = calloc(8, sizeof *row);
+		json_t *m = json_object_get(a, "member");
+		char **row = calloc(CLI_STATUS_COLS, sizeof *row);
 		char tmp[64];
-		unsigned long long id = strtoull(json_string_value(json_object_get(hdr, "member_id")) ?
-						 json_string_value(json_object_get(hdr, "member_id")) : "0",
-						 NULL, 10);
+		unsigned long long id = s != NULL ? cli_u64(hdr, "member_id") : cli_u64(m, "ID");
+		if (s != NULL && (m == NULL || cli_u64(m, "ID") != id))
+			m = cli_member_by_id(id);
+		const char *name = json_string_value(json_object_get(m, "name"));
 		row[0] = strdup(json_string_value(json_object_get(a, "endpoint")));
-		snprintf(tmp, sizeof tmp, "%llx", id);
-		row[1] = strdup(tmp);
-		row[2] = strdup(json_string_value(json_object_get(s, "version")) ?
+		row[1] = id != 0 ? cli_fmt("%llx", id) : strdup("");
+		row[2] = strdup(name != NULL ? name : "");
+		row[6] = strdup(m == NULL ? "" : json_is_true(json_object_get(m, "isLearner")) ?
+				"true" : "false");
+		if (s == NULL) {
+			/* An unreachable member keeps its row: a table that silently
+			 * shrinks hides exactly the member an operator looks for. */
+			for (int c = 3; c < CLI_STATUS_COLS - 1; c++)
+				if (row[c] == NULL)
+					row[c] = strdup("-");
+			row[10] = strdup(json_string_value(json_object_get(a, "error")));
+			rows[i] = row;
+			continue;
+		}
+		row[3] = strdup(json_string_value(json_object_get(s, "version")) ?
 				json_string_value(json_object_get(s, "version")) : "");
 		cli_human_bytes(cli_int(s, "dbSize"), tmp, sizeof tmp);
-		row[3] = strdup(tmp);
-		row[4] = strdup(cli_int(s, "leader") != 0 && (unsigned long long)cli_int(s, "leader") ==
-				id ? "true" : "false");
-		snprintf(tmp, sizeof tmp, "%lld", cli_int(s, "raftTerm"));
-		row[5] = strdup(tmp);
-		snprintf(tmp, sizeof tmp, "%lld", cli_int(s, "raftIndex"));
-		row[6] = strdup(tmp);
-		snprintf(tmp, sizeof tmp, "%lld", cli_int(s, "raftAppliedIndex"));
-		row[7] = strdup(tmp);
+		row[4] = strdup(tmp);
+		row[5] = strdup(cli_u64(s, "leader") != 0 && cli_u64(s, "leader") == id ? "true"
+										     : "false");
+		row[7] = cli_fmt("%lld", cli_int(s, "raftTerm"));
+		row[8] = cli_fmt("%lld", cli_int(s, "raftIndex"));
+		row[9] = cli_fmt("%lld", cli_int(s, "raftAppliedIndex"));
+		row[10] = strdup("");
 		rows[i] = row;
 	}
-	static const char *const head[] = {"ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER",
-					   "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX"};
-	cli_table(8, head, rows, n);
+	static const char *const head[CLI_STATUS_COLS] = {
+		"ENDPOINT", "ID", "NAME", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER",
+		"RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "ERRORS"};
+	cli_table(CLI_STATUS_COLS, head, rows, n);
 	for (i = 0; i < n; i++) {
-		for (int c = 0; c < 8; c++)
+		for (int c = 0; c < CLI_STATUS_COLS; c++)
 			free(rows[i][c]);
 		free(rows[i]);
 	}
 	free(rows);
 }
 
+static void cli_status_finish(void)
+{
+	cli_status_print();
+	if (!g.st_failed)
+		cli_done(CLI_OK);
+	else
+		cli_done(g.st_server_error ? CLI_ESERVER : CLI_EUNREACHABLE);
+}
+
 /* One answer per endpoint; data is the endpoint's index. */
 static void cli_on_status(void *data, json_t *a, json_t *err)
 {
 	size_t i = (size_t)(uintptr_t)data;
+	json_t *row = json_array_get(g.st_answers, i);
 	if (err != NULL) {
 		const char *msg = json_string_value(json_object_get(err, "message"));
 		g.st_failed = true;
@@ -1320,23 +1390,236 @@ static void cli_on_status(void *data, json_t *a, json_t *err)
 			fprintf(stderr, "Error: %s: %s\n", g.st_urls[i], msg != NULL ? msg : "failed");
 			g.st_server_error = true;
 		}
+		json_object_set_new(row, "error", json_string(msg != NULL ? msg : "failed"));
 	} else {
-		json_array_set_new(g.st_answers, i, json_pack("{s:s, s:O}", "endpoint",
-							       g.st_urls[i], "answer", a));
+		json_object_set(row, "answer", a);
 	}
 	if (--g.st_pending > 0)
 		return;
-	/* Rows in the order the endpoints were given. */
-	json_t *row;
-	json_array_foreach(g.st_answers, i, row)
-		if (json_is_object(row))
-			json_array_append(g.st_rows, row);
-	if (json_array_size(g.st_rows) > 0)
-		cli_status_print();
-	if (!g.st_failed)
+	cli_status_finish();
+}
+
+/* Adds a row for url (NULL: a member with no client URL); member is its
+ * member-list entry when known. Returns the row's index. */
+static size_t cli_status_row(const char *url, json_t *member)
+{
+	json_t *row = json_pack("{s:s}", "endpoint", url != NULL ? url : "-");
+	if (member != NULL)
+		json_object_set(row, "member", member);
+	g.st_urls = realloc(g.st_urls, (g.st_n + 1) * sizeof *g.st_urls);
+	g.st_urls[g.st_n++] = url != NULL ? strdup(url) : NULL;
+	json_array_append_new(g.st_answers, row);
+	return g.st_n - 1;
+}
+
+/* Asks every row's endpoint at once, each through a client of its own, as
+ * etcdctl's endpoint status does. */
+static void cli_status_query(void)
+{
+	size_t i;
+	g.st_kvs = calloc(g.st_n + 1, sizeof *g.st_kvs);
+	g.st_pending = g.st_n + 1;   /* held until every call has started */
+	for (i = 0; i < g.st_n; i++) {
+		json_t *err = NULL;
+		int rv;
+		if (g.st_urls[i] == NULL) {
+			/* Added but never started: nothing to ask. */
+			const char *msg = "member has no client URL (not started yet)";
+			json_t *row = json_array_get(g.st_answers, i);
+			g.st_failed = true;
+			fprintf(stderr, "Error: member %llx: %s\n",
+				cli_u64(json_object_get(row, "member"), "ID"), msg);
+			json_object_set_new(row, "error", json_string(msg));
+			g.st_pending--;
+		} else if ((rv = kv_http_new(&g.loop, g.st_urls[i], g.timeout_ms, &g.st_kvs[i])) != 0) {
+			err = kv_error_new(GRPC_INVALID_ARGUMENT, "bad client URL");
+		} else if ((rv = kv_call(g.st_kvs[i], KV_STATUS, NULL, cli_on_status,
+					 (void *)(uintptr_t)i)) != 0) {
+			err = kv_error_new(GRPC_UNAVAILABLE, cap_strerror(rv));
+			json_object_set_new(err, "transport", json_true());
+		}
+		if (err != NULL) {
+			cli_on_status((void *)(uintptr_t)i, NULL, err);
+			json_decref(err);
+		}
+	}
+	if (--g.st_pending == 0)
+		cli_status_finish();
+}
+
+/* The member list decides the rows with --cluster or a single endpoint
+ * (every member, at its first client URL); otherwise the rows are the
+ * endpoints given, and the list only supplies names and learner flags. */
+static void cli_on_status_members(void *data, json_t *a, json_t *err)
+{
+	size_t i;
+	json_t *m;
+	(void)data;
+	if (err == NULL)
+		g.st_members = json_incref(json_object_get(a, "members"));
+	if (g.st_discover && err == NULL && json_array_size(g.st_members) > 0) {
+		json_array_foreach(g.st_members, i, m) {
+			json_t *urls = json_object_get(m, "clientURLs");
+			cli_status_row(json_string_value(json_array_get(urls, 0)), m);
+		}
+	} else if (g.st_cluster && err != NULL) {
+		cli_fail(err);
+		return;
+	} else {
+		for (i = 0; i < json_array_size(g.st_given); i++)
+			cli_status_row(json_string_value(json_array_get(g.st_given, i)), NULL);
+	}
+	cli_status_query();
+}
+
+static int cli_cmd_status(int argc, char **argv)
+{
+	const char *pos[1];
+	const char *p = g.endpoints;
+	bool cluster = false;
+	const struct cli_flag spec[] = {
+		{"cluster", false, NULL, &cluster},
+		{NULL, false, NULL, NULL},
+	};
+	if (cli_parse_flags(argc, argv, spec, pos, 0) < 0)
+		return CLI_EUSAGE;
+	g.st_given = json_array();
+	g.st_answers = json_array();
+	while (*p != '\0') {
+		const char *e = strchr(p, ',');
+		size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
+		if (n > 0)
+			json_array_append_new(g.st_given, json_stringn(p, n));
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	g.st_cluster = cluster;
+	g.st_discover = cluster || json_array_size(g.st_given) == 1;
+	cli_call(KV_MEMBER_LIST, json_object(), cli_on_status_members);
+	return CLI_OK;
+}
+
+/* ---- member add, remove ---- */
+
+static void cli_on_member_add(void *data, json_t *a, json_t *err)
+{
+	json_t *nm, *members, *m, *u;
+	size_t i, j;
+	unsigned long long id;
+	bool first = true;
+	(void)data;
+	if (err != NULL) {
+		cli_fail(err);
+		return;
+	}
+	if (g.out == CLI_OUT_JSON) {
+		cli_print_json(a);
 		cli_done(CLI_OK);
+		return;
+	}
+	nm = json_object_get(a, "member");
+	id = cli_u64(nm, "ID");
+	printf("Member %16llx added to cluster %16llx\n\n", id,
+	       cli_u64(json_object_get(a, "header"), "cluster_id"));
+	/* What the new member is started with, ready to paste. */
+	printf("--name=%s --initial-cluster=", g.member_name);
+	members = json_object_get(a, "members");
+	json_array_foreach(members, i, m) {
+		const char *name = json_string_value(json_object_get(m, "name"));
+		if (cli_u64(m, "ID") == id)
+			name = g.member_name;
+		json_array_foreach(json_object_get(m, "peerURLs"), j, u) {
+			printf("%s%s=%s", first ? "" : ",", name != NULL ? name : "",
+			       json_string_value(u) ? json_string_value(u) : "");
+			first = false;
+		}
+	}
+	char *peers = cli_urls(json_object_get(nm, "peerURLs"));
+	printf(" --initial-advertise-peer-urls=%s --initial-cluster-state=existing\n",
+	       peers != NULL ? peers : "");
+	free(peers);
+	cli_done(CLI_OK);
+}
+
+static void cli_on_member_remove(void *data, json_t *a, json_t *err)
+{
+	(void)data;
+	if (err != NULL) {
+		cli_fail(err);
+		return;
+	}
+	if (g.out == CLI_OUT_JSON)
+		cli_print_json(a);
 	else
-		cli_done(g.st_server_error ? CLI_ESERVER : CLI_EUNREACHABLE);
+		printf("Member %16llx removed from cluster %16llx\n", (unsigned long long)g.member_id,
+		       cli_u64(json_object_get(a, "header"), "cluster_id"));
+	cli_done(CLI_OK);
+}
+
+static int cli_cmd_member(int argc, char **argv)
+{
+	const char *sub = argc > 0 ? argv[0] : "";
+	const char *pos[2];
+	const char *peer_urls = NULL;
+	bool learner = false;
+	int npos;
+	argc--;
+	argv++;
+	if (strcmp(sub, "list") == 0 && argc == 0) {
+		cli_call(KV_MEMBER_LIST, json_object(), cli_on_member_list);
+		return CLI_OK;
+	}
+	if (strcmp(sub, "add") == 0) {
+		const struct cli_flag spec[] = {
+			{"peer-urls", true, &peer_urls, NULL},
+			{"learner", false, NULL, &learner},
+			{NULL, false, NULL, NULL},
+		};
+		npos = cli_parse_flags(argc, argv, spec, pos, 1);
+		if (npos < 0)
+			return CLI_EUSAGE;
+		if (npos != 1 || peer_urls == NULL || *peer_urls == '\0') {
+			cli_usage_error("usage: member add NAME --peer-urls URL[,URL...] [--learner]");
+			return CLI_EUSAGE;
+		}
+		g.member_name = pos[0];
+		json_t *urls = json_array();
+		for (const char *p = peer_urls; *p != '\0';) {
+			size_t n = strcspn(p, ",");
+			if (n > 0)
+				json_array_append_new(urls, json_stringn(p, n));
+			p += n;
+			if (*p == ',')
+				p++;
+		}
+		json_t *req = json_pack("{s:o}", "peerURLs", urls);
+		if (learner)
+			json_object_set_new(req, "isLearner", json_true());
+		cli_call(KV_MEMBER_ADD, req, cli_on_member_add);
+		return CLI_OK;
+	}
+	if (strcmp(sub, "remove") == 0) {
+		char *end = NULL;
+		const struct cli_flag none[] = {{NULL, false, NULL, NULL}};
+		npos = cli_parse_flags(argc, argv, none, pos, 1);
+		if (npos < 0)
+			return CLI_EUSAGE;
+		if (npos == 1) {
+			errno = 0;
+			g.member_id = strtoull(pos[0], &end, 16);
+		}
+		if (npos != 1 || *pos[0] == '\0' || *end != '\0' || errno != 0) {
+			cli_usage_error("usage: member remove ID (hexadecimal, as member list prints it)");
+			return CLI_EUSAGE;
+		}
+		char buf[32];
+		snprintf(buf, sizeof buf, "%llu", (unsigned long long)g.member_id);
+		cli_call(KV_MEMBER_REMOVE, json_pack("{s:s}", "ID", buf), cli_on_member_remove);
+		return CLI_OK;
+	}
+	cli_usage_error("usage: member list | add NAME --peer-urls URLS [--learner] | remove ID");
+	return CLI_EUSAGE;
 }
 
 /* ---- snapshot save ---- */
@@ -1599,47 +1882,6 @@ static int cli_cmd_snapshot(int argc, char **argv)
 	return CLI_OK;
 }
 
-/* Asks every endpoint at once, each through a client of its own, as
- * etcdctl's endpoint status does. */
-static int cli_cmd_status(void)
-{
-	const char *p = g.endpoints;
-	size_t i;
-	g.st_rows = json_array();
-	g.st_answers = json_array();
-	while (*p != '\0') {
-		const char *e = strchr(p, ',');
-		size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
-		if (n > 0) {
-			g.st_urls = realloc(g.st_urls, (g.st_n + 1) * sizeof *g.st_urls);
-			g.st_urls[g.st_n++] = strndup(p, n);
-			json_array_append_new(g.st_answers, json_null());
-		}
-		p += n;
-		if (*p == ',')
-			p++;
-	}
-	g.st_kvs = calloc(g.st_n + 1, sizeof *g.st_kvs);
-	for (i = 0; i < g.st_n; i++) {
-		int rv = kv_http_new(&g.loop, g.st_urls[i], g.timeout_ms, &g.st_kvs[i]);
-		if (rv != 0) {
-			cli_usage_error("bad endpoint \"%s\"", g.st_urls[i]);
-			return CLI_EUSAGE;
-		}
-	}
-	g.st_pending = g.st_n;
-	for (i = 0; i < g.st_n; i++) {
-		int rv = kv_call(g.st_kvs[i], KV_STATUS, NULL, cli_on_status, (void *)(uintptr_t)i);
-		if (rv != 0) {
-			json_t *err = kv_error_new(GRPC_UNAVAILABLE, cap_strerror(rv));
-			json_object_set_new(err, "transport", json_true());
-			cli_on_status((void *)(uintptr_t)i, NULL, err);
-			json_decref(err);
-		}
-	}
-	return CLI_OK;
-}
-
 static void cli_usage(FILE *f)
 {
 	fputs("capstan — command line for the capstan store (etcd v3 gateway compatible)\n"
@@ -1657,8 +1899,9 @@ static void cli_usage(FILE *f)
 	      "  kv watch KEY [RANGE_END] [--prefix] [--from-key] [--rev N] [--prev-kv] [--count N]\n"
 	      "  kv compact REV [--physical]\n"
 	      "  lease grant TTL | revoke ID | keepalive ID [--once] | ttl ID [--keys] | list\n"
-	      "  member list\n"
-	      "  status\n"
+	      "  member list | add NAME --peer-urls URLS [--learner] | remove ID\n"
+	      "  status [--cluster]     every member when --cluster is given or a single\n"
+	      "                         endpoint is, otherwise the endpoints given\n"
 	      "  snapshot save FILE\n", f);
 	fputs(bench_usage, f);
 	fputs("\n"
@@ -1782,13 +2025,11 @@ int main(int argc, char **argv)
 		return CLI_ESERVER;
 	}
 	uv_timer_init(&g.loop, &g.finish_timer);
-	if (strcmp(cmd, "status") != 0) {
-		rv = kv_http_new(&g.loop, g.endpoints, g.timeout_ms, &g.kv);
-		if (rv != 0) {
-			cli_usage_error("bad --endpoints \"%s\" (%s)", g.endpoints, cap_strerror(rv));
-			rc = CLI_EUSAGE;
-			goto out_loop;
-		}
+	rv = kv_http_new(&g.loop, g.endpoints, g.timeout_ms, &g.kv);
+	if (rv != 0) {
+		cli_usage_error("bad --endpoints \"%s\" (%s)", g.endpoints, cap_strerror(rv));
+		rc = CLI_EUSAGE;
+		goto out_loop;
 	}
 
 	if (strcmp(cmd, "kv") == 0) {
@@ -1796,16 +2037,9 @@ int main(int argc, char **argv)
 	} else if (strcmp(cmd, "lease") == 0) {
 		rc = cli_cmd_lease(argc - 2, argv + 2);
 	} else if (strcmp(cmd, "member") == 0) {
-		if (argc != 3 || strcmp(argv[2], "list") != 0) {
-			cli_usage_error("usage: member list");
-			rc = CLI_EUSAGE;
-		} else {
-			cli_call(KV_MEMBER_LIST, json_object(), cli_on_member_list);
-			rc = CLI_OK;
-		}
+		rc = cli_cmd_member(argc - 2, argv + 2);
 	} else if (strcmp(cmd, "status") == 0) {
-		rc = argc == 2 ? cli_cmd_status() : (cli_usage_error("status takes no arguments"),
-						     CLI_EUSAGE);
+		rc = cli_cmd_status(argc - 2, argv + 2);
 	} else {
 		rc = cli_cmd_snapshot(argc - 2, argv + 2);
 	}
@@ -1820,7 +2054,8 @@ out_loop:
 		uv_close((uv_handle_t *)&g.finish_timer, cli_on_handle_closed);
 	uv_run(&g.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&g.loop);
-	json_decref(g.st_rows);
+	json_decref(g.st_given);
+	json_decref(g.st_members);
 	json_decref(g.st_answers);
 	free(g.st_kvs);
 	for (size_t i = 0; i < g.st_n; i++)
