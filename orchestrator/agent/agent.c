@@ -1407,6 +1407,12 @@ static void on_pod_handle_closed(uv_handle_t *h)
 	pod_unref(h->data);
 }
 
+static void on_ctr_handle_closed(uv_handle_t *h)
+{
+	struct actr *c = h->data;
+	pod_unref(c->p);
+}
+
 static void pod_free(struct apod *p)
 {
 	for (size_t i = 0; i < p->n; i++)
@@ -1445,7 +1451,7 @@ static void pod_release(struct apod *p)
 			runtime_release(a->rt, c->rc);
 			c->rc = NULL;
 		}
-		uv_close((uv_handle_t *)&c->restart_timer, on_pod_handle_closed);
+		uv_close((uv_handle_t *)&c->restart_timer, on_ctr_handle_closed);
 	}
 	uv_close((uv_handle_t *)&p->kill_timer, on_pod_handle_closed);
 	uv_close((uv_handle_t *)&p->retry_timer, on_pod_handle_closed);

@@ -22,7 +22,8 @@
  * ours), or reports how they ended.
  *
  * The shim runs between fork and _exit without exec: it uses system calls
- * only (no malloc, no stdio), everything it needs is prepared before fork. */
+ * only (no malloc, no stdio), everything it needs is prepared before fork,
+ * and it forks with _Fork() so no atfork handler (libuv has one) runs. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -412,7 +413,9 @@ static _Noreturn void shim_main(const struct shim_args *a)
 		kill(0, SIGKILL);
 		_exit(1);
 	}
-	child = fork();
+	/* _Fork: no atfork handlers. libuv's would close and recreate its
+	 * signal pipe in the child, on fd numbers our pipes now use. */
+	child = _Fork();
 	if (child == 0) {
 		struct sigaction dfl = {.sa_handler = SIG_DFL};
 		int e;
@@ -619,7 +622,7 @@ static int proc_start(struct runtime *base, const struct runtime_spec *spec, run
 	a.memory_limit = spec->memory_limit;
 	a.exec_path = resolve_exec(spec->argv[0], spec->env);
 	*started_at = (int64_t)time(NULL);
-	pid = fork();
+	pid = _Fork();
 	if (pid == 0)
 		shim_main(&a);
 	free((char *)a.exec_path);
