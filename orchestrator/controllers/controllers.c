@@ -25,6 +25,11 @@
 const struct controller_def controller_table[] = {
 	{"nodelifecycle", nodelifecycle_controller_start, nodelifecycle_controller_stop},
 	/* ---- workload controllers: add one line each below ---- */
+	{"replicaset", replicaset_controller_start, replicaset_controller_stop},
+	{"deployment", deployment_controller_start, deployment_controller_stop},
+	{"daemonset", daemonset_controller_start, daemonset_controller_stop},
+	{"endpoints", endpoints_controller_start, endpoints_controller_stop},
+	{"garbagecollector", gc_controller_start, gc_controller_stop},
 	/* ---- end of workload controllers ---- */
 	{NULL, NULL, NULL},
 };
