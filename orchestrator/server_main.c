@@ -14,7 +14,9 @@
 #include "client/kv_http.h"
 #include "lib/err.h"
 #include "lib/log.h"
+#include "orchestrator/agent/agent.h"
 #include "orchestrator/api/apiserver.h"
+#include "orchestrator/api/podproxy.h"
 #include "orchestrator/controllers/controllers.h"
 #include "orchestrator/scheduler/scheduler.h"
 #include "store/gateway.h"
@@ -33,6 +35,7 @@ struct options {
 	unsigned bookmark_ms;
 	const char *controllers;
 	bool no_scheduler;
+	bool no_agent;
 	struct controller_options copts;
 	struct sched_options sopts;
 };
@@ -45,6 +48,7 @@ struct app {
 	struct api_server *api;
 	struct controller_manager *cm;
 	struct scheduler *sched;
+	struct agent *agent;    /* the local node agent, unless --no-agent */
 	uv_signal_t sigterm, sigint;
 	int exit_code;
 	bool stopping;
@@ -208,6 +212,9 @@ static void shutdown_app(struct app *a)
 	a->cm = NULL;
 	sched_stop(a->sched);
 	a->sched = NULL;
+	if (a->agent != NULL)
+		agent_close(a->agent, NULL, NULL);
+	a->agent = NULL;
 	if (a->api != NULL)
 		api_server_close(a->api, api_closed, a);
 	else
@@ -277,7 +284,7 @@ int main(int argc, char **argv)
 		case 's': o.cluster_state = optarg; break;
 		case 'S': o.snapshot_count = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'e': o.store_endpoints = optarg; break;
-		case 'A': break;   /* no agent runs in this process yet */
+		case 'A': o.no_agent = true; break;
 		case 'B': o.bookmark_ms = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'C': o.controllers = optarg; break;
 		case 'N': o.no_scheduler = true; break;
@@ -424,6 +431,19 @@ int main(int argc, char **argv)
 		log_error("cannot start the controller manager");
 	if (!o.no_scheduler && sched_start(a.loop, self_url, &o.sopts, &a.sched) != 0)
 		log_error("cannot start the scheduler");
+	/* The agent endpoint token, shared with agents through the data dir. */
+	char tokpath[PATH_MAX + 16], token[128] = "", hn[256] = "localhost", adir[PATH_MAX + 16];
+	snprintf(tokpath, sizeof tokpath, "%s/agent-token", o.data_dir);
+	if (agent_token_load(tokpath, true, token, sizeof token) == 0)
+		podproxy_set_token(token);
+	else
+		log_error("cannot create %s: pod logs are unavailable", tokpath);
+	gethostname(hn, sizeof hn - 1);
+	snprintf(adir, sizeof adir, "%s/agent", o.data_dir);
+	struct agent_config agc = {.server = self_url, .node_name = hn, .data_dir = adir,
+				   .listen_host = "127.0.0.1", .listen_port = 0, .token = token[0] ? token : NULL};
+	if (!o.no_agent && agent_start(a.loop, &agc, &a.agent, errmsg) != 0)
+		log_error("cannot start the node agent: %s", errmsg);
 
 	uv_run(a.loop, UV_RUN_DEFAULT);
 	rv = uv_loop_close(a.loop);
