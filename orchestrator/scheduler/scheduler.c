@@ -390,7 +390,7 @@ static void on_bound(void *data, int status, json_t *body)
 	struct bind_req *r = data;
 	struct term *t = r->t;
 	json_t *pod;
-	char msg[600];
+	char msg[1024];
 
 	t->refs--;
 	if (t->stopping) {
