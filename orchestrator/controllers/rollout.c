@@ -243,6 +243,29 @@ static uint32_t fnv32a(uint32_t h, const unsigned char *p, size_t n)
 	return h;
 }
 
+/* Drops null members at every depth: to Kubernetes (Go structs) a null
+ * field is the zero value, so {"creationTimestamp": null}, which kubectl
+ * sends in templates, equals its absence. */
+static void drop_nulls(json_t *v)
+{
+	const char *k;
+	json_t *x;
+	void *tmp;
+	size_t i;
+
+	if (json_is_object(v)) {
+		json_object_foreach_safe(v, tmp, k, x) {
+			if (json_is_null(x))
+				json_object_del(v, k);
+			else
+				drop_nulls(x);
+		}
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, x)
+			drop_nulls(x);
+	}
+}
+
 static json_t *without_hash(json_t *template)
 {
 	json_t *t = json_deep_copy(template);
@@ -250,6 +273,7 @@ static json_t *without_hash(json_t *template)
 
 	if (t == NULL)
 		return NULL;
+	drop_nulls(t);
 	labels = json_object_get(json_object_get(t, "metadata"), "labels");
 	if (json_is_object(labels))
 		json_object_del(labels, ROLLOUT_HASH_LABEL);

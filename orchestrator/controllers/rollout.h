@@ -66,14 +66,15 @@ void rollout_proportional(struct rollout_rs *rs, size_t n, int replicas, int sur
 void rollout_sort_oldest_first(struct rollout_rs *rs, size_t n);
 
 /* The pod-template-hash of a pod template: FNV-32a over its canonical JSON
- * (sorted keys, without the pod-template-hash label) and the collision count
+ * (sorted keys, null members dropped, without the pod-template-hash label) and the collision count
  * as four little-endian bytes (when collision_count >= 0), the decimal value
  * written with the alphabet "bcdfghjklmnpqrstvwxz2456789". out holds at
  * least 11 bytes. */
 void rollout_template_hash(json_t *template, int64_t collision_count, char out[static 11]);
 
 /* True when two pod templates are equal apart from the pod-template-hash
- * label (how a Deployment finds the ReplicaSet of its current template). */
+ * label and null members (how a Deployment finds the ReplicaSet of its
+ * current template). */
 bool rollout_templates_equal(json_t *a, json_t *b);
 
 /* What a ReplicaSet knows about a pod when choosing whom to delete. */

@@ -194,6 +194,10 @@ def image_of(obj):
     return obj["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
+def pod_image(pod):
+    return pod["spec"]["containers"][0]["image"]
+
+
 def rollout_scenario(ver):
     srv, k = start()
     try:
@@ -220,7 +224,7 @@ def rollout_scenario(ver):
         assert rs["2"]["spec"]["replicas"] == 3 and rs["1"]["spec"]["replicas"] == 0
         assert image_of(rs["2"]) == "busybox:1.36"
         pods = live_pods(srv, "app=web")
-        assert len(pods) == 3 and {image_of({"spec": p}) for p in pods} == {"busybox:1.36"}
+        assert len(pods) == 3 and {pod_image(p) for p in pods} == {"busybox:1.36"}
         d = get(srv, APPS + "/deployments/web")
         assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
         st = d["status"]
@@ -239,7 +243,7 @@ def rollout_scenario(ver):
         assert image_of(get(srv, APPS + "/deployments/web")) == "busybox"
         rs = {r["metadata"]["name"]: r for r in rs_of(srv, "web")}
         back = rs["web-" + h]
-        assert back["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+        assert back["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3", back
         assert back["metadata"]["annotations"][
             "deployment.kubernetes.io/revision-history"] == "1"
         assert back["spec"]["replicas"] == 3 and len(rs) == 2
@@ -258,7 +262,7 @@ def rollout_scenario(ver):
         assert len(rs_of(srv, "web")) == 2, "a paused deployment rolled out"
         srv.must(ver, "rollout", "resume", "deployment/web")
         rollout_ok(srv, ver, "web")
-        assert {image_of({"spec": p}) for p in live_pods(srv, "app=web")} == {"busybox:1.37"}
+        assert {pod_image(p) for p in live_pods(srv, "app=web")} == {"busybox:1.37"}
 
         before = {r["metadata"]["name"] for r in rs_of(srv, "web")}
         srv.must(ver, "rollout", "restart", "deployment/web")
@@ -468,7 +472,7 @@ def test_daemonset():
         assert rc == 0, (out, err)
         pods = live_pods(srv, "app=agent")
         assert sorted(p["spec"]["nodeName"] for p in pods) == ["n1", "n3", "n4"]
-        assert {image_of({"spec": p}) for p in pods} == {"busybox:1.36"}
+        assert {pod_image(p) for p in pods} == {"busybox:1.36"}
         ct.wait_until(lambda: status().get("updatedNumberScheduled") == 3, timeout=20,
                       what="status: 3 updated")
     finally:

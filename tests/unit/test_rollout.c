@@ -181,7 +181,7 @@ static void test_hash_known_values(void **state)
 	json_decref(t);
 }
 
-/* The hash ignores key order and the hash label, and changes with the image. */
+/* The hash ignores key order, nulls and the hash label, and changes with the image. */
 static void test_hash_stable(void **state)
 {
 	json_t *a = J("{\"metadata\":{\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":"
@@ -190,6 +190,10 @@ static void test_hash_stable(void **state)
 		      "\"metadata\":{\"labels\":{\"pod-template-hash\":\"xyz\",\"app\":\"web\"}}}");
 	json_t *c = J("{\"metadata\":{\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":"
 		      "[{\"name\":\"c\",\"image\":\"nginx:2\"}]}}");
+	/* kubectl's templates carry "creationTimestamp": null. */
+	json_t *n = J("{\"metadata\":{\"creationTimestamp\":null,\"labels\":{\"app\":\"web\"}},"
+		      "\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"nginx\"}]}}");
+	char hn[11];
 	char ha[11], hb[11], hc[11], h0[11];
 	size_t i;
 
@@ -205,6 +209,10 @@ static void test_hash_stable(void **state)
 		assert_non_null(strchr("bcdfghjklmnpqrstvwxz2456789", ha[i]));
 	assert_true(rollout_templates_equal(a, b));
 	assert_false(rollout_templates_equal(a, c));
+	assert_true(rollout_templates_equal(a, n));
+	rollout_template_hash(n, 0, hn);
+	assert_string_equal(ha, hn);
+	json_decref(n);
 	json_decref(a);
 	json_decref(b);
 	json_decref(c);
