@@ -22,6 +22,7 @@ def test_removed_follower_exits():
     cl = tm.Cluster().start()
     prefix = "rmx/"
     try:
+        tm.ready_for_changes(cl)
         leader = cl.wait_leader()
         victim, other = [m for m in cl.members if m is not leader]
         vid = tm.member_id(victim)

@@ -67,6 +67,13 @@ class Cluster(tc.Cluster):
         return self
 
 
+def ready_for_changes(cl):
+    """etcd refuses membership changes ("unhealthy cluster") until every
+    member has been connected for 5 s; capstan accepts them at once."""
+    if not CAPSTAN:
+        time.sleep(6)
+
+
 def member_list(m, timeout=10):
     st, body = m.post("/v3/cluster/member/list", {}, timeout=timeout)
     assert st == 200, (m.name, st, body)
@@ -165,6 +172,7 @@ def test_member_add_under_load_catches_up_and_votes():
     new = None
     prefix = "add/"
     try:
+        ready_for_changes(cl)
         leader = cl.wait_leader()
         ask = next(m for m in cl.members if m is not leader)   # a follower relays the change
         stop, writers = start_writers(cl, prefix)
@@ -222,6 +230,7 @@ def test_member_remove_under_load_others_keep_serving():
     cl = Cluster().start()
     prefix = "rm/"
     try:
+        ready_for_changes(cl)
         leader = cl.wait_leader()
         victim, other = [m for m in cl.members if m is not leader]
         vid = member_id(victim)
@@ -258,6 +267,7 @@ def test_one_membership_change_at_a_time():
     cl = Cluster().start()
     followers = []
     try:
+        ready_for_changes(cl)
         leader = cl.wait_leader()
         followers = [m for m in cl.members if m is not leader]
         x, y = Member(name="x"), Member(name="y")
@@ -309,6 +319,7 @@ def test_replace_member_with_wiped_data_dir():
     """A member that lost its data dir is removed, wiped, re-added and restarted with existing: it rejoins with equal hashes."""
     cl = Cluster().start()
     try:
+        ready_for_changes(cl)
         leader = cl.wait_leader()
         victim = next(m for m in cl.members if m is not leader)
         for i in range(200):
@@ -489,8 +500,8 @@ def _timed_post(m, path, body, timeout):
     return st, ans, time.time() - t0
 
 
-def test_no_leader_fails_fast_with_503():
-    """With two of three members paused, the remaining one answers 503 "no leader" in bounded time, then recovers."""
+def test_no_leader_fails_in_bounded_time():
+    """With two of three members paused, the remaining one answers an error (capstan: 503 "no leader") in bounded time, then recovers."""
     cl = Cluster().start()
     paused = []
     try:
@@ -502,7 +513,9 @@ def test_no_leader_fails_fast_with_503():
             for m in paused:
                 pause(m)
             t0 = time.time()
-            ct.wait_until(lambda: str((status(keep) or {}).get("leader", "x")) == "0", timeout=BOUND,
+            # etcd omits a zero leader from the answer, as it omits every default.
+            ct.wait_until(lambda: str((status(keep) or {"leader": "x"}).get("leader", "0")) == "0",
+                          timeout=BOUND,
                           what="%s noticing it has no leader" % keep.name)
             t_noticed = time.time() - t0
             for path, body in (("/v3/kv/put", {"key": b64("nl/k"), "value": b64("v")}),
@@ -512,10 +525,12 @@ def test_no_leader_fails_fast_with_503():
                 print("# round %d (%s kept): leader gone after %.2fs; %s -> %s %s in %.2fs" % (
                     round_no, "leader" if keep is leader else "follower", t_noticed, path, st,
                     ans.get("message") if isinstance(ans, dict) else ans, took))
-                assert st == 503, (path, st, ans)
+                # An answer, not a hang (etcd answers 500 or 503 after its
+                # 7 s request timeout).
+                assert st is not None and st != 200, (path, st, ans)
                 assert took < BOUND, "%s took %.1fs without a leader" % (path, took)
                 if CAPSTAN:
-                    assert ans.get("message") == "etcdserver: no leader", ans
+                    assert st == 503 and ans.get("message") == "etcdserver: no leader", ans
             # A serializable read needs no leader.
             st, ans = keep.post("/v3/kv/range", {"key": b64("cluster-ready"), "serializable": True}, timeout=10)
             assert st == 200 and ans.get("kvs"), (st, ans)
