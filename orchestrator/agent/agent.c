@@ -112,6 +112,7 @@ struct apod {
 	bool gone_from_api;          /* DELETED seen */
 	bool terminating;
 	bool final_delete_sent;
+	int delete_attempts;
 	bool kill_sent;
 	uv_timer_t kill_timer;
 	/* configMaps and secrets the env refers to */
@@ -166,6 +167,7 @@ struct agent {
 };
 
 static void pod_sync(struct apod *p);
+static void on_retry_timer(uv_timer_t *t);
 static void pod_publish(struct apod *p);
 static void pod_unref(struct apod *p);
 static void ctr_on_exit(void *data, struct runtime_container *rc, const struct runtime_exit *e);
@@ -1159,11 +1161,15 @@ static void on_final_delete(void *data, int status, json_t *body)
 {
 	struct apod *p = data;
 	(void)body;
-	if (!p->freed && status != 200 && status != 202 && status != 404 && status != 409 &&
-	    !p->a->closing) {
-		/* Retry on the next sync. */
-		p->final_delete_sent = false;
+	if (!p->freed && status != 200 && status != 202 && status != 404 && !p->a->closing) {
+		/* A write raced ours (409) or the server failed: try again in a
+		 * second, a few times; a uid mismatch means the pod was replaced
+		 * and this one is gone anyway. */
 		log_warn("%s/%s: final delete answered %d", p->ns, p->name, status);
+		if (++p->delete_attempts < 10) {
+			p->final_delete_sent = false;
+			uv_timer_start(&p->retry_timer, on_retry_timer, 1000, 0);
+		}
 	}
 	pod_unref(p);
 }
@@ -1360,6 +1366,11 @@ static void pod_publish(struct apod *p)
 	json_t *st, *patch;
 	char *dump;
 	if (p->freed || !p->started || p->a->closing)
+		return;
+	/* No status writes once deletion started: the API server removes a
+	 * pod with deletionTimestamp on its next write, which would end the
+	 * grace period early. The final delete ends it properly. */
+	if (jstr(p->pod, "metadata.deletionTimestamp") != NULL || p->gone_from_api)
 		return;
 	if (p->status_inflight) {
 		p->status_dirty = true;

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -378,6 +379,8 @@ static _Noreturn void shim_main(const struct shim_args *a)
 	ssize_t n;
 
 	setsid();
+	/* ps shows the shim as what it is, not as a copy of the agent. */
+	prctl(PR_SET_NAME, "capstan-shim", 0, 0, 0);
 	reset_signals();
 	/* SIGTERM to the group is for the container; the shim stays to record
 	 * how it ended. */
