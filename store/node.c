@@ -1,5 +1,6 @@
 /* node.c — one raft member and the group commit of proposals: see node.h. */
 #include "store/node.h"
+#include "store/raft_guard.h"
 
 #include <errno.h>
 #include <raft/uv.h>
@@ -56,6 +57,7 @@ struct node {
 	struct node_config cfg;
 	struct raft raft;
 	struct raft_io io;
+	struct raft_guard guard;   /* wraps io: see raft_guard.h */
 	struct raft_uv_transport transport;
 	char raft_dir[4096];
 	char address[256];
@@ -606,7 +608,8 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
 		goto err_transport;
 	}
 	raft_uv_set_snapshot_compression(&n->io, true);
-	rv = raft_init(&n->raft, &n->io, cfg->fsm, n->id, n->address);
+	raft_guard_init(&n->guard, &n->io);
+	rv = raft_init(&n->raft, &n->guard.io, cfg->fsm, n->id, n->address);
 	if (rv != 0) {
 		cap_errmsg_printf(errmsg, "raft: %s", raft_errmsg(&n->raft));
 		rv = CAP_EIO;

@@ -26,6 +26,7 @@
 #include "lib/jsonx.h"
 #include "lib/log.h"
 #include "orchestrator/api/apiserver.h"
+#include "orchestrator/api/protobuf.h"
 #include "orchestrator/api/defaults.h"
 #include "orchestrator/api/patch.h"
 #include "orchestrator/api/resources.h"
@@ -1939,7 +1940,19 @@ static json_t *parse_delete_options(struct rq *q)
 	json_t *dr;
 	if (q->req->body_len == 0)
 		return NULL;
-	q->opts = json_loadb(q->req->body, q->req->body_len, 0, NULL);
+	if (pb_is_protobuf(http_req_header(q->req, "Content-Type"))) {
+		/* kubectl 1.32+ sends DeleteOptions as protobuf. */
+		const uint8_t *raw;
+		size_t raw_len;
+		char kind[64], api_version[64], errmsg[CAP_ERRMSG_SIZE];
+		if (pb_unwrap((const uint8_t *)q->req->body, q->req->body_len, &raw, &raw_len,
+			      kind, sizeof kind, api_version, sizeof api_version) != 0 ||
+		    strcmp(kind, "DeleteOptions") != 0 ||
+		    (q->opts = pb_delete_options_to_json(raw, raw_len, errmsg)) == NULL)
+			return api_status_bad_request("the DeleteOptions protobuf body is malformed");
+	} else {
+		q->opts = json_loadb(q->req->body, q->req->body_len, 0, NULL);
+	}
 	if (!json_is_object(q->opts)) {
 		json_decref(q->opts);
 		q->opts = NULL;

@@ -26,6 +26,7 @@
 #include "lib/kv.h"
 #include "lib/log.h"
 #include "store/mvcc.h"
+#include "store/raft_guard.h"
 #include "store/store.h"
 
 #define N_SERVERS 3
@@ -71,6 +72,8 @@ struct election_barrier {
 
 struct cluster {
 	struct raft_fixture f;
+	/* Each member's io goes through the store's guard, as in store/node.c. */
+	struct raft_guard guards[N_SERVERS];
 	uv_loop_t loop;
 	char base[64];
 	char dirs[N_SERVERS][96];
@@ -89,6 +92,9 @@ struct cluster {
 	int last_state[N_SERVERS];
 	raft_term ready_term[N_SERVERS];  /* the term whose election barrier applied */
 };
+
+static void guard(struct cluster *c, unsigned i);
+
 
 /* ---- the cluster ---- */
 
@@ -222,12 +228,23 @@ static int setup(void **state)
 		struct raft *r = raft_fixture_get(&c->f, i);
 		store_fsm_bind(c->stores[i], r);
 		set_raft_options(r);
+		guard(c, i);
 	}
 	if (raft_fixture_start(&c->f) != 0)
 		return -1;
 	raft_fixture_hook(&c->f, on_step);
 	*state = c;
 	return 0;
+}
+
+/* Puts member i's io behind the guard that corrects libraft 0.15's
+ * follower replies (store/raft_guard.h), exactly as capstan runs it. */
+static void guard(struct cluster *c, unsigned i)
+{
+	struct raft *r = raft_fixture_get(&c->f, i);
+	raft_guard_init(&c->guards[i], r->io);
+	r->io = &c->guards[i].io;
+	c->guards[i].io.data = r;
 }
 
 static void remove_dir(const char *path)
@@ -320,6 +337,7 @@ static void restart(struct cluster *c, unsigned i, bool reopen)
 	}
 	assert_int_equal(raft_init(r, &s->io, store_fsm(c->stores[i]), s->id, s->address), 0);
 	set_raft_options(r);
+	guard(c, i);
 	store_fsm_bind(c->stores[i], r);
 	assert_int_equal(raft_start(r), 0);
 }

@@ -1,0 +1,34 @@
+/* raft_guard.h — a raft_io that wraps another and corrects one reply of
+ * libraft 0.15's followers.
+ *
+ * The flaw: a follower answering an AppendEntries that it handles at once (a
+ * heartbeat, or entries it already holds) reports its whole stored log as
+ * matching (last_log_index = last stored), including stale entries of
+ * earlier terms beyond what the leader sent. A new leader counts those as
+ * replicated, can commit an entry that only it holds, and then never repairs
+ * that follower: an acknowledged write can be lost. In Raft a success means
+ * "my log matches yours up to prevLogIndex + len(entries)", so the guard
+ * clamps the reply to that. Replies sent after an asynchronous append are
+ * exact already (the follower truncated any conflict before appending).
+ *
+ * Everything else is passed through unchanged. Threading: loop thread only.
+ * Ownership: the guard borrows inner, which must outlive it. */
+#ifndef CAPSTAN_RAFT_GUARD_H
+#define CAPSTAN_RAFT_GUARD_H
+
+#include <raft.h>
+#include <stdbool.h>
+
+struct raft_guard {
+	struct raft_io io;      /* hand this to raft_init */
+	struct raft_io *inner;
+	raft_io_tick_cb tick;
+	raft_io_recv_cb recv;
+	bool in_append;         /* inside raft's handling of an AppendEntries */
+	raft_index limit;       /* prevLogIndex + len(entries) of that request */
+	unsigned long clamped;  /* replies corrected, for tests and logs */
+};
+
+void raft_guard_init(struct raft_guard *g, struct raft_io *inner);
+
+#endif
