@@ -61,8 +61,9 @@ class Cluster(tc.Cluster):
         super().start()
         # Every member has published its name and client URL (member list
         # says "started"), so forwarding and discovery work from anywhere.
-        ct.wait_until(lambda: all(m.get("name") and m.get("clientURLs")
-                                  for m in member_list(self.members[0])),
+        # Each member answers member list from its own applied state.
+        ct.wait_until(lambda: all(x.get("name") and x.get("clientURLs")
+                                  for m in self.members for x in member_list(m)),
                       timeout=tc.START_TIMEOUT, interval=0.1, what="every member started")
         return self
 
