@@ -1793,6 +1793,36 @@ static bool is_protected_namespace(const char *name)
 	       strcmp(name, "kube-public") == 0;
 }
 
+/* Foreground and Orphan deletion are carried out by the garbage collector:
+ * the API server marks the owner with the matching finalizer (as Kubernetes
+ * does), so it lives, with a deletionTimestamp, until the collector is done. */
+static void add_propagation_finalizer(struct rq *q, json_t *meta)
+{
+	const char *policy = json_string_value(json_object_get(q->opts, "propagationPolicy"));
+	const char *name = NULL;
+	json_t *fin;
+	size_t i;
+	json_t *v;
+	if (json_object_get(meta, "deletionTimestamp") != NULL)
+		return;
+	if (policy != NULL && strcmp(policy, "Foreground") == 0)
+		name = "foregroundDeletion";
+	else if ((policy != NULL && strcmp(policy, "Orphan") == 0) ||
+		 json_is_true(json_object_get(q->opts, "orphanDependents")))
+		name = "orphan";
+	if (name == NULL)
+		return;
+	fin = json_object_get(meta, "finalizers");
+	if (!json_is_array(fin)) {
+		fin = json_array();
+		json_object_set_new(meta, "finalizers", fin);
+	}
+	json_array_foreach(fin, i, v)
+		if (json_is_string(v) && strcmp(json_string_value(v), name) == 0)
+			return;
+	json_array_append_new(fin, json_string(name));
+}
+
 static void on_delete_get(void *data, json_t *answer, json_t *err)
 {
 	struct rq *q = data;
@@ -1852,6 +1882,7 @@ static void on_delete_get(void *data, json_t *answer, json_t *err)
 		return;
 	}
 	meta = meta_of(q->cur);
+	add_propagation_finalizer(q, meta);
 	fin = json_object_get(meta, "finalizers");
 	grace = grace_seconds(q, q->cur);
 	graceful = strcmp(q->res->plural, "pods") == 0 && grace > 0 &&

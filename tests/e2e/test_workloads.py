@@ -331,9 +331,9 @@ def test_rollout_proportional_scaling():
 
 
 def test_delete_cascades():
-    """Deleting a Deployment removes its ReplicaSets and pods; with the
-    foregroundDeletion finalizer the Deployment goes last; with the orphan
-    finalizer they stay, without owner references."""
+    """Deleting a Deployment removes its ReplicaSets and pods; with
+    --cascade=foreground the Deployment goes last; with --cascade=orphan they
+    stay, without owner references."""
     srv, k = start()
     try:
         for name in ("bg", "fg", "orph"):
@@ -347,12 +347,8 @@ def test_delete_cascades():
             r for r in items(srv, APPS + "/replicasets") if r["metadata"]["name"].startswith(
                 "bg-")], timeout=30, what="bg's ReplicaSet and pods collected")
 
-        # The finalizers kubectl's --cascade=foreground|orphan ask the API
-        # server for, set by hand (docs/workloads.md).
-        for name, fin in (("fg", "foregroundDeletion"), ("orph", "orphan")):
-            code, body = srv.json("PATCH", APPS + "/deployments/" + name,
-                                  {"metadata": {"finalizers": [fin]}}, headers=MERGE)
-            assert code == 200, body
+        # kubectl's --cascade=foreground|orphan: the API server adds the
+        # matching finalizer and the garbage collector does the rest.
         fg_rs = rs_of(srv, "fg")
         srv.must("1.27", "delete", "deployment", "fg", "--cascade=foreground", "--wait=false")
         rs_name = fg_rs[0]["metadata"]["name"]
