@@ -70,6 +70,11 @@ struct store {
 	struct pending *url_wait;
 	bool ri_busy;
 	bool fatal;
+	bool removed;           /* this member was removed from the cluster */
+	uint64_t leaderless_since;   /* loop time, 0 while a leader is known */
+	uint64_t next_probe;
+	unsigned probe_turn;
+	bool probing;
 	int closed_handles;
 	uint64_t rng;
 	void (*close_cb)(void *data);
@@ -1583,15 +1588,74 @@ static void retry_url_wait(struct store *s)
 	}
 }
 
+static void probe_done(void *data, int status, json_t *ans)
+{
+	struct store *s = data;
+	char key[24];
+	json_t *members = json_object_get(ans, "members");
+	size_t i;
+	json_t *m;
+	bool listed = false;
+	s->probing = false;
+	if (s->fatal || status != 200 || !json_is_array(members) || json_array_size(members) == 0)
+		return;
+	snprintf(key, sizeof key, "%" PRIu64, node_id(s->node));
+	json_array_foreach(members, i, m)
+		if (strcmp(json_string_value(json_object_get(m, "ID")) ?: "", key) == 0)
+			listed = true;
+	if (!listed) {
+		s->removed = true;
+		fatal(s, "this member was removed from the cluster");
+	}
+}
+
+/* A removed member never applies its own removal (the leader stops sending
+ * to it at once), so one that has had no leader for a while asks another
+ * member whether it is still listed, as etcd's removed members learn from
+ * their peers. */
+static void probe_removal(struct store *s)
+{
+	uint64_t now = uv_now(s->loop);
+	const char *k;
+	json_t *attr;
+	const char *urls[NODE_MAX_MEMBERS];
+	size_t n = 0;
+	char self[24];
+	if (node_leader(s->node) != 0) {
+		s->leaderless_since = 0;
+		return;
+	}
+	if (s->leaderless_since == 0)
+		s->leaderless_since = now;
+	if (s->probing || now - s->leaderless_since < 3000 || now < s->next_probe)
+		return;
+	s->next_probe = now + 2000;
+	snprintf(self, sizeof self, "%" PRIu64, node_id(s->node));
+	json_object_foreach(s->members, k, attr) {
+		const char *url = json_string_value(json_array_get(json_object_get(attr, "clientURLs"), 0));
+		if (strcmp(k, self) != 0 && url != NULL && n < NODE_MAX_MEMBERS)
+			urls[n++] = url;
+	}
+	if (n == 0)
+		return;
+	json_t *body = json_object();
+	if (forwarder_post(s->fw, urls[s->probe_turn++ % n], "/v3/cluster/member/list", body, 2000,
+			   probe_done, s) == 0)
+		s->probing = true;
+	json_decref(body);
+}
+
 static void tick_cb(uv_timer_t *t)
 {
 	struct store *s = t->data;
 	if (s->fatal)
 		return;
 	if (node_removed(s->node)) {
+		s->removed = true;
 		fatal(s, "this member was removed from the cluster");
 		return;
 	}
+	probe_removal(s);
 	maybe_publish(s);
 	retry_url_wait(s);
 	ri_kick(s);
@@ -1813,6 +1877,11 @@ struct mvcc *store_mvcc(struct store *s)
 bool store_is_leader(struct store *s)
 {
 	return node_leader_ready(s->node);
+}
+
+bool store_removed(const struct store *s)
+{
+	return s->removed;
 }
 
 bool store_has_member(struct store *s, uint64_t id)

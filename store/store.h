@@ -64,6 +64,9 @@ bool store_is_leader(struct store *s);
  * carry "cap" (the cap_err) besides etcd's fields. */
 int store_internal_propose(struct store *s, json_t *body, kv_cb cb, void *data);
 int store_internal_read_index(struct store *s, kv_cb cb, void *data);
+/* True once this member learned it was removed from the cluster (the store
+ * has then called on_fatal; etcd's removed members exit with status 0). */
+bool store_removed(const struct store *s);
 /* Whether id names a member of the cluster. */
 bool store_has_member(struct store *s, uint64_t id);
 

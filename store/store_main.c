@@ -115,7 +115,8 @@ static void on_fatal(void *data, const char *why)
 {
 	struct app *a = data;
 	(void)why;
-	a->exit_code = 1;
+	/* Being removed from the cluster is an orderly end, as with etcd. */
+	a->exit_code = a->store != NULL && store_removed(a->store) ? 0 : 1;
 	shutdown_app(a);
 }
 
