@@ -1589,15 +1589,16 @@ static json_t *apply_patch(struct rq *q, json_t *target, json_t **status)
 			return NULL;
 		}
 		rv = patch_json(target, q->body, &out, errmsg);
+	} else if (strstr(pt, "strategic-merge-patch+json") != NULL) {
+		/* Tested before merge-patch: its name contains that one's. */
+		const char *kind = json_string_value(json_object_get(target, "kind"));
+		rv = patch_strategic(target, q->body, kind ? kind : q->res->kind, &out, errmsg);
 	} else if (strstr(pt, "merge-patch+json") != NULL) {
 		rv = patch_merge(target, q->body, &out, errmsg);
 	} else if (strstr(pt, "apply-patch") != NULL) {
 		/* Server-side apply without field ownership: the applied
 		 * configuration is merged over the live object. */
 		rv = patch_merge(target, q->body, &out, errmsg);
-	} else if (strstr(pt, "strategic-merge-patch+json") != NULL) {
-		const char *kind = json_string_value(json_object_get(target, "kind"));
-		rv = patch_strategic(target, q->body, kind ? kind : q->res->kind, &out, errmsg);
 	} else {
 		rv = CAP_EINVAL;
 	}

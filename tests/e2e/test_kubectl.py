@@ -18,7 +18,10 @@ def server():
     """The server the tests share (bookmarks every 300 ms for the bookmark test)."""
     global _server
     if _server is None or _server.proc.poll() is not None:
-        _server = kh.ApiServer(extra=["--watch-bookmark-interval", "300"]).start()
+        # The API server alone: no controllers or scheduler changing objects
+        # under the exact-output checks.
+        _server = kh.ApiServer(extra=["--watch-bookmark-interval", "300",
+                                      "--controllers", "-all", "--no-scheduler"]).start()
     return _server
 
 

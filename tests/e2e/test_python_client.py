@@ -29,7 +29,8 @@ def api():
     """Clients on the kubeconfig a fresh capstan-server wrote."""
     global _server
     if _server is None or _server.proc.poll() is not None:
-        _server = kh.ApiServer().start()
+        # The API server alone, so only the test changes the pods it watches.
+        _server = kh.ApiServer(extra=["--controllers", "-all", "--no-scheduler"]).start()
     c = config.new_client_from_config(config_file=_server.kubeconfig)
     return client.CoreV1Api(c), client.AppsV1Api(c)
 

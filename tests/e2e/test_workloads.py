@@ -227,6 +227,8 @@ def rollout_scenario(ver):
         assert len(pods) == 3 and {pod_image(p) for p in pods} == {"busybox:1.36"}
         d = get(srv, APPS + "/deployments/web")
         assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+        # kubectl's strategic patch directives are applied, never stored.
+        assert "$setElementOrder" not in json.dumps(d), d["spec"]["template"]
         st = d["status"]
         assert (st["updatedReplicas"], st["readyReplicas"], st["availableReplicas"]) == \
             (3, 3, 3), st
