@@ -1,6 +1,7 @@
 /* node.c — one raft member and the group commit of proposals: see node.h. */
 #include "store/node.h"
 #include "store/raft_guard.h"
+#include "store/raft_nodelay.h"
 
 #include <errno.h>
 #include <raft/uv.h>
@@ -59,6 +60,7 @@ struct node {
 	struct raft_io io;
 	struct raft_guard guard;   /* wraps io: see raft_guard.h */
 	struct raft_uv_transport transport;
+	struct raft_nodelay nodelay;   /* wraps transport: see raft_nodelay.h */
 	char raft_dir[4096];
 	char address[256];
 	uint64_t id;
@@ -601,7 +603,8 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
 		}
 		raft_uv_tcp_set_bind_address(&n->transport, bind);
 	}
-	rv = raft_uv_init(&n->io, loop, n->raft_dir, &n->transport);
+	raft_nodelay_init(&n->nodelay, &n->transport);
+	rv = raft_uv_init(&n->io, loop, n->raft_dir, &n->nodelay.transport);
 	if (rv != 0) {
 		cap_errmsg_printf(errmsg, "raft storage in %s: %s", n->raft_dir, n->io.errmsg);
 		rv = CAP_EIO;
