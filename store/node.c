@@ -245,6 +245,16 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 	batch_finish(b, status == RAFT_SHUTDOWN ? CAP_ESTOPPED : CAP_ELEADERCHANGED);
 }
 
+void *node_entry_data(struct node *n, const struct cmd_entry *e, uint32_t i)
+{
+	if (e->origin != n->id)
+		return NULL;
+	for (struct batch *b = n->inflight_head; b; b = b->next)
+		if (b->seq == e->seq && b->count == e->count && b->results == NULL)
+			return i < b->count ? b->datas[i] : NULL;
+	return NULL;
+}
+
 void node_take_results(struct node *n, const struct cmd_entry *e, void **results)
 {
 	if (e->origin == n->id) {

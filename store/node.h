@@ -87,6 +87,10 @@ uint64_t node_applying_index(const struct node *n);
  * ownership of the array. */
 void node_take_results(struct node *n, const struct cmd_entry *e, void **results);
 
+/* For the FSM apply: the data pointer given to node_propose for command i
+ * of an entry this member proposed and still waits for, else NULL. */
+void *node_entry_data(struct node *n, const struct cmd_entry *e, uint32_t i);
+
 uint64_t node_id(const struct node *n);
 uint64_t node_cluster_id(const struct node *n);
 uint64_t node_term(const struct node *n);

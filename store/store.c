@@ -101,6 +101,10 @@ struct pending {
 	size_t cmd_len;
 	bool retried;
 	uint64_t read_index;   /* follower reads: the leader's applied index */
+	/* a proposal's request as parsed when it arrived: the leader applies
+	 * it without parsing its command again (followers parse the command,
+	 * which is the same request as JSON) */
+	struct apply_req *parsed;
 	uint64_t deadline_ms;  /* url_wait: when to give up */
 	struct pending *next;
 	/* internal proposals (from a follower) answer in raw form */
@@ -217,8 +221,16 @@ static void load_members(struct store *s)
 	s->published = false;
 }
 
+static void lease_bookkeeping(struct store *s, const struct apply_req *req)
+{
+	if (apply_req_op(req) == KV_LEASE_GRANT)
+		lease_granted(s->leases, apply_lease_id(req), apply_lease_ttl(req));
+	else if (apply_req_op(req) == KV_LEASE_REVOKE)
+		lease_revoked(s->leases, apply_lease_id(req));
+}
+
 static struct result *apply_one(struct store *s, const uint8_t *cmd, size_t len,
-				struct mvcc_events *events)
+				const struct apply_req *parsed, struct mvcc_events *events)
 {
 	struct result *r = calloc(1, sizeof *r);
 	struct apply_req *req = NULL;
@@ -227,6 +239,12 @@ static struct result *apply_one(struct store *s, const uint8_t *cmd, size_t len,
 
 	if (r == NULL)
 		return NULL;
+	if (parsed != NULL) {
+		r->err = apply_exec(s->mvcc, parsed, &r->answer, events, &r->rev, r->errmsg);
+		if (r->err == 0)
+			lease_bookkeeping(s, parsed);
+		return r;
+	}
 	if (len < 1 || (cmd[0] >= KV_OP_COUNT && cmd[0] != CMD_MEMBER_ATTR)) {
 		r->err = CAP_ECORRUPT;
 		return r;
@@ -247,12 +265,8 @@ static struct result *apply_one(struct store *s, const uint8_t *cmd, size_t len,
 	if (r->err != 0)
 		return r;
 	r->err = apply_exec(s->mvcc, req, &r->answer, events, &r->rev, r->errmsg);
-	if (r->err == 0) {
-		if (apply_req_op(req) == KV_LEASE_GRANT)
-			lease_granted(s->leases, apply_lease_id(req), apply_lease_ttl(req));
-		else if (apply_req_op(req) == KV_LEASE_REVOKE)
-			lease_revoked(s->leases, apply_lease_id(req));
-	}
+	if (r->err == 0)
+		lease_bookkeeping(s, req);
 	apply_req_free(req);
 	return r;
 }
@@ -281,7 +295,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		return RAFT_IOERR;
 	}
 	for (uint32_t i = 0; i < e.count; i++) {
-		struct result *r = apply_one(s, e.cmds[i], e.lens[i], &events);
+		struct pending *mine = s->node ? node_entry_data(s->node, &e, i) : NULL;
+		struct result *r = apply_one(s, e.cmds[i], e.lens[i], mine ? mine->parsed : NULL,
+					     &events);
 		results[i] = r;
 		if (r == NULL || r->err == CAP_ENOMEM || r->err == CAP_EIO || r->err == CAP_ECORRUPT) {
 			/* Not the request's fault: applying cannot go on consistently. */
@@ -413,6 +429,7 @@ static const char *leader_url(struct store *s)
 static void pending_free(struct pending *p)
 {
 	apply_req_free(p->req);
+	apply_req_free(p->parsed);
 	free(p->cmd);
 	free(p);
 }
@@ -539,12 +556,18 @@ static struct pending *pending_new(struct store *s, uint8_t op, json_t *req, kv_
 	return p;
 }
 
-static int propose(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data)
+/* Proposes req; parsed (may be NULL) is req already parsed, owned from here
+ * on, so the leader need not parse the command again when it applies. */
+static int propose(struct store *s, enum kv_op op, json_t *req, struct apply_req *parsed,
+		   kv_cb cb, void *data)
 {
 	struct pending *p = pending_new(s, (uint8_t)op, req, cb, data);
 	int rv;
-	if (p == NULL)
+	if (p == NULL) {
+		apply_req_free(parsed);
 		return CAP_ENOMEM;
+	}
+	p->parsed = parsed;
 	rv = submit(p);
 	if (rv != 0)
 		pending_free(p);
@@ -849,7 +872,7 @@ static int call_lease_grant(struct store *s, json_t *req, kv_cb cb, void *data)
 	}
 	if (ttl < LEASE_MIN_TTL)
 		json_object_set_new(copy, "TTL", json_integer(LEASE_MIN_TTL));
-	rv = propose(s, KV_LEASE_GRANT, copy, cb, data);
+	rv = propose(s, KV_LEASE_GRANT, copy, NULL, cb, data);
 	json_decref(copy);
 	return rv;
 }
@@ -1267,8 +1290,7 @@ int store_call(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data
 			fail(cb, data, CAP_ELEASENOTFOUND, NULL);
 			return CAP_OK;
 		}
-		apply_req_free(parsed);
-		return propose(s, op, req, cb, data);
+		return propose(s, op, req, parsed, cb, data);
 	case KV_LEASE_GRANT:
 		rv = apply_parse(op, req, &parsed, errmsg);
 		apply_req_free(parsed);
