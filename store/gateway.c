@@ -24,6 +24,15 @@ struct gateway {
 	struct http_server *http;
 	struct gateway_config cfg;
 	struct watch_session *sessions;
+	/* The events of the last delivery, encoded once for every watcher that
+	 * gets the same selection (see events_text). */
+	struct {
+		const struct mvcc_event *first, *last;
+		size_t n;
+		bool prev_kv;
+		int64_t rev;
+		char *text;
+	} cache;
 	void (*close_cb)(void *data);
 	void *close_data;
 };
@@ -171,11 +180,61 @@ static int stream_frame(struct watch_session *ws, json_t *result)
 	return rv;
 }
 
+/* The JSON text of an "events" array. A put seen by ten thousand watchers
+ * is encoded once, not ten thousand times: the hub hands every watcher of
+ * the same selection the same event pointers within one delivery. */
+static const char *events_text(struct gateway *g, const struct mvcc_event *const *evs, size_t n,
+			       int64_t rev, bool prev_kv)
+{
+	json_t *frame, *arr;
+	if (g->cache.text != NULL && g->cache.first == evs[0] && g->cache.last == evs[n - 1] &&
+	    g->cache.n == n && g->cache.prev_kv == prev_kv && g->cache.rev == rev)
+		return g->cache.text;
+	free(g->cache.text);
+	g->cache.text = NULL;
+	frame = store_watch_frame(g->store, 0, evs, n, rev, prev_kv);
+	arr = json_object_get(frame, "events");
+	g->cache.text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+	json_decref(frame);
+	g->cache.first = evs[0];
+	g->cache.last = evs[n - 1];
+	g->cache.n = n;
+	g->cache.prev_kv = prev_kv;
+	g->cache.rev = rev;
+	return g->cache.text;
+}
+
 static void sw_deliver(void *data, const struct mvcc_event *const *evs, size_t n, int64_t rev)
 {
 	struct stream_watch *sw = data;
-	stream_frame(sw->session, store_watch_frame(sw->session->g->store, sw->id, evs, n, rev,
-						   sw->prev_kv));
+	struct gateway *g = sw->session->g;
+	const char *events;
+	char *header, *frame;
+	json_t *h;
+	int len;
+
+	if (n == 0 || sw->session->closed) {
+		stream_frame(sw->session, store_watch_frame(g->store, sw->id, evs, n, rev, sw->prev_kv));
+		return;
+	}
+	events = events_text(g, evs, n, rev, sw->prev_kv);
+	h = store_header(g->store, rev);
+	header = json_dumps(h, JSON_COMPACT);
+	json_decref(h);
+	if (events == NULL || header == NULL) {
+		free(header);
+		return;
+	}
+	/* The same members, in the same order, as store_watch_frame. */
+	len = sw->id != 0
+		? asprintf(&frame, "{\"result\":{\"header\":%s,\"watch_id\":\"%" PRId64 "\",\"events\":%s}}\n",
+			   header, sw->id, events)
+		: asprintf(&frame, "{\"result\":{\"header\":%s,\"events\":%s}}\n", header, events);
+	free(header);
+	if (len < 0)
+		return;
+	http_stream_write(sw->session->req, frame, (size_t)len);
+	free(frame);
 }
 
 static void sw_remove(struct watch_session *ws, struct stream_watch *sw)
@@ -585,6 +644,7 @@ int gateway_port(const struct gateway *g)
 static void http_closed(void *data)
 {
 	struct gateway *g = data;
+	free(g->cache.text);
 	void (*cb)(void *) = g->close_cb;
 	void *cb_data = g->close_data;
 	free(g);
