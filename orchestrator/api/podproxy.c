@@ -341,7 +341,9 @@ static int kv_get(struct kv *kv, const char *key, kv_cb cb, void *data)
 	if (enc == NULL)
 		return -1;
 	enc[b64_encode((const uint8_t *)key, n, enc)] = '\0';
-	req = json_pack("{s:s}", "key", enc);
+	/* A local (serializable) read: the pod and its node are long-lived,
+	 * and a log request needs no round of the consensus protocol. */
+	req = json_pack("{s:s,s:b}", "key", enc, "serializable", 1);
 	free(enc);
 	rv = kv_call(kv, KV_RANGE, req, cb, data);
 	json_decref(req);
