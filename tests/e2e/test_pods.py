@@ -275,7 +275,7 @@ def test_node_registers_with_capacity_and_lease():
 
 
 def test_run_busybox_logs_and_describe():
-    """kubectl run busybox: Running with node and IP, events in describe, logs and logs -f."""
+    """kubectl run busybox: Running with node and IP, events in describe, logs (tail, timestamps, follow) from the agent."""
     agent()
     s = server()
     for v in versions():
