@@ -937,8 +937,11 @@ static void bench_report(struct bench *b)
 	size_t i;
 	const char *what = b->o.kind == BK_WATCH ? "events" : "ops";
 
-	qsort(b->lat, b->nlat, sizeof(*b->lat), bench_cmp_u32);
-	qsort(b->lat2, b->nlat2, sizeof(*b->lat2), bench_cmp_u32);
+	if (b->nlat > 1)
+		qsort(b->lat, b->nlat, sizeof(*b->lat), bench_cmp_u32);
+	/* lat2 is only kept by the watch workload. */
+	if (b->nlat2 > 1)
+		qsort(b->lat2, b->nlat2, sizeof(*b->lat2), bench_cmp_u32);
 	for (i = 0; i < b->nlat; i++)
 		sum += b->lat[i];
 	maxv = b->nlat ? b->lat[b->nlat - 1] / 1000.0 : 0;

@@ -270,39 +270,51 @@ void node_take_results(struct node *n, const struct cmd_entry *e, void **results
 	free(results);
 }
 
+/* Fails queued proposals (only those older than the request timeout when
+ * only_expired). The list is detached first: a callback may queue again. */
 static void fail_queue(struct node *n, int status, bool only_expired)
 {
-	struct proposal **pp = &n->queue_head;
+	struct proposal *list = n->queue_head;
 	uint64_t now = now_ms(n);
-	n->queue_tail = NULL;
-	while (*pp) {
-		struct proposal *p = *pp;
+	n->queue_head = n->queue_tail = NULL;
+	n->queue_bytes = 0;
+	while (list) {
+		struct proposal *p = list;
+		list = p->next;
+		p->next = NULL;
 		if (only_expired && now - p->queued_ms < n->cfg.request_timeout_ms) {
+			if (n->queue_tail)
+				n->queue_tail->next = p;
+			else
+				n->queue_head = p;
 			n->queue_tail = p;
-			pp = &p->next;
+			n->queue_bytes += p->len;
 			continue;
 		}
-		*pp = p->next;
-		n->queue_bytes -= p->len;
 		p->cb(p->data, status, NULL);
 		free(p->cmd);
 		free(p);
 	}
 }
 
+/* Same for waiting reads. */
 static void fail_reads(struct node *n, int status, bool only_expired)
 {
-	struct read_wait **pp = &n->reads_head;
+	struct read_wait *list = n->reads_head;
 	uint64_t now = now_ms(n);
-	n->reads_tail = NULL;
-	while (*pp) {
-		struct read_wait *w = *pp;
+	n->reads_head = n->reads_tail = NULL;
+	while (list) {
+		struct read_wait *w = list;
+		list = w->next;
+		w->next = NULL;
 		if (only_expired && now - w->queued_ms < n->cfg.request_timeout_ms) {
+			if (n->reads_tail)
+				n->reads_tail->next = w;
+			else
+				n->reads_head = w;
 			n->reads_tail = w;
-			pp = &w->next;
 			continue;
 		}
-		*pp = w->next;
 		w->cb(w->data, status);
 		free(w);
 	}

@@ -1309,7 +1309,8 @@ static json_t *pod_status(struct apod *p)
 	/* A pod in a terminal phase never leaves it. */
 	if (strcmp(p->last_phase, "Succeeded") == 0 || strcmp(p->last_phase, "Failed") == 0)
 		phase = p->last_phase;
-	snprintf(p->last_phase, sizeof p->last_phase, "%s", phase);
+	else
+		snprintf(p->last_phase, sizeof p->last_phase, "%s", phase);
 	now_rfc3339(now, sizeof now);
 	fmt_time(p->start_time, st_time, sizeof st_time);
 	cs = json_array();

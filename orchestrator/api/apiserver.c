@@ -26,6 +26,7 @@
 #include "lib/jsonx.h"
 #include "lib/log.h"
 #include "orchestrator/api/apiserver.h"
+#include "orchestrator/api/podproxy.h"
 #include "orchestrator/api/protobuf.h"
 #include "orchestrator/api/defaults.h"
 #include "orchestrator/api/patch.h"
@@ -1320,10 +1321,33 @@ static bool is_main_write(const struct rq *q)
 	return q->sub[0] == '\0' || strcmp(q->sub, "scale") == 0;
 }
 
+/* Answers a successful update whose object now has revision rev. */
+static void reply_written(struct rq *q, int64_t rev)
+{
+	json_t *obj;
+	obj = q->next;
+	q->next = NULL;
+	set_rv(obj, rev);
+	if (q->answer_scale) {
+		json_t *scale = scale_of(q, obj);
+		json_decref(obj);
+		reply(q, 200, scale);
+		return;
+	}
+	if (q->success_code == 1) {
+		/* pods/binding answers a Status. */
+		json_decref(obj);
+		json_t *ok = json_pack("{s:s, s:s, s:{}, s:s, s:i}", "kind", "Status", "apiVersion",
+				       "v1", "metadata", "status", "Success", "code", 201);
+		reply(q, 201, ok);
+		return;
+	}
+	reply_object(q, q->success_code ? q->success_code : 200, obj);
+}
+
 static void on_update_txn(void *data, json_t *answer, json_t *err)
 {
 	struct rq *q = data;
-	json_t *obj;
 	if (err != NULL) {
 		reply_store_error(q, err);
 		return;
@@ -1341,24 +1365,7 @@ static void on_update_txn(void *data, json_t *answer, json_t *err)
 			"version and try again"));
 		return;
 	}
-	obj = q->next;
-	q->next = NULL;
-	set_rv(obj, header_revision(answer));
-	if (q->answer_scale) {
-		json_t *scale = scale_of(q, obj);
-		json_decref(obj);
-		reply(q, 200, scale);
-		return;
-	}
-	if (q->success_code == 1) {
-		/* pods/binding answers a Status. */
-		json_decref(obj);
-		json_t *ok = json_pack("{s:s, s:s, s:{}, s:s, s:i}", "kind", "Status", "apiVersion",
-				       "v1", "metadata", "status", "Success", "code", 201);
-		reply(q, 201, ok);
-		return;
-	}
-	reply_object(q, q->success_code ? q->success_code : 200, obj);
+	reply_written(q, header_revision(answer));
 }
 
 static bool spec_changed(json_t *a, json_t *b)
@@ -1383,6 +1390,23 @@ static bool spec_changed(json_t *a, json_t *b)
 
 /* Puts q->next if the object is still at q->cur_rev; or deletes it when it
  * was being deleted and its last finalizer is gone. */
+/* Whether two versions of an object differ only in resourceVersion. */
+static bool same_object(json_t *a, json_t *b)
+{
+	json_t *ca = json_copy(a), *cb = json_copy(b);
+	json_t *ma = json_deep_copy(json_object_get(a, "metadata"));
+	json_t *mb = json_deep_copy(json_object_get(b, "metadata"));
+	bool same;
+	json_object_del(ma, "resourceVersion");
+	json_object_del(mb, "resourceVersion");
+	json_object_set_new(ca, "metadata", ma);
+	json_object_set_new(cb, "metadata", mb);
+	same = json_equal(ca, cb);
+	json_decref(ca);
+	json_decref(cb);
+	return same;
+}
+
 static void write_next(struct rq *q, bool remove)
 {
 	json_t *txn;
@@ -1391,6 +1415,12 @@ static void write_next(struct rq *q, bool remove)
 		json_t *o = q->next;
 		q->next = NULL;
 		reply_object(q, 200, o);
+		return;
+	}
+	if (!remove && q->cur != NULL && same_object(q->cur, q->next)) {
+		/* As Kubernetes does, an update that changes nothing writes
+		 * nothing: the resourceVersion stays, and watchers see no event. */
+		reply_written(q, q->cur_rev);
 		return;
 	}
 	txn = json_pack("{s:[o], s:[o]}", "compare", cmp_mod(q->key, q->cur_rev), "success",
@@ -1542,7 +1572,11 @@ static void on_update_get(void *data, json_t *answer, json_t *err)
 		return;
 	}
 	fin = json_object_get(meta_of(q->next), "finalizers");
-	write_next(q, meta_str(q->next, "deletionTimestamp") != NULL && json_array_size(fin) == 0);
+	/* An object being deleted goes once its last finalizer is removed; a
+	 * pod in its grace period stays until its node agent deletes it. */
+	json_t *grace = json_object_get(meta_of(q->next), "deletionGracePeriodSeconds");
+	write_next(q, meta_str(q->next, "deletionTimestamp") != NULL && json_array_size(fin) == 0 &&
+		       (!json_is_integer(grace) || json_integer_value(grace) == 0));
 }
 
 static void update_start(struct rq *q)
@@ -2344,6 +2378,13 @@ static void route(struct rq *q)
 	    (q->ns[0] == '\0' && q->res->namespaced && q->name[0] != '\0')) {
 		/* A namespaced object needs its namespace in the path. */
 		not_found_path(q);
+		return;
+	}
+	if (strcmp(q->sub, "log") == 0 && strcmp(q->res->plural, "pods") == 0 &&
+	    strcmp(m, "GET") == 0) {
+		/* Streamed from the pod's node agent (podproxy.c). */
+		podproxy_log(req, q->s->kv, q->ns, q->name);
+		rq_done(q);
 		return;
 	}
 	if (q->sub[0] != '\0') {

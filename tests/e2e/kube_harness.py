@@ -115,9 +115,13 @@ class ApiServer:
         code, data, _ = self.request(method, path, body, headers)
         return code, json.loads(data) if data else None
 
+    def kubectl_argv(self, version, *args):
+        """The command line of a kubectl call against this server."""
+        return [kubectl_path(version), "--kubeconfig", self.kubeconfig] + list(args)
+
     def kubectl(self, version, *args, stdin=None, timeout=60):
         """Runs kubectl; returns (exit code, stdout, stderr)."""
-        p = subprocess.run([kubectl_path(version), "--kubeconfig", self.kubeconfig] + list(args),
+        p = subprocess.run(self.kubectl_argv(version, *args),
                            input=stdin.encode() if stdin is not None else None,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
         return p.returncode, p.stdout.decode(), p.stderr.decode()
