@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "lib/err.h"
 #include "lib/log.h"
@@ -173,6 +174,45 @@ static int parse_cluster(struct node *n, char *errmsg)
 		const char *t = n->cfg.cluster_token ? n->cfg.cluster_token : "";
 		n->cluster_id = raft_digest(t, strlen(t)) ^ 0x63617073ull;
 	}
+	return CAP_OK;
+}
+
+/* A member keeps the ID it first started with (DIR/raft/member-id), so that
+ * after `member update` it can restart on its new peer URL as the same
+ * member; its address is then the one it advertises. */
+static int keep_identity(struct node *n, char *errmsg)
+{
+	char path[4200];
+	unsigned long long id = 0;
+	FILE *f;
+	snprintf(path, sizeof path, "%s/member-id", n->raft_dir);
+	f = fopen(path, "r");
+	if (f != NULL) {
+		int got = fscanf(f, "%llx", &id);
+		fclose(f);
+		if (got != 1 || id == 0) {
+			cap_errmsg_printf(errmsg, "%s is damaged", path);
+			return CAP_ECORRUPT;
+		}
+		if (id != n->id) {
+			n->id = id;
+			if (n->cfg.advertise_peer_url == NULL ||
+			    url_to_address(n->cfg.advertise_peer_url, n->address, sizeof n->address) != 0) {
+				cap_errmsg_printf(errmsg, "member %llx needs --initial-advertise-peer-urls", id);
+				return CAP_EINVAL;
+			}
+		}
+		return CAP_OK;
+	}
+	f = fopen(path, "w");
+	if (f == NULL || fprintf(f, "%llx\n", (unsigned long long)n->id) < 0 || fflush(f) != 0 ||
+	    fsync(fileno(f)) != 0) {
+		if (f)
+			fclose(f);
+		cap_errmsg_printf(errmsg, "write %s: %s", path, strerror(errno));
+		return CAP_EIO;
+	}
+	fclose(f);
 	return CAP_OK;
 }
 
@@ -610,6 +650,9 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
 		rv = CAP_EIO;
 		goto err;
 	}
+	rv = keep_identity(n, errmsg);
+	if (rv != 0)
+		goto err;
 	rv = raft_uv_tcp_init(&n->transport, loop);
 	if (rv != 0) {
 		cap_errmsg_printf(errmsg, "raft transport: %s", raft_strerror(rv));

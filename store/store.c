@@ -1102,6 +1102,28 @@ static void member_change_done(void *data, int status)
 	free(mc);
 }
 
+static void member_update_removed(void *data, int status)
+{
+	struct member_change *mc = data;
+	int rv = status;
+	if (rv == 0)
+		rv = node_add_member(mc->s->node, mc->id, json_string_value(json_array_get(mc->peer_urls, 0)),
+				     mc->learner, member_change_done, mc);
+	if (rv != 0)
+		member_change_done(mc, rv);
+}
+
+/* Whether member id already has peer URL url. */
+static bool peer_url_of(struct store *s, uint64_t id, const char *url)
+{
+	struct node_member m[NODE_MAX_MEMBERS];
+	size_t n = node_members(s->node, m, NODE_MAX_MEMBERS);
+	for (size_t i = 0; i < n && i < NODE_MAX_MEMBERS; i++)
+		if (m[i].id == id)
+			return strcmp(m[i].peer_url, url) == 0;
+	return false;
+}
+
 static bool is_member(struct store *s, uint64_t id, bool *learner)
 {
 	struct node_member m[NODE_MAX_MEMBERS];
@@ -1154,10 +1176,24 @@ static int call_member_change(struct store *s, enum kv_op op, json_t *req, kv_cb
 		return rv;
 	}
 	if (op == KV_MEMBER_UPDATE) {
-		/* libraft 0.15 cannot change a member's address in place. */
-		fail(cb, data, CAP_EINVAL,
-		     "etcdserver: changing peer URLs is not supported; remove and add the member");
-		return CAP_OK;
+		const char *url = json_string_value(json_array_get(urls, 0));
+		if (url == NULL) {
+			fail(cb, data, CAP_EINVAL, "etcdserver: peerURLs is empty");
+			return CAP_OK;
+		}
+		if (peer_url_of(s, id, url)) {
+			/* Nothing changes: answer as etcd does. */
+			json_t *body = json_object();
+			json_object_set_new_nocheck(body, "members", members_json(s));
+			answer(s, cb, data, body, -1);
+			json_decref(body);
+			return CAP_OK;
+		}
+		if (id == node_id(s->node)) {
+			fail(cb, data, CAP_EINVAL,
+			     "etcdserver: move leadership away before changing the leader's peer URLs");
+			return CAP_OK;
+		}
 	}
 	if (op == KV_MEMBER_PROMOTE && !is_learner) {
 		fail(cb, data, CAP_EINVAL, "etcdserver: can only promote a learner member");
@@ -1173,7 +1209,14 @@ static int call_member_change(struct store *s, enum kv_op op, json_t *req, kv_cb
 	mc->learner = learner;
 	mc->cb = cb;
 	mc->data = data;
-	if (op == KV_MEMBER_ADD)
+	if (op == KV_MEMBER_UPDATE) {
+		/* libraft 0.15 cannot change an address in place: the member is
+		 * removed and added back with the same ID at its new address, as a
+		 * standby promoted once it catches up. It restarts on the new URL
+		 * and keeps its ID (node.c, keep_identity). */
+		mc->learner = is_learner;
+		rv = node_remove_member(s->node, id, member_update_removed, mc);
+	} else if (op == KV_MEMBER_ADD)
 		rv = node_add_member(s->node, id, json_string_value(json_array_get(urls, 0)), learner,
 				     member_change_done, mc);
 	else if (op == KV_MEMBER_REMOVE)

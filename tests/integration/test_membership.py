@@ -360,6 +360,38 @@ def test_replace_member_with_wiped_data_dir():
         cl.stop()
 
 
+def test_member_update_moves_a_member_to_a_new_peer_url():
+    """member update of a follower's peer URL, then a restart on the new URL: the same member ID rejoins and the data agree."""
+    cl = Cluster().start()
+    try:
+        ready_for_changes(cl)
+        leader = cl.wait_leader()
+        mover = next(m for m in cl.members if m is not leader)
+        mid = member_id(mover)
+        for i in range(100):
+            leader.put("upd/%03d" % i, "v%d" % i)
+        new_url = "http://127.0.0.1:%d" % ct.free_port()
+        st, body = leader.post("/v3/cluster/member/update", {"ID": mid, "peerURLs": [new_url]})
+        assert st == 200, (st, body)
+        listed = {x["ID"]: x for x in body["members"]}
+        assert listed[mid]["peerURLs"] == [new_url], body
+        # The operator restarts the member on its new peer URL.
+        mover.terminate()
+        mover.peer_url = new_url
+        mover.start(expect_ready=False)
+        tc.wait_ready(mover)
+        for i in range(100, 150):
+            leader.put("upd/%03d" % i, "v%d" % i)
+        ct.wait_until(lambda: hashes_equal(cl.members), timeout=60, interval=0.2,
+                      what="equal hashes after the move")
+        assert member_id(mover) == mid
+        assert len(tc.range_prefix(mover, "upd/")) == 150
+        members = {x["ID"]: x for x in member_list(leader)}
+        assert members[mid]["peerURLs"] == [new_url], members
+    finally:
+        cl.stop()
+
+
 def test_transfer_leadership():
     """transfer-leadership on the leader moves leadership to the target; status on every member shows it."""
     cl = Cluster().start()
