@@ -20,6 +20,10 @@
  *   idle_timeout_ms, or slower than header_timeout_ms to send a whole request,
  *   is closed: slow or abandoned clients do not hold resources forever.
  *
+ * - Upgrades (websocket): the handler answers with http_upgrade() instead;
+ *   the connection then stops being HTTP and its bytes go both ways through
+ *   the struct http_raw it returns, until http_raw_close().
+ *
  * Client contract (libuv's): when a function taking a callback returns non-zero,
  * the callback is never called. Otherwise it is called exactly once, also on
  * failure and on http_client_close() (with status HTTP_CLIENT_ECANCELED). */
@@ -87,6 +91,38 @@ int http_stream_write(struct http_req *req, const char *data, size_t len);
  * back-pressure on slow readers. */
 size_t http_stream_pending(const struct http_req *req);
 void http_stream_end(struct http_req *req);
+
+/* Taking over a connection after "101 Switching Protocols". */
+struct http_raw;
+
+/* len > 0: bytes from the peer (valid during the call). len < 0: a libuv
+ * error code, UV_EOF when the peer finished sending; it comes once, and no
+ * reads follow it. The owner still calls http_raw_close(). */
+typedef void (*http_raw_read_fn)(struct http_raw *raw, const char *bytes, ssize_t len,
+				 void *data);
+
+/* Answers req with "HTTP/1.1 101 Switching Protocols", the headers in
+ * extra_headers (each ending in "\r\n"; "Upgrade" and "Connection" are the
+ * caller's to send) and an empty line, and hands the connection to the
+ * caller: every byte the peer sends from then on (also bytes it sent after
+ * its request, before the answer) goes to on_read, from a later loop
+ * iteration, never from inside this call. The request is answered either
+ * way and must not be used again. Returns 0 with *out set, or -1 if the
+ * client is already gone (on_read is then never called). The idle and
+ * header timeouts no longer apply. */
+int http_upgrade(struct http_req *req, const char *extra_headers, http_raw_read_fn on_read,
+		 void *data, struct http_raw **out);
+/* Queues bytes (copied) to the peer. Returns 0, or -1 if the connection is
+ * closing. */
+int http_raw_write(struct http_raw *raw, const char *bytes, size_t len);
+/* Bytes queued to the peer and not yet written (for back-pressure). */
+size_t http_raw_pending(const struct http_raw *raw);
+/* Stops (true) or resumes (false) reading from the peer: back-pressure
+ * when whatever the bytes go to is slow. */
+void http_raw_pause(struct http_raw *raw, bool paused);
+/* Ends the connection once what is queued has been written. No callback
+ * runs after this and raw must not be used again. Call it exactly once. */
+void http_raw_close(struct http_raw *raw);
 
 /* ---- client ---- */
 

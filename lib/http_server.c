@@ -12,10 +12,16 @@
  * answers are dropped; peers idle for too long, or too slow to send a whole
  * request, are closed by the connection's timer.
  *
+ * Upgrades: http_upgrade() writes the 101 answer and turns the connection
+ * raw: reads go to the owner's callback (bytes that came in behind the
+ * request are delivered from a zero timer, never re-entrantly), writes are
+ * queued as for answers, and http_raw_close() shuts it down gracefully.
+ *
  * Lifetime: a connection holds one reference for its two handles (released
- * in the last close callback) and one per request handed to the handler
- * (released when the request is answered), so neither a late answer nor a
- * late close callback can touch freed memory. */
+ * in the last close callback), one per request handed to the handler
+ * (released when the request is answered) and one for its raw owner
+ * (released by http_raw_close), so neither a late answer nor a late close
+ * callback can touch freed memory. */
 #include "lib/http.h"
 
 #include <http_parser.h>
@@ -92,7 +98,17 @@ struct sreq {
 	void *on_close_data;
 };
 
-enum timer_mode { TIMER_NONE, TIMER_IDLE, TIMER_HEADER, TIMER_LINGER };
+enum timer_mode { TIMER_NONE, TIMER_IDLE, TIMER_HEADER, TIMER_LINGER, TIMER_RAW_FLUSH };
+
+/* The owner's side of an upgraded connection. */
+struct http_raw {
+	struct conn *conn;
+	http_raw_read_fn on_read;
+	void *data;
+	bool paused;
+	bool owner_closed;          /* http_raw_close() called: no more callbacks */
+	bool end_told;              /* the owner got its len < 0 read */
+};
 
 struct conn {
 	struct http_server *srv;
@@ -121,6 +137,8 @@ struct conn {
 	bool shutting;              /* final answer written; lingering to close */
 	bool closing;               /* handles are being closed */
 	bool in_list;
+	bool upgraded;              /* raw bytes now, no more HTTP */
+	struct http_raw raw;
 	struct conn *prev;
 	struct conn *next;
 };
@@ -441,6 +459,10 @@ static void conn_close(struct conn *c)
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)c->stream, conn_handle_closed);
 	uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+	if (c->upgraded && !c->raw.owner_closed && !c->raw.end_told) {
+		c->raw.end_told = true;
+		c->raw.on_read(&c->raw, NULL, UV_ECONNRESET, c->raw.data);
+	}
 	if (r != NULL && r->dispatched) {
 		r->gone = true;
 		if (r->on_close != NULL && !r->close_called) {
@@ -883,7 +905,7 @@ static void conn_process(struct conn *c)
 	if (c->processing)
 		return;
 	c->processing = true;
-	while (!c->closing && !c->shutting && !c->busy && c->in_off < c->in.len) {
+	while (!c->closing && !c->shutting && !c->busy && !c->upgraded && c->in_off < c->in.len) {
 		size_t avail = c->in.len - c->in_off;
 		size_t n = http_parser_execute(&c->parser, &parser_settings,
 					       c->in.data + c->in_off, avail);
@@ -914,10 +936,17 @@ static void conn_process(struct conn *c)
 	c->processing = false;
 }
 
+static void raw_flush(struct conn *c);
+
 static void conn_timer_cb(uv_timer_t *t)
 {
 	struct conn *c = t->data;
 
+	if (c->timer_mode == TIMER_RAW_FLUSH) {
+		c->timer_mode = TIMER_NONE;
+		raw_flush(c);
+		return;
+	}
 	if (c->timer_mode == TIMER_IDLE)
 		log_debug("http: closing idle connection");
 	else if (c->timer_mode == TIMER_HEADER)
@@ -935,12 +964,18 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = sizeof(c->srv->readbuf);
 }
 
+static void raw_read(struct conn *c, ssize_t nread, const uv_buf_t *buf);
+
 static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct conn *c = s->data;
 
 	if (c->closing)
 		return;
+	if (c->upgraded && !c->shutting) {
+		raw_read(c, nread, buf);
+		return;
+	}
 	if (nread < 0) {
 		c->eof = true;
 		if (c->shutting || c->busy || nread != UV_EOF) {
@@ -961,6 +996,8 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	conn_update(c);
 }
 
+static void raw_update(struct conn *c);
+
 /* Brings reading and the timer in line with the connection's state. */
 static void conn_update(struct conn *c)
 {
@@ -969,6 +1006,10 @@ static void conn_update(struct conn *c)
 
 	if (c->closing)
 		return;
+	if (c->upgraded && !c->shutting) {
+		raw_update(c);
+		return;
+	}
 	want_read = !c->eof &&
 		    (!c->busy || c->in.len - c->in_off < HTTP_BUSY_BUFFER_MAX);
 	if (want_read && !c->reading) {
@@ -1001,6 +1042,178 @@ static void conn_update(struct conn *c)
 	}
 	if (ms > 0)
 		uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
+}
+
+/* ---- upgraded connections ---- */
+
+/* Delivers what an upgraded connection has buffered, then its end if the
+ * peer has finished. The owner may close or pause from its callback. */
+static void raw_flush(struct conn *c)
+{
+	struct http_raw *raw = &c->raw;
+
+	if (c->closing || c->shutting || raw->owner_closed || raw->paused)
+		return;
+	if (c->in_off < c->in.len) {
+		/* Taken out first: the callback may pause, and later reads append. */
+		struct sbuf pending = c->in;
+		size_t off = c->in_off;
+		bool stop;
+
+		memset(&c->in, 0, sizeof(c->in));
+		c->in_off = 0;
+		c->refs++;
+		raw->on_read(raw, pending.data + off, (ssize_t)(pending.len - off), raw->data);
+		sbuf_free(&pending);
+		stop = c->closing || c->shutting || raw->owner_closed || raw->paused;
+		conn_unref(c);
+		if (stop)
+			return;
+	}
+	if (c->eof && !raw->end_told && c->in.len == 0) {
+		raw->end_told = true;
+		raw->on_read(raw, NULL, UV_EOF, raw->data);
+		return;
+	}
+	conn_update(c);
+}
+
+static void raw_read(struct conn *c, ssize_t nread, const uv_buf_t *buf)
+{
+	struct http_raw *raw = &c->raw;
+
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		c->eof = true;
+		if (nread != UV_EOF) {
+			conn_close(c);
+			return;
+		}
+		uv_read_stop(c->stream);
+		c->reading = false;
+		raw_flush(c);
+		return;
+	}
+	if (raw->owner_closed)
+		return;
+	if (raw->paused || c->in_off < c->in.len) {
+		/* Keep the order: older bytes go first. */
+		if (sbuf_append(&c->in, buf->base, (size_t)nread) != 0)
+			conn_close(c);
+		else
+			raw_update(c);
+		return;
+	}
+	raw->on_read(raw, buf->base, nread, raw->data);
+}
+
+static void raw_update(struct conn *c)
+{
+	struct http_raw *raw = &c->raw;
+	bool want_read = !c->eof && !raw->paused && !raw->owner_closed;
+
+	if (want_read && !c->reading) {
+		if (uv_read_start(c->stream, conn_alloc_cb, conn_read_cb) != 0) {
+			conn_close(c);
+			return;
+		}
+		c->reading = true;
+	} else if (!want_read && c->reading) {
+		uv_read_stop(c->stream);
+		c->reading = false;
+	}
+	if (!raw->paused && !raw->owner_closed &&
+	    (c->in_off < c->in.len || (c->eof && !raw->end_told)) &&
+	    c->timer_mode != TIMER_RAW_FLUSH) {
+		c->timer_mode = TIMER_RAW_FLUSH;
+		uv_timer_start(&c->timer, conn_timer_cb, 0, 0);
+	}
+}
+
+int http_upgrade(struct http_req *req, const char *extra_headers, http_raw_read_fn on_read,
+		 void *data, struct http_raw **out)
+{
+	struct sreq *r = sreq_of(req);
+	struct conn *c = r->conn;
+	static const char head[] = "HTTP/1.1 101 Switching Protocols\r\n";
+	uv_buf_t parts[3];
+
+	if (r->streaming)
+		abort();
+	if (r->gone || c->closing || c->shutting || c->srv->closing) {
+		r->keep_alive = false;
+		sreq_answered(r);
+		return -1;
+	}
+	parts[0] = uv_buf_init((char *)(uintptr_t)head, sizeof(head) - 1);
+	parts[1] = uv_buf_init((char *)(uintptr_t)(extra_headers ? extra_headers : ""),
+			       extra_headers ? (unsigned)strlen(extra_headers) : 0);
+	parts[2] = uv_buf_init("\r\n", 2);
+	if (conn_write(c, parts, 3) != 0) {
+		sreq_answered(r);
+		return -1;
+	}
+	memset(&c->raw, 0, sizeof(c->raw));
+	c->raw.conn = c;
+	c->raw.on_read = on_read;
+	c->raw.data = data;
+	c->upgraded = true;
+	c->refs++;              /* released in http_raw_close() */
+	/* Answered: the request goes, and the connection with it stays raw. */
+	r->answered = true;
+	c->req = NULL;
+	sreq_free(r);
+	c->busy = false;
+	c->timer_mode = TIMER_NONE;
+	uv_timer_stop(&c->timer);
+	raw_update(c);
+	conn_unref(c);
+	*out = &c->raw;
+	return 0;
+}
+
+int http_raw_write(struct http_raw *raw, const char *bytes, size_t len)
+{
+	uv_buf_t part = uv_buf_init((char *)(uintptr_t)bytes, (unsigned)len);
+
+	if (len == 0)
+		return raw->conn->closing || raw->conn->shutting ? -1 : 0;
+	return conn_write(raw->conn, &part, 1);
+}
+
+size_t http_raw_pending(const struct http_raw *raw)
+{
+	return raw->conn->closing ? 0 : raw->conn->pending_bytes;
+}
+
+void http_raw_pause(struct http_raw *raw, bool paused)
+{
+	struct conn *c = raw->conn;
+
+	if (raw->paused == paused)
+		return;
+	raw->paused = paused;
+	if (!c->closing && !c->shutting)
+		raw_update(c);
+}
+
+void http_raw_close(struct http_raw *raw)
+{
+	struct conn *c = raw->conn;
+
+	if (raw->owner_closed)
+		abort();
+	raw->owner_closed = true;
+	if (c->timer_mode == TIMER_RAW_FLUSH) {
+		c->timer_mode = TIMER_NONE;
+		uv_timer_stop(&c->timer);
+	}
+	sbuf_free(&c->in);
+	c->in_off = 0;
+	if (!c->closing)
+		conn_shutdown(c);
+	conn_unref(c);
 }
 
 /* Makes a connection around an initialised stream handle. */

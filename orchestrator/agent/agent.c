@@ -18,7 +18,10 @@
  * that cannot start stays Waiting with the reason (ErrImagePull,
  * CreateContainerConfigError, ContainerCannotRun) and the other pods run
  * on. A pod deleted without a grace period (--force) has its containers
- * killed at once. */
+ * killed at once.
+ *
+ * The endpoint also serves exec (exec.c): the command runs with the
+ * environment and working directory its container got. */
 #include <assert.h>
 #include <ctype.h>
 #include <dirent.h>
@@ -41,6 +44,7 @@
 #include "lib/log.h"
 #include "orchestrator/agent/agent.h"
 #include "orchestrator/agent/backoff.h"
+#include "orchestrator/agent/exec.h"
 #include "orchestrator/agent/probe.h"
 #include "orchestrator/agent/runtime.h"
 #include "orchestrator/kube/informer.h"
@@ -160,6 +164,7 @@ struct agent {
 	struct recovered *found;
 	bool recovered;              /* found containers handed to their pods */
 	struct log_follow *follows;
+	struct exec_group execs;
 	bool closing;
 	int open_handles;
 	void (*close_cb)(void *data);
@@ -2274,6 +2279,83 @@ static void serve_logs(struct agent *a, struct http_req *req, const char *ns, co
 	}
 }
 
+/* exec: a command run beside the container, in the same environment. */
+static void serve_exec(struct agent *a, struct http_req *req, const char *ns, const char *pod,
+		       const char *ctr)
+{
+	struct apod *p = pod_find_name(a, ns, pod);
+	struct actr *c = NULL;
+	json_t *spec, *img = NULL;
+	struct strv env = {0}, argv = {0};
+	struct exec_spec es = {0};
+	char **cmd = NULL, msg[600], dir[PATH_MAX];
+	const char *wd;
+	size_t i;
+	json_t *v;
+
+	if (p == NULL) {
+		snprintf(msg, sizeof msg, "pod %s/%s is not on node %s", ns, pod, a->node);
+		reply_text(req, 404, msg);
+		return;
+	}
+	for (i = 0; i < p->n; i++)
+		if (strcmp(p->ctrs[i].name, ctr) == 0)
+			c = &p->ctrs[i];
+	if (c == NULL) {
+		snprintf(msg, sizeof msg, "container %s is not valid for pod %s", ctr, pod);
+		reply_text(req, 400, msg);
+		return;
+	}
+	if (a->simulate) {
+		reply_text(req, 400, "exec is not supported on a simulated node");
+		return;
+	}
+	if (c->st != CTR_RUNNING) {
+		snprintf(msg, sizeof msg, "unable to upgrade connection: container not found (\"%s\")",
+			 c->name);
+		reply_text(req, 400, msg);
+		return;
+	}
+	spec = ctr_spec(c);
+	img = image_lookup(a, c->image);
+	if (build_env(p, spec, img, &env, msg, sizeof msg) != 0) {
+		reply_text(req, 500, env.oom ? "out of memory" : msg);
+		goto out;
+	}
+	cmd = exec_query_command(req->query);
+	/* An image that wraps commands wraps exec'd ones too (busybox). */
+	if (cmd != NULL && strchr(cmd[0], '/') == NULL)
+		json_array_foreach(json_object_get(img, "wrap"), i, v)
+			strv_push(&argv, json_string_value(v) ?: "");
+	for (i = 0; cmd != NULL && cmd[i] != NULL; i++)
+		strv_push(&argv, cmd[i]);
+	if (argv.oom || env.oom) {
+		reply_text(req, 500, "out of memory");
+		goto out;
+	}
+	wd = jstr(spec, "workingDir");
+	if ((wd == NULL || *wd == '\0') && img != NULL && jstr(img, "workingDir") != NULL &&
+	    *jstr(img, "workingDir") != '\0')
+		wd = jstr(img, "workingDir");
+	if (wd == NULL || *wd == '\0') {
+		/* Where the process runtime starts a container without one. */
+		snprintf(dir, sizeof dir, "%s/pods/%s/%s", a->data_dir, p->uid, c->name);
+		wd = dir;
+	}
+	es.argv = argv.v;
+	es.env = env.v;
+	es.cwd = wd;
+	exec_serve(a->loop, &a->execs, req, &es);
+out:
+	if (cmd != NULL)
+		for (i = 0; cmd[i] != NULL; i++)
+			free(cmd[i]);
+	free(cmd);
+	json_decref(img);
+	strv_free(env.v);
+	strv_free(argv.v);
+}
+
 static bool authorized(struct agent *a, struct http_req *req)
 {
 	const char *h = http_req_header(req, "Authorization");
@@ -2303,13 +2385,18 @@ static void on_http(struct http_req *req, void *data)
 		reply_text(req, 401, "Unauthorized");
 		return;
 	}
+	snprintf(path, sizeof path, "%s", req->path);
+	for (char *s = strtok(path, "/"); s != NULL && n < 8; s = strtok(NULL, "/"))
+		seg[n++] = s;
+	if (n == 4 && strcmp(seg[0], "exec") == 0 &&
+	    (strcmp(req->method, "GET") == 0 || strcmp(req->method, "POST") == 0)) {
+		serve_exec(a, req, seg[1], seg[2], seg[3]);
+		return;
+	}
 	if (strcmp(req->method, "GET") != 0) {
 		reply_text(req, 405, "method not allowed");
 		return;
 	}
-	snprintf(path, sizeof path, "%s", req->path);
-	for (char *s = strtok(path, "/"); s != NULL && n < 8; s = strtok(NULL, "/"))
-		seg[n++] = s;
 	if ((n == 4 || n == 3) && strcmp(seg[0], "containerLogs") == 0) {
 		serve_logs(a, req, seg[1], seg[2], n == 4 ? seg[3] : NULL);
 		return;
@@ -2483,6 +2570,13 @@ static void on_agent_handle_closed(uv_handle_t *h)
 	agent_maybe_done(a);
 }
 
+static void on_agent_execs_drained(void *data)
+{
+	struct agent *a = data;
+	a->open_handles--;
+	agent_maybe_done(a);
+}
+
 static void on_agent_http_closed(void *data)
 {
 	struct agent *a = data;
@@ -2499,6 +2593,13 @@ void agent_close(struct agent *a, void (*cb)(void *data), void *data)
 	a->inf = NULL;
 	while (a->follows != NULL)
 		follow_free(a->follows);
+	if (a->execs.live > 0) {
+		/* Their processes are killed; their handles close in a moment. */
+		a->open_handles++;
+		a->execs.drained = on_agent_execs_drained;
+		a->execs.data = a;
+		exec_group_abort(&a->execs);
+	}
 	while (a->pods != NULL)
 		pod_release(a->pods);
 	while (a->found != NULL) {

@@ -2387,6 +2387,11 @@ static void route(struct rq *q)
 		rq_done(q);
 		return;
 	}
+	if (strcmp(q->sub, "exec") == 0 && strcmp(q->res->plural, "pods") == 0) {
+		podproxy_exec(req, q->s->kv, q->ns, q->name); /* websocket relay (podproxy.c) */
+		rq_done(q);
+		return;
+	}
 	if (q->sub[0] != '\0') {
 		bool ok = (strcmp(q->sub, "status") == 0 && (q->res->subresources & API_SUB_STATUS)) ||
 			  (strcmp(q->sub, "scale") == 0 && (q->res->subresources & API_SUB_SCALE)) ||

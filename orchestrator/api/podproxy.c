@@ -11,15 +11,32 @@
  * multi-container pod without ?container=, is 400 worded as the API server
  * words it; an unreachable agent is 502 (before streaming started); an
  * agent's error answer is passed on as a Status with its text; a client
- * that goes away closes the agent connection. */
+ * that goes away closes the agent connection.
+ *
+ * pods/exec takes the same path with a websocket upgrade: the client's
+ * Sec-WebSocket-Key and -Protocol go to the agent's /exec endpoint, and
+ * once the agent has answered 101 the client gets its own 101 and the two
+ * connections are spliced: bytes are copied both ways unparsed (frames from
+ * kubectl stay masked, as the agent, a websocket server, expects), until
+ * either side ends. A side that reads slower than the other writes stops
+ * the reading of the other. A request that is not a websocket upgrade
+ * (SPDY, from kubectl 1.29 and older) gets 400. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/b64.h"
 #include "lib/log.h"
+#include "lib/websocket.h"
 #include "orchestrator/api/podproxy.h"
 #include "orchestrator/api/status.h"
+
+/* Queued bytes above which the other side of an exec relay stops being
+ * read, and below which it is read again. */
+#define RELAY_HIGH_WATER (1024 * 1024)
+#define RELAY_LOW_WATER (256 * 1024)
+#define RELAY_POLL_MS 20
 
 static char *proxy_token;
 
@@ -49,6 +66,20 @@ struct proxy {
 	int chunk_state;            /* 0 size line, 1 data, 2 CRLF after data, 3 done */
 	char errbody[2048];
 	size_t errlen;
+	/* exec */
+	bool exec;
+	struct http_raw *raw;       /* the client's connection once upgraded */
+	uv_timer_t poll;            /* while the client is slow to read */
+	bool poll_open;
+	bool agent_paused;
+	int handles;                /* open handles; freed at zero */
+	char key[64], protocols[256];
+};
+
+struct relay_write {
+	uv_write_t w;
+	struct proxy *p;
+	char data[];
 };
 
 void podproxy_set_token(const char *token)
@@ -74,7 +105,10 @@ static void proxy_free(struct proxy *p)
 
 static void on_tcp_closed(uv_handle_t *h)
 {
-	proxy_free(h->data);
+	struct proxy *p = h->data;
+
+	if (--p->handles == 0)
+		proxy_free(p);
 }
 
 /* Answers (if not yet) and releases everything. */
@@ -92,10 +126,19 @@ static void proxy_finish(struct proxy *p, json_t *st)
 		st = NULL;
 	}
 	json_decref(st);
+	if (p->raw != NULL) {
+		http_raw_close(p->raw);
+		p->raw = NULL;
+	}
+	if (p->poll_open) {
+		p->poll_open = false;
+		p->poll.data = p;
+		uv_close((uv_handle_t *)&p->poll, on_tcp_closed);
+	}
 	if (p->tcp_open) {
 		p->tcp_open = false;
 		uv_close((uv_handle_t *)&p->tcp, on_tcp_closed);
-	} else {
+	} else if (p->handles == 0) {
 		proxy_free(p);
 	}
 }
@@ -176,6 +219,9 @@ static void finish_error(struct proxy *p)
 					  p->status == 404 ? "NotFound" : "BadRequest", "%s", msg));
 }
 
+static void relay_from_agent(struct proxy *p, const char *b, ssize_t n);
+static void exec_upgrade(struct proxy *p, const char *rest, size_t n);
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	(void)h;
@@ -188,6 +234,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	struct proxy *p = s->data;
 	const char *b = buf->base;
 	size_t n = nread > 0 ? (size_t)nread : 0;
+	if (p->raw != NULL) {
+		relay_from_agent(p, b, nread);
+		free(buf->base);
+		return;
+	}
 	if (p->answered) {
 		free(buf->base);
 		return;
@@ -226,6 +277,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			if (*c >= 'A' && *c <= 'Z')
 				*c = (char)(*c - 'A' + 'a');
 		p->chunked = strstr(p->head, "transfer-encoding: chunked") != NULL;
+		if (p->exec && p->status == 101) {
+			size_t hl = (size_t)(end - p->head) + 4;
+			size_t before = p->head_len - take;
+			size_t off = hl > before ? hl - before : 0;
+
+			exec_upgrade(p, b + off, off < n ? n - off : 0);
+			free(buf->base);
+			return;
+		}
+		if (p->exec && p->status == 200)
+			p->status = 502;    /* the agent must upgrade or refuse */
 		if (p->status == 200) {
 			http_stream_begin(p->req, 200, "text/plain");
 			p->streaming = true;
@@ -248,6 +310,123 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	free(buf->base);
+}
+
+/* ---- the exec relay ---- */
+
+static void relay_pause_agent(struct proxy *p, bool pause);
+
+static void on_relay_poll(uv_timer_t *t)
+{
+	struct proxy *p = t->data;
+
+	if (p->raw == NULL || http_raw_pending(p->raw) < RELAY_LOW_WATER)
+		relay_pause_agent(p, false);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* The client is slow: stop reading the agent until its queue drains. */
+static void relay_pause_agent(struct proxy *p, bool pause)
+{
+	if (p->agent_paused == pause || !p->tcp_open)
+		return;
+	p->agent_paused = pause;
+	if (pause) {
+		uv_read_stop((uv_stream_t *)&p->tcp);
+		uv_timer_start(&p->poll, on_relay_poll, RELAY_POLL_MS, RELAY_POLL_MS);
+	} else {
+		uv_timer_stop(&p->poll);
+		if (uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read) != 0)
+			proxy_finish(p, NULL);
+	}
+}
+
+static void relay_from_agent(struct proxy *p, const char *b, ssize_t n)
+{
+	if (n < 0 || http_raw_write(p->raw, b, (size_t)n) != 0) {
+		proxy_finish(p, NULL);
+		return;
+	}
+	if (http_raw_pending(p->raw) > RELAY_HIGH_WATER)
+		relay_pause_agent(p, true);
+}
+
+static void on_relay_written(uv_write_t *w, int status)
+{
+	struct relay_write *rw = (struct relay_write *)w;
+	struct proxy *p = rw->p;
+
+	free(rw);
+	if (status != 0) {
+		if (status != UV_ECANCELED && p->raw != NULL)
+			proxy_finish(p, NULL);
+		return;
+	}
+	if (p->raw != NULL && p->tcp_open &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&p->tcp) < RELAY_LOW_WATER)
+		http_raw_pause(p->raw, false);
+}
+
+static void on_client_bytes(struct http_raw *raw, const char *bytes, ssize_t len, void *data)
+{
+	struct proxy *p = data;
+	struct relay_write *rw;
+	uv_buf_t b;
+
+	(void)raw;
+	if (len < 0 || !p->tcp_open) {
+		proxy_finish(p, NULL);
+		return;
+	}
+	rw = malloc(sizeof(*rw) + (size_t)len);
+	if (rw == NULL) {
+		proxy_finish(p, NULL);
+		return;
+	}
+	rw->p = p;
+	memcpy(rw->data, bytes, (size_t)len);
+	b = uv_buf_init(rw->data, (unsigned)len);
+	if (uv_write(&rw->w, (uv_stream_t *)&p->tcp, &b, 1, on_relay_written) != 0) {
+		free(rw);
+		proxy_finish(p, NULL);
+		return;
+	}
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&p->tcp) > RELAY_HIGH_WATER)
+		http_raw_pause(p->raw, true);
+}
+
+/* The agent said 101: answer the client likewise and splice. rest is what
+ * the agent sent after its headers (frames already). */
+static void exec_upgrade(struct proxy *p, const char *rest, size_t n)
+{
+	char accept[WS_ACCEPT_SIZE], proto[128] = "", headers[512];
+	const char *h = strstr(p->head, "\r\nsec-websocket-protocol:");
+
+	p->answered = true;
+	if (h != NULL) {
+		h += strlen("\r\nsec-websocket-protocol:");
+		h += strspn(h, " \t");
+		snprintf(proto, sizeof proto, "%.*s", (int)strcspn(h, " \t\r\n"), h);
+	}
+	if (ws_accept_key(p->key, accept) != 0)
+		accept[0] = '\0';  /* checked before the agent was asked */
+	snprintf(headers, sizeof headers,
+		 "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+		 "%s%s%s", accept, proto[0] ? "Sec-WebSocket-Protocol: " : "", proto,
+		 proto[0] ? "\r\n" : "");
+	if (http_upgrade(p->req, headers, on_client_bytes, p, &p->raw) != 0) {
+		p->raw = NULL;
+		proxy_finish(p, NULL);
+		return;
+	}
+	uv_timer_init(uv_default_loop(), &p->poll);
+	p->poll.data = p;
+	p->poll_open = true;
+	p->handles++;
+	if (n > 0)
+		relay_from_agent(p, rest, (ssize_t)n);
 }
 
 static void on_written(uv_write_t *w, int status)
@@ -299,6 +478,26 @@ static void build_request(struct proxy *p)
 					      (*c == ':' || *c == '+' || *c == '&' || *c == ' ') ?
 					      "%%%02X" : "%c", (unsigned char)*c);
 	}
+	if (p->exec) {
+		/* The query goes as it came: several command= parameters, each
+		 * already escaped by the client (and the parser admits no blanks
+		 * or line breaks in it). */
+		len = strlen(p->ns) + strlen(p->name) + strlen(p->container) +
+		      strlen(p->req->query) + strlen(p->key) + strlen(p->protocols) +
+		      (proxy_token ? strlen(proxy_token) : 0) + 512;
+		p->request = malloc(len);
+		if (p->request == NULL)
+			return;
+		snprintf(p->request, len,
+			 "GET /exec/%s/%s/%s?%s HTTP/1.1\r\nHost: %s:%d\r\n%s%s%s"
+			 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+			 "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n"
+			 "Sec-WebSocket-Protocol: %s\r\n\r\n",
+			 p->ns, p->name, p->container, p->req->query, p->addr, p->port,
+			 proxy_token ? "Authorization: Bearer " : "", proxy_token ? proxy_token : "",
+			 proxy_token ? "\r\n" : "", p->key, p->protocols);
+		return;
+	}
 	len = strlen(p->ns) + strlen(p->name) + strlen(p->container) + strlen(q) +
 	      (proxy_token ? strlen(proxy_token) : 0) + 256;
 	p->request = malloc(len);
@@ -331,6 +530,9 @@ static json_t *decode_kv(json_t *answer)
 	free(buf);
 	return obj;
 }
+
+static void proxy_start(struct proxy *p, struct http_req *req, struct kv *kv, const char *ns,
+			const char *name);
 
 static int kv_get(struct kv *kv, const char *key, kv_cb cb, void *data)
 {
@@ -388,6 +590,7 @@ static void on_node(void *data, json_t *answer, json_t *err)
 	uv_tcp_init(uv_default_loop(), &p->tcp);
 	p->tcp.data = p;
 	p->tcp_open = true;
+	p->handles++;
 	p->connect.data = p;
 	http_req_on_close(p->req, on_client_gone, p);
 	if (uv_tcp_connect(&p->connect, &p->tcp, (const struct sockaddr *)&sa, on_connect) != 0)
@@ -452,14 +655,61 @@ out:
 	proxy_free(p);
 }
 
+static struct proxy *proxy_new(struct http_req *req, struct kv *kv, const char *ns,
+			       const char *name);
+
 void podproxy_log(struct http_req *req, struct kv *kv, const char *ns, const char *name)
 {
-	struct proxy *p = calloc(1, sizeof *p);
-	char key[600];
+	proxy_new(req, kv, ns, name);
+}
+
+void podproxy_exec(struct http_req *req, struct kv *kv, const char *ns, const char *name)
+{
+	const char *up = http_req_header(req, "Upgrade");
+	const char *key = http_req_header(req, "Sec-WebSocket-Key");
+	const char *protos = http_req_header(req, "Sec-WebSocket-Protocol");
+	char accept[WS_ACCEPT_SIZE];
+	struct proxy *p;
+
+	if (up == NULL || strcasecmp(up, "websocket") != 0 || key == NULL ||
+	    ws_accept_key(key, accept) != 0 || protos == NULL) {
+		reply_status_obj(req, api_status_printf(400, "BadRequest",
+			"pods/exec is served over websockets (v5.channel.k8s.io, kubectl 1.30 "
+			"and newer; KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true on 1.29); SPDY is "
+			"not supported"));
+		return;
+	}
+	p = calloc(1, sizeof *p);
 	if (p == NULL) {
 		http_reply(req, 500, "text/plain", "out of memory", 13);
 		return;
 	}
+	p->exec = true;
+	snprintf(p->key, sizeof p->key, "%s", key);
+	/* Copied into the agent request: printable characters only. */
+	for (size_t i = 0, o = 0; protos[i] != '\0' && o + 1 < sizeof p->protocols; i++)
+		if ((unsigned char)protos[i] >= 0x20 && protos[i] != 0x7f)
+			p->protocols[o++] = protos[i];
+	proxy_start(p, req, kv, ns, name);
+}
+
+static struct proxy *proxy_new(struct http_req *req, struct kv *kv, const char *ns,
+			       const char *name)
+{
+	struct proxy *p = calloc(1, sizeof *p);
+	if (p == NULL) {
+		http_reply(req, 500, "text/plain", "out of memory", 13);
+		return NULL;
+	}
+	proxy_start(p, req, kv, ns, name);
+	return p;
+}
+
+static void proxy_start(struct proxy *p, struct http_req *req, struct kv *kv, const char *ns,
+			const char *name)
+{
+	char key[600];
+
 	p->req = req;
 	p->kv = kv;
 	snprintf(p->ns, sizeof p->ns, "%s", ns);

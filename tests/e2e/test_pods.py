@@ -603,6 +603,56 @@ def test_server_runs_local_agent():
         stopper._hard_stop()
 
 
+def test_exec_stdout_exit_code_stdin_stderr():
+    """kubectl exec (websocket v5, 1.30+): output, exit codes, stdin with -i, stderr apart, in the container's env."""
+    agent()
+    s = server()
+    name = "exec-pod"
+    create_pod({"container": {"env": [{"name": "GREETING", "value": "from-the-pod"}],
+                              "workingDir": "/tmp"}},
+               name, command=["sleep", "3600"])
+    wait_pod(name, running, what="pod running")
+    vs = [v for v in ("1.30", "1.31", "1.32", "1.33") if os.access(kh.kubectl_path(v), os.X_OK)]
+    assert "1.33" in vs, vs
+    for v in vs:
+        # Output comes back and kubectl exits 0.
+        rc, out, err = s.kubectl(v, "exec", name, "--", "echo", "hi")
+        assert (rc, out) == (0, "hi\n"), (v, rc, out, err)
+        # A non-zero exit is kubectl's exit code, with the kubelet's wording.
+        rc, out, err = s.kubectl(v, "exec", name, "--", "sh", "-c", "exit 3")
+        assert rc == 3 and "command terminated with exit code 3" in err, (v, rc, out, err)
+        # stdin reaches the command and its end ends the command.
+        rc, out, err = s.kubectl(v, "exec", "-i", name, "--", "cat", stdin="abc\n")
+        assert (rc, out) == (0, "abc\n"), (v, rc, out, err)
+        # stderr arrives on kubectl's stderr, not its stdout.
+        rc, out, err = s.kubectl(v, "exec", name, "--", "sh", "-c", "echo out; echo oops >&2")
+        assert rc == 0 and out == "out\n" and "oops" in err and "oops" not in out, (v, rc, out, err)
+    v = "1.33"
+    # The command sees the container's env and working directory.
+    out = s.must(v, "exec", name, "--", "sh", "-c", 'echo "$GREETING $(pwd)"')
+    assert out == "from-the-pod /tmp\n", out
+    # Output larger than any buffer arrives whole.
+    out = s.must(v, "exec", name, "--", "sh", "-c", "i=0; while [ $i -lt 20000 ]; do echo line-$i; i=$((i+1)); done")
+    lines = out.splitlines()
+    assert len(lines) == 20000 and lines[-1] == "line-19999", len(lines)
+    big = "".join("%06d\n" % i for i in range(60000))
+    rc, out, err = s.kubectl(v, "exec", "-i", name, "--", "cat", stdin=big)
+    assert rc == 0 and out == big, (rc, len(out), err)
+    # A command that does not exist fails, and a missing pod is NotFound.
+    rc, out, err = s.kubectl(v, "exec", name, "--", "/no/such/binary")
+    assert rc != 0 and "/no/such/binary" in err, (rc, out, err)
+    rc, out, err = s.kubectl(v, "exec", "no-such-pod", "--", "true")
+    assert rc != 0 and "NotFound" in err, (rc, out, err)
+    # A background child the command left does not outlive the exec.
+    s.must(v, "exec", name, "--", "sh", "-c", "sleep 7777 & echo started")
+    ct.wait_until(lambda: procs_with("7777") == [], timeout=10, what="exec's children gone")
+    # Older kubectl speaks SPDY: it gets a clear error, not a hang.
+    if os.access(kh.kubectl_path("1.27"), os.X_OK):
+        rc, out, err = s.kubectl("1.27", "exec", name, "--", "true", timeout=30)
+        assert rc != 0 and "websocket" in err, (rc, out, err)
+    delete_and_wait(name)
+
+
 def test_no_container_process_left():
     """After the pods are deleted no container process of this run is left."""
     a = agent()
