@@ -29,6 +29,7 @@
 #include "orchestrator/api/podproxy.h"
 #include "orchestrator/api/protobuf.h"
 #include "orchestrator/api/defaults.h"
+#include "orchestrator/api/managedfields.h"
 #include "orchestrator/api/patch.h"
 #include "orchestrator/api/resources.h"
 #include "orchestrator/api/selector.h"
@@ -578,6 +579,37 @@ static void stamp_new(struct rq *q, json_t *obj)
 	}
 }
 
+/* Who is writing, as metadata.managedFields records it. */
+static void writer_of(struct rq *q, struct managedfields_writer *w)
+{
+	char av[96], ts[32];
+	api_resource_api_version(q->res, av, sizeof av);
+	now_rfc3339(ts, sizeof ts, 0);
+	managedfields_writer_init(w, http_req_query(q->req, "fieldManager"),
+				  http_req_header(q->req, "User-Agent"), av, q->sub, ts);
+}
+
+static bool is_apply(const struct rq *q)
+{
+	return q->patch_type != NULL && strstr(q->patch_type, "apply-patch") != NULL;
+}
+
+/* Records in next's managedFields who wrote which of its fields over cur
+ * (NULL on a create). An apply to an existing object did so while merging;
+ * a binding is not recorded, as in Kubernetes. */
+static void record_fields(struct rq *q, json_t *cur, json_t *next)
+{
+	struct managedfields_writer w;
+	if (strcmp(q->sub, "binding") == 0 || (cur != NULL && is_apply(q) && q->sub[0] == '\0'))
+		return;
+	writer_of(q, &w);
+	if (cur == NULL && is_apply(q))
+		managedfields_apply_new(next, q->body, &w,
+					(q->res->subresources & API_SUB_STATUS) != 0);
+	else
+		managedfields_update(cur, next, &w);
+}
+
 static void create_txn(struct rq *q);
 
 static void on_create_txn(void *data, json_t *answer, json_t *err)
@@ -710,6 +742,7 @@ static void create_object(struct rq *q)
 		reply_status(q, api_status_invalid(q->res, name ? name : "", causes));
 		return;
 	}
+	record_fields(q, NULL, obj);
 	q->next = obj;
 	create_txn(q);
 }
@@ -1476,7 +1509,6 @@ static json_t *finish_update(struct rq *q)
 		else
 			json_object_del(meta, keep[i]);
 	}
-	json_object_del(meta, "managedFields");
 	json_object_set_new(meta, "resourceVersion", json_string(crv));
 	if (q->res->subresources & API_SUB_STATUS) {
 		if (is_main_write(q)) {
@@ -1553,6 +1585,7 @@ static void on_update_get(void *data, json_t *answer, json_t *err)
 		reply_status(q, st);
 		return;
 	}
+	record_fields(q, q->cur, q->next);
 	/* A no-op update writes nothing and keeps the resourceVersion. */
 	if (json_equal(q->next, q->cur)) {
 		json_t *o = q->cur;
@@ -1629,9 +1662,13 @@ static json_t *apply_patch(struct rq *q, json_t *target, json_t **status)
 		rv = patch_strategic(target, q->body, kind ? kind : q->res->kind, &out, errmsg);
 	} else if (strstr(pt, "merge-patch+json") != NULL) {
 		rv = patch_merge(target, q->body, &out, errmsg);
+	} else if (strstr(pt, "apply-patch") != NULL && q->sub[0] == '\0') {
+		struct managedfields_writer w;
+		writer_of(q, &w);
+		return managedfields_apply(target, q->body, &w, query_true(q->req, "force"),
+					   (q->res->subresources & API_SUB_STATUS) != 0, status);
 	} else if (strstr(pt, "apply-patch") != NULL) {
-		/* Server-side apply without field ownership: the applied
-		 * configuration is merged over the live object. */
+		/* Subresources take the applied configuration as a merge. */
 		rv = patch_merge(target, q->body, &out, errmsg);
 	} else {
 		rv = CAP_EINVAL;
