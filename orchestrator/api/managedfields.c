@@ -1056,22 +1056,23 @@ static char *pe_string(const char *pe)
 	return next;
 }
 
-/* Appends to cs the members both a and b hold, with their paths. */
-static void collect_common(json_t *a, json_t *b, const char *prefix, const struct entry *owner,
-			   struct conflict **cs, size_t *n)
+/* Appends to cs the members both a and b hold and allowed (may be NULL)
+ * does not, with their paths. */
+static void collect_common(json_t *a, json_t *b, json_t *allowed, const char *prefix,
+			   const struct entry *owner, struct conflict **cs, size_t *n)
 {
 	const char *k;
 	json_t *v;
 
 	json_object_foreach(a, k, v) {
-		json_t *w = json_object_get(b, k);
+		json_t *w = json_object_get(b, k), *al = json_object_get(allowed, k);
 		char *pe, *path;
 		if (strcmp(k, ".") == 0 || w == NULL)
 			continue;
 		pe = pe_string(k);
 		path = concat(prefix, pe);
 		free(pe);
-		if (is_member(v) && is_member(w)) {
+		if (is_member(v) && is_member(w) && (al == NULL || !is_member(al))) {
 			struct conflict *nc = realloc(*cs, (*n + 1) * sizeof(**cs));
 			if (nc == NULL)
 				abort();
@@ -1079,7 +1080,7 @@ static void collect_common(json_t *a, json_t *b, const char *prefix, const struc
 			(*cs)[*n].owner = owner;
 			(*cs)[(*n)++].path = concat(path, "");
 		}
-		collect_common(v, w, path, owner, cs, n);
+		collect_common(v, w, al, path, owner, cs, n);
 		free(path);
 	}
 }
@@ -1163,13 +1164,73 @@ void managedfields_apply_new(json_t *obj, json_t *config, const struct managedfi
 	entries_free(&es);
 }
 
+#define LAST_APPLIED "kubectl.kubernetes.io/last-applied-configuration"
+
+/* The fields "kubectl" may take over from client-side apply without a
+ * conflict: those of the live object's last-applied configuration that
+ * still hold the value it gives them. This is how Kubernetes lets users
+ * move from kubectl apply to kubectl apply --server-side. NULL when there
+ * is no such configuration. */
+static json_t *allowed_from_last_applied(json_t *live, bool ignore_status)
+{
+	const char *text = json_string_value(
+		json_object_get(json_object_get(json_object_get(live, "metadata"), "annotations"),
+				LAST_APPLIED));
+	json_t *last, *allowed, *s;
+	struct diff d;
+
+	if (text == NULL || (last = json_loads(text, 0, NULL)) == NULL)
+		return NULL;
+	if (!json_is_object(last)) {
+		json_decref(last);
+		return NULL;
+	}
+	allowed = json_object();
+	s = stripped(last, ignore_status);
+	applied_map(s, root_type(live), allowed);
+	json_decref(s);
+	d = compare(last, live, ignore_status);
+	set_subtract(allowed, d.modified);
+	set_remove_under(allowed, d.removed);
+	set_prune(allowed);
+	diff_free(&d);
+	json_decref(last);
+	return allowed;
+}
+
+/* As Kubernetes does for "kubectl": an object that has a last-applied
+ * configuration gets the new applied configuration there, so that a later
+ * client-side apply computes its patch from what was last applied. */
+static void update_last_applied(json_t *obj, json_t *config)
+{
+	json_t *ann = json_object_get(json_object_get(obj, "metadata"), "annotations");
+	json_t *c, *cann;
+	char *text;
+
+	if (json_object_get(ann, LAST_APPLIED) == NULL)
+		return;
+	c = json_deep_copy(config);
+	cann = json_object_get(json_object_get(c, "metadata"), "annotations");
+	json_object_del(cann, LAST_APPLIED);
+	if (cann != NULL && json_object_size(cann) == 0)
+		json_object_del(json_object_get(c, "metadata"), "annotations");
+	text = json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(c);
+	/* Annotations are limited to 256 KiB in all: too large, it goes. */
+	if (text == NULL || strlen(text) > 256 * 1024)
+		json_object_del(ann, LAST_APPLIED);
+	else
+		json_object_set_new(ann, LAST_APPLIED, json_string(text));
+	free(text);
+}
+
 json_t *managedfields_apply(json_t *live, json_t *config, const struct managedfields_writer *w,
 			    bool force, bool ignore_status, json_t **status)
 {
 	struct entries es = { NULL, 0 };
 	struct conflict *cs = NULL;
 	size_t ncs = 0;
-	json_t *cfg, *merged, *newset, *s, *changed;
+	json_t *cfg, *merged, *newset, *s, *changed, *allowed;
 	struct entry *self;
 	struct diff d;
 	bool object_changed;
@@ -1209,9 +1270,12 @@ json_t *managedfields_apply(json_t *live, json_t *config, const struct managedfi
 
 	d = compare(live, merged, ignore_status);
 	changed = diff_changed(&d);
+	allowed = strcmp(w->manager, "kubectl") == 0 ? allowed_from_last_applied(live, ignore_status)
+						     : NULL;
 	for (size_t i = 0; i < es.n; i++)
 		if (&es.v[i] != self)
-			collect_common(es.v[i].set, changed, "", &es.v[i], &cs, &ncs);
+			collect_common(es.v[i].set, changed, allowed, "", &es.v[i], &cs, &ncs);
+	json_decref(allowed);
 	if (ncs > 0 && !force) {
 		*status = conflict_status(cs, ncs);
 		for (size_t i = 0; i < ncs; i++)
@@ -1231,7 +1295,8 @@ json_t *managedfields_apply(json_t *live, json_t *config, const struct managedfi
 	for (size_t i = 0; i < es.n; i++) {
 		if (&es.v[i] == self)
 			continue;
-		/* Forced: the fields move to the applier. */
+		/* Forced (or taken over from client-side apply): the
+		 * fields move to the applier. */
 		set_subtract(es.v[i].set, changed);
 		set_remove_under(es.v[i].set, d.removed);
 	}
@@ -1250,6 +1315,8 @@ json_t *managedfields_apply(json_t *live, json_t *config, const struct managedfi
 	entries_free(&es);
 	json_decref(changed);
 	diff_free(&d);
+	if (strcmp(w->manager, "kubectl") == 0)
+		update_last_applied(merged, config);
 	json_decref(cfg);
 	return merged;
 }

@@ -66,7 +66,13 @@ void managedfields_apply_new(json_t *obj, json_t *config, const struct managedfi
  * Status to answer: 409 Conflict listing every field another manager owns
  * and the apply would change, unless force, in which case their ownership
  * moves to the applier. ignore_status leaves status out of what the
- * applier claims (the main resource of a kind with a /status). */
+ * applier claims (the main resource of a kind with a /status).
+ *
+ * As in Kubernetes, the manager "kubectl" takes over without a conflict the
+ * fields of the object's kubectl.kubernetes.io/last-applied-configuration
+ * that still hold their last-applied values (moving from client-side to
+ * server-side apply), and keeps that annotation, when there is one, equal
+ * to what it applies. */
 json_t *managedfields_apply(json_t *live, json_t *config, const struct managedfields_writer *w,
 			    bool force, bool ignore_status, json_t **status);
 

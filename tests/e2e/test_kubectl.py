@@ -621,5 +621,80 @@ def test_subresources_status_scale_binding():
     assert code == 409 and st["reason"] == "Conflict", st
 
 
+def test_server_side_apply_field_ownership():
+    """apply --server-side owns fields, scale takes replicas, re-applying them conflicts
+    until --force-conflicts moves them back; a YAML apply body works the same."""
+    s = server()
+
+    def entries(v, name):
+        obj = json.loads(s.must(v, "get", "deploy", name, "-o", "json", "--show-managed-fields"))
+        return obj, obj["metadata"].get("managedFields", [])
+
+    def owners_of_replicas(mf):
+        return [(e["manager"], e["operation"], e.get("subresource", "")) for e in mf
+                if "f:replicas" in e.get("fieldsV1", {}).get("f:spec", {})]
+
+    for v in versions():
+        name = "ssa" + tag(v)
+        path = os.path.join(s.data_dir, name + ".yaml")
+        doc = ("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: %s\nspec:\n"
+               "  replicas: %d\n  selector:\n    matchLabels: {app: %s}\n  template:\n"
+               "    metadata:\n      labels: {app: %s}\n    spec:\n      containers:\n"
+               "      - name: main\n        image: nginx:1.25\n")
+        write(path, doc % (name, 2, name, name))
+        out = s.must(v, "apply", "--server-side", "-f", path)
+        assert out.strip() == "deployment.apps/%s serverside-applied" % name, out
+        obj, mf = entries(v, name)
+        assert [(e["manager"], e["operation"]) for e in mf] == [("kubectl", "Apply")], mf
+        fields = mf[0]["fieldsV1"]
+        assert mf[0]["apiVersion"] == "apps/v1" and mf[0]["fieldsType"] == "FieldsV1", mf
+        assert "f:replicas" in fields["f:spec"], fields
+        ctr = fields["f:spec"]["f:template"]["f:spec"]["f:containers"]['k:{"name":"main"}']
+        assert set(ctr) == {".", "f:image", "f:name"}, ctr
+        # kubectl hides managedFields unless asked.
+        plain = json.loads(s.must(v, "get", "deploy", name, "-o", "json"))
+        assert "managedFields" not in plain["metadata"], plain["metadata"]
+
+        s.must(v, "scale", "deployment", name, "--replicas=5")
+        obj, mf = entries(v, name)
+        assert obj["spec"]["replicas"] == 5
+        owners = owners_of_replicas(mf)
+        assert len(owners) == 1 and owners[0][1:] == ("Update", "scale"), mf
+        scaler = owners[0][0]
+        assert scaler.startswith("kubectl"), scaler
+
+        write(path, doc % (name, 3, name, name))
+        rc, out, err = s.kubectl(v, "apply", "--server-side", "-f", path)
+        assert rc != 0, out
+        want = ('Apply failed with 1 conflict: conflict with "%s" with subresource "scale" '
+                'using apps/v1: .spec.replicas' % scaler)
+        assert want in err, err
+        assert json.loads(s.must(v, "get", "deploy", name, "-o", "json"))["spec"]["replicas"] == 5
+
+        out = s.must(v, "apply", "--server-side", "--force-conflicts", "-f", path)
+        assert out.strip() == "deployment.apps/%s serverside-applied" % name, out
+        obj, mf = entries(v, name)
+        assert obj["spec"]["replicas"] == 3
+        assert owners_of_replicas(mf) == [("kubectl", "Apply", "")], mf
+
+        # Another manager applying a YAML body gets the 409 with its causes.
+        url = "/apis/apps/v1/namespaces/default/deployments/%s?fieldManager=ci" % name
+        body = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: %s\nspec:\n  replicas: %d\n"
+        code, st = s.json("PATCH", url, body % (name, 7),
+                          headers={"Content-Type": "application/apply-patch+yaml"})
+        assert code == 409 and st["reason"] == "Conflict", st
+        assert st["message"] == ('Apply failed with 1 conflict: conflict with "kubectl": '
+                                 '.spec.replicas'), st
+        assert st["details"]["causes"] == [{"reason": "FieldManagerConflict",
+                                            "message": 'conflict with "kubectl"',
+                                            "field": ".spec.replicas"}], st
+        # Applying the value it already has is no conflict: both own it.
+        code, d = s.json("PATCH", url, body % (name, 3),
+                         headers={"Content-Type": "application/apply-patch+yaml"})
+        assert code == 200, d
+        assert sorted(o[0] for o in owners_of_replicas(d["metadata"]["managedFields"])) == \
+            ["ci", "kubectl"], d["metadata"]["managedFields"]
+
+
 if __name__ == "__main__":
     ct.run(globals())

@@ -385,6 +385,45 @@ static void test_apply_merges_lists_by_key(void **state)
 	json_decref(cfg);
 }
 
+/* kubectl apply --server-side takes over from client-side apply without a
+ * conflict on fields whose value is still the last-applied one, and keeps
+ * the last-applied annotation up to date; another manager gets the
+ * conflict. */
+static void test_apply_takes_over_client_side_apply(void **state)
+{
+	(void)state;
+	struct managedfields_writer csa = writer("kubectl-client-side-apply", NULL,
+						 "2024-01-01T00:00:00Z");
+	struct managedfields_writer ssa = writer("kubectl", NULL, "2024-01-02T00:00:00Z");
+	struct managedfields_writer other = writer("other", NULL, "2024-01-02T00:00:00Z");
+	json_t *live = y("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  annotations:\n"
+			 "    kubectl.kubernetes.io/last-applied-configuration: '{\"apiVersion\":\"v1\","
+			 "\"data\":{\"mode\":\"two\"},\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"}}'\n"
+			 "data: {mode: two}\n");
+	json_t *cfg = y("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {mode: three}\n");
+	json_t *st = NULL, *out;
+	const char *last;
+
+	managedfields_update(NULL, live, &csa);
+	assert_null(managedfields_apply(live, cfg, &other, false, false, &st));
+	assert_int_equal(json_integer_value(json_object_get(st, "code")), 409);
+	json_decref(st);
+	st = NULL;
+	out = managedfields_apply(live, cfg, &ssa, false, false, &st);
+	assert_non_null(out);
+	assert_string_equal(json_string_value(patch_pointer_get(out, "/data/mode")), "three");
+	assert_non_null(patch_pointer_get(entry(out, "kubectl", "Apply"), "/fieldsV1/f:data/f:mode"));
+	assert_null(patch_pointer_get(entry(out, "kubectl-client-side-apply", "Update"),
+				      "/fieldsV1/f:data/f:mode"));
+	last = json_string_value(json_object_get(patch_pointer_get(out, "/metadata/annotations"),
+						 "kubectl.kubernetes.io/last-applied-configuration"));
+	assert_non_null(last);
+	assert_non_null(strstr(last, "\"mode\":\"three\""));
+	json_decref(out);
+	json_decref(live);
+	json_decref(cfg);
+}
+
 /* Without a fieldManager the manager is the user agent's first token, as
  * Kubernetes derives it; with neither it is "unknown". */
 static void test_manager_from_user_agent(void **state)
@@ -417,6 +456,7 @@ int main(void)
 		cmocka_unit_test(test_apply_force_moves_ownership),
 		cmocka_unit_test(test_apply_prunes_what_it_dropped),
 		cmocka_unit_test(test_apply_merges_lists_by_key),
+		cmocka_unit_test(test_apply_takes_over_client_side_apply),
 		cmocka_unit_test(test_manager_from_user_agent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
