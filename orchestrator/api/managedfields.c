@@ -799,9 +799,9 @@ static void entries_store(struct entries *es, json_t *obj)
 		meta = json_object();
 		json_object_set_new(obj, "metadata", meta);
 	}
-	if (json_array_size(list) > 0)
+	if (json_array_size(list) > 0) {
 		json_object_set_new(meta, "managedFields", list);
-	else {
+	} else {
 		json_object_del(meta, "managedFields");
 		json_decref(list);
 	}
