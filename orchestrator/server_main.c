@@ -14,6 +14,7 @@
 #include "client/kv_http.h"
 #include "lib/err.h"
 #include "lib/log.h"
+#include "lib/url.h"
 #include "orchestrator/agent/agent.h"
 #include "orchestrator/api/apiserver.h"
 #include "orchestrator/api/podproxy.h"
@@ -88,28 +89,6 @@ static void usage(FILE *out)
 		"\n"
 		"The API is plain HTTP without authentication: bind it to loopback.\n"
 		"SIGTERM or SIGINT stops it cleanly (exit 0).\n");
-}
-
-/* "[http://]host:port" -> host and port (0 allowed: any free port). */
-static int parse_hostport(const char *s, char *host, size_t size, int *port)
-{
-	const char *p = strstr(s, "://");
-	const char *colon;
-	char *end;
-	long v;
-	p = p ? p + 3 : s;
-	colon = strrchr(p, ':');
-	if (colon == NULL || colon == p || (size_t)(colon - p) >= size)
-		return -1;
-	memcpy(host, p, (size_t)(colon - p));
-	host[colon - p] = '\0';
-	errno = 0;
-	v = strtol(colon + 1, &end, 10);
-	if (errno != 0 || end == colon + 1 || (*end != '\0' && *end != '/' && *end != ',') ||
-	    v < 0 || v > 65535)
-		return -1;
-	*port = (int)v;
-	return 0;
 }
 
 static int mkdir_p(const char *dir)
@@ -317,7 +296,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "capstan-server: unexpected argument \"%s\"\n", argv[optind]);
 		return 2;
 	}
-	if (parse_hostport(o.listen, host, sizeof host, &port) != 0) {
+	if (url_host_port(o.listen, host, sizeof host, &port) != 0) {
 		fprintf(stderr, "capstan-server: bad --listen \"%s\" (want ADDR:PORT)\n", o.listen);
 		return 2;
 	}
@@ -326,8 +305,16 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (o.listen_client != NULL &&
-	    parse_hostport(o.listen_client, chost, sizeof chost, &cport) != 0) {
+	    url_host_port(o.listen_client, chost, sizeof chost, &cport) != 0) {
 		fprintf(stderr, "capstan-server: bad --listen-client-urls \"%s\"\n", o.listen_client);
+		return 2;
+	}
+	if (o.store_endpoints == NULL && o.initial_cluster != NULL &&
+	    strchr(o.initial_cluster, ',') != NULL && o.listen_client == NULL) {
+		/* Stacked replicas reach the leader through its store gateway: a
+		 * follower forwards writes and read-index requests there. */
+		fprintf(stderr, "capstan-server: a stacked cluster (several members in "
+				"--initial-cluster) needs --listen-client-urls for its store\n");
 		return 2;
 	}
 	if (mkdir_p(o.data_dir) != 0) {

@@ -13,6 +13,7 @@
 
 #include "lib/err.h"
 #include "lib/log.h"
+#include "lib/url.h"
 
 /* A log entry holds at most this many command bytes; more waits for the
  * next entry, so one huge batch cannot stall the log. */
@@ -108,26 +109,13 @@ static uint64_t now_ms(struct node *n)
 	return uv_now(n->loop);
 }
 
-/* "http://host:port" -> "host:port" */
-static int url_to_address(const char *url, char *out, size_t size)
-{
-	const char *p = strstr(url, "://");
-	p = p ? p + 3 : url;
-	size_t len = strcspn(p, "/");
-	if (len == 0 || len >= size || memchr(p, ':', len) == NULL)
-		return -1;
-	memcpy(out, p, len);
-	out[len] = '\0';
-	return 0;
-}
-
 uint64_t node_member_id(const char *peer_url, const char *token)
 {
 	char buf[1024];
 	char addr[256];
 	/* The ID depends on the peer address and the cluster token only, so a
 	 * member added by URL and the process started with that URL agree. */
-	if (url_to_address(peer_url, addr, sizeof addr) != 0)
+	if (url_address(peer_url, addr, sizeof addr) != 0)
 		snprintf(addr, sizeof addr, "%s", peer_url);
 	int len = snprintf(buf, sizeof buf, "%s|%s", addr, token ? token : "");
 	uint64_t id = raft_digest(buf, (unsigned long long)len);
@@ -150,7 +138,7 @@ static int parse_cluster(struct node *n, char *errmsg)
 		char addr[256];
 		if (eq == NULL || eq == tok || n->n_members == NODE_MAX_MEMBERS ||
 		    (size_t)(eq - tok) >= sizeof m->name || strlen(eq + 1) >= sizeof m->peer_url ||
-		    url_to_address(eq + 1, addr, sizeof addr) != 0) {
+		    url_address(eq + 1, addr, sizeof addr) != 0) {
 			cap_errmsg_printf(errmsg, "--initial-cluster: bad member \"%s\"", tok);
 			return CAP_EINVAL;
 		}
@@ -163,7 +151,7 @@ static int parse_cluster(struct node *n, char *errmsg)
 	for (size_t i = 0; i < n->n_members; i++) {
 		if (strcmp(n->members[i].name, n->cfg.name) == 0) {
 			n->id = n->members[i].id;
-			url_to_address(n->members[i].peer_url, n->address, sizeof n->address);
+			url_address(n->members[i].peer_url, n->address, sizeof n->address);
 		}
 	}
 	if (n->id == 0) {
@@ -197,7 +185,7 @@ static int keep_identity(struct node *n, char *errmsg)
 		if (id != n->id) {
 			n->id = id;
 			if (n->cfg.advertise_peer_url == NULL ||
-			    url_to_address(n->cfg.advertise_peer_url, n->address, sizeof n->address) != 0) {
+			    url_address(n->cfg.advertise_peer_url, n->address, sizeof n->address) != 0) {
 				cap_errmsg_printf(errmsg, "member %llx needs --initial-advertise-peer-urls", id);
 				return CAP_EINVAL;
 			}
@@ -661,7 +649,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
 	}
 	if (cfg->listen_peer_url != NULL) {
 		char bind[256];
-		if (url_to_address(cfg->listen_peer_url, bind, sizeof bind) != 0) {
+		if (url_address(cfg->listen_peer_url, bind, sizeof bind) != 0) {
 			cap_errmsg_printf(errmsg, "bad --listen-peer-urls \"%s\"", cfg->listen_peer_url);
 			rv = CAP_EINVAL;
 			goto err_transport;
@@ -694,7 +682,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
 		raft_configuration_init(&conf);
 		for (size_t i = 0; i < n->n_members; i++) {
 			char addr[256];
-			url_to_address(n->members[i].peer_url, addr, sizeof addr);
+			url_address(n->members[i].peer_url, addr, sizeof addr);
 			rv = raft_configuration_add(&conf, n->members[i].id, addr, RAFT_VOTER);
 			if (rv != 0)
 				break;
@@ -1033,7 +1021,7 @@ int node_add_member(struct node *n, uint64_t id, const char *peer_url, bool lear
 {
 	char addr[256];
 	int rv;
-	if (url_to_address(peer_url, addr, sizeof addr) != 0)
+	if (url_address(peer_url, addr, sizeof addr) != 0)
 		return CAP_EINVAL;
 	rv = start_change(n, CHANGE_ADD, id, addr, cb, data);
 	if (rv == 0 && !learner && n->n_promote < NODE_MAX_MEMBERS)

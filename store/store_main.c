@@ -8,6 +8,7 @@
 
 #include "lib/err.h"
 #include "lib/log.h"
+#include "lib/url.h"
 #include "store/gateway.h"
 #include "store/store.h"
 
@@ -62,24 +63,6 @@ static void usage(FILE *out)
 		"  --help, --version\n"
 		"\n"
 		"SIGTERM or SIGINT stops it cleanly (exit 0).\n");
-}
-
-/* "http://host:port" -> host and port. */
-static int parse_url(const char *url, char *host, size_t size, int *port)
-{
-	const char *p = strstr(url, "://");
-	const char *colon;
-	p = p ? p + 3 : url;
-	colon = strrchr(p, ':');
-	if (colon == NULL || (size_t)(colon - p) >= size || colon == p)
-		return -1;
-	memcpy(host, p, (size_t)(colon - p));
-	host[colon - p] = '\0';
-	*port = atoi(colon + 1);
-	if (*port <= 0 || *port > 65535)
-		return -1;
-	/* Only the first URL of a comma-separated list is served. */
-	return 0;
 }
 
 static void gateway_closed(void *data)
@@ -209,7 +192,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "capstan-store: --max-request-bytes must be at least 1024\n");
 		return 2;
 	}
-	if (parse_url(o.listen_client, host, sizeof host, &port) != 0) {
+	if (url_host_port(o.listen_client, host, sizeof host, &port) != 0) {
 		fprintf(stderr, "capstan-store: bad --listen-client-urls \"%s\"\n", o.listen_client);
 		return 2;
 	}
