@@ -606,8 +606,9 @@ static int build_env(struct apod *p, json_t *ctr, json_t *img, struct strv *env,
 			free(v);
 		}
 	}
-	/* Volumes: there is no mount namespace; each mount's host directory is
-	 * given to the container in CAPSTAN_VOLUME_<NAME>. */
+	/* Volumes are mounted at their mountPath when the agent runs as root
+	 * (volume_mounts); each mount's host directory is also given to the
+	 * container in CAPSTAN_VOLUME_<NAME>, which is what works without root. */
 	json_array_foreach(json_object_get(ctr, "volumeMounts"), i, e) {
 		const char *vname = jstr(e, "name");
 		size_t j;
@@ -634,6 +635,41 @@ static int build_env(struct apod *p, json_t *ctr, json_t *img, struct strv *env,
 		}
 	}
 	return env->oom ? -1 : 0;
+}
+
+/* The container's volumeMounts as runtime mounts: emptyDir volumes from
+ * the pod's directory, hostPath volumes from the host. sources holds the
+ * paths; both arrays must outlive the start of the container. */
+static size_t volume_mounts(struct apod *p, json_t *ctr, struct runtime_mount *out,
+			    char (*sources)[PATH_MAX], size_t max)
+{
+	size_t n = 0, i;
+	json_t *e;
+	json_array_foreach(json_object_get(ctr, "volumeMounts"), i, e) {
+		const char *vname = jstr(e, "name"), *target = jstr(e, "mountPath");
+		size_t j;
+		json_t *v;
+		if (vname == NULL || target == NULL || target[0] != '/' || n == max)
+			continue;
+		json_array_foreach(jget(p->pod, "spec", "volumes"), j, v) {
+			const char *hp = jstr(v, "hostPath.path");
+			if (jstr(v, "name") == NULL || strcmp(jstr(v, "name"), vname) != 0)
+				continue;
+			if (hp != NULL)
+				snprintf(sources[n], PATH_MAX, "%s", hp);
+			else if (json_object_get(v, "emptyDir") != NULL && p->a->data_dir)
+				snprintf(sources[n], PATH_MAX, "%s/pods/%s/volumes/%s", p->a->data_dir,
+					 p->uid, vname);
+			else
+				break;
+			out[n].source = sources[n];
+			out[n].target = target;
+			out[n].read_only = json_is_true(json_object_get(e, "readOnly"));
+			n++;
+			break;
+		}
+	}
+	return n;
 }
 
 static void make_volumes(struct apod *p)
@@ -971,6 +1007,8 @@ static void ctr_start(struct actr *c)
 	char reason[64] = "", msg[512] = "", errmsg[CAP_ERRMSG_SIZE] = "";
 	const char *wd;
 	struct runtime_spec rs = {0};
+	struct runtime_mount mounts[16];
+	char mount_src[16][PATH_MAX];
 	int64_t started_at = 0;
 	bool first_start = !c->ever_started && c->restarts == 0;
 
@@ -1010,6 +1048,8 @@ static void ctr_start(struct actr *c)
 	rs.env = env.v;
 	rs.cwd = wd != NULL && *wd != '\0' ? wd : NULL;
 	rs.memory_limit = parse_quantity(jstr(spec, "resources.limits.memory"));
+	rs.n_mounts = volume_mounts(p, spec, mounts, mount_src, sizeof mounts / sizeof mounts[0]);
+	rs.mounts = mounts;
 	rs.sim_run_ms = -1;
 	{
 		json_t *ann = jget(p->pod, "metadata", "annotations");

@@ -23,6 +23,15 @@
 struct runtime;
 struct runtime_container;
 
+/* A volume as the container sees it: host directory source appears at
+ * target (process runtime: a bind mount in a mount namespace of the
+ * container's own, when the agent runs as root). */
+struct runtime_mount {
+	const char *source;
+	const char *target;
+	bool read_only;
+};
+
 struct runtime_spec {
 	const char *pod_uid;
 	const char *pod_ns;
@@ -33,6 +42,8 @@ struct runtime_spec {
 	char *const *env;           /* "K=V", NULL-terminated */
 	const char *cwd;            /* or NULL: the container's state directory */
 	uint64_t memory_limit;      /* bytes (RLIMIT_AS), 0 for none */
+	const struct runtime_mount *mounts;
+	size_t n_mounts;
 	/* Simulated runtime only: run this long then exit with sim_exit_code;
 	 * negative runs until stopped. */
 	int64_t sim_run_ms;

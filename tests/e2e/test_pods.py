@@ -653,6 +653,43 @@ def test_exec_stdout_exit_code_stdin_stderr():
     delete_and_wait(name)
 
 
+def test_volumes_mounted_at_their_paths():
+    """emptyDir is shared between containers at their own mountPaths, and a readOnly hostPath cannot be written."""
+    agent()
+    base = ct.mktemp("capstan-vol-")
+    host = os.path.join(base, "host")
+    os.makedirs(host)
+    with open(os.path.join(host, "f.txt"), "w") as f:
+        f.write("from-the-host\n")
+    mnt = os.path.join(base, "mnt")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "vols"},
+           "spec": {"nodeName": NODE, "restartPolicy": "Never",
+                    "volumes": [{"name": "shared", "emptyDir": {}},
+                                {"name": "h", "hostPath": {"path": host}}],
+                    "containers": [
+                        {"name": "writer", "image": "busybox",
+                         "command": ["sh", "-c", "echo from-writer > %s/a/x; sleep 2" % mnt],
+                         "volumeMounts": [{"name": "shared", "mountPath": mnt + "/a"}]},
+                        {"name": "reader", "image": "busybox",
+                         "command": ["sh", "-c", "sleep 1; cat %s/b/x; cat %s/h/f.txt; "
+                                     "echo no > %s/h/g.txt || echo refused" % (mnt, mnt, mnt)],
+                         "volumeMounts": [{"name": "shared", "mountPath": mnt + "/b"},
+                                          {"name": "h", "mountPath": mnt + "/h",
+                                           "readOnly": True}]}]}}
+    code, body = server().json("POST", "/api/v1/namespaces/default/pods", pod)
+    assert code == 201, body
+    wait_pod("vols", lambda p: p["status"].get("phase") == "Succeeded", what="Succeeded")
+    out = server().must(versions()[-1], "logs", "vols", "-c", "reader")
+    lines = out.splitlines()
+    assert lines[:2] == ["from-writer", "from-the-host"] and lines[-1] == "refused", out
+    assert "Read-only file system" in out, out
+    # The mounts belong to the containers: the host sees the volume only in
+    # the pod's directory, and the read-only host path is untouched.
+    assert not os.path.exists(os.path.join(mnt, "a", "x"))
+    assert not os.path.exists(os.path.join(host, "g.txt"))
+    delete_and_wait("vols")
+
+
 def test_no_container_process_left():
     """After the pods are deleted no container process of this run is left."""
     a = agent()
