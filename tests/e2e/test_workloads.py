@@ -223,8 +223,11 @@ def rollout_scenario(ver):
         assert set(rs) == {"1", "2"}, rs.keys()
         assert rs["2"]["spec"]["replicas"] == 3 and rs["1"]["spec"]["replicas"] == 0
         assert image_of(rs["2"]) == "busybox:1.36"
-        pods = live_pods(srv, "app=web")
-        assert len(pods) == 3 and {pod_image(p) for p in pods} == {"busybox:1.36"}
+        # rollout status can report success while the old set's deletions
+        # are still being issued, as in Kubernetes: the pods follow shortly.
+        pods = ct.wait_until(lambda: (lambda ps: ps if len(ps) == 3 and {
+            pod_image(p) for p in ps} == {"busybox:1.36"} else None)(live_pods(srv, "app=web")),
+            timeout=20, what="3 pods of the new image")
         d = get(srv, APPS + "/deployments/web")
         assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
         # kubectl's strategic patch directives are applied, never stored.
@@ -264,7 +267,8 @@ def rollout_scenario(ver):
         assert len(rs_of(srv, "web")) == 2, "a paused deployment rolled out"
         srv.must(ver, "rollout", "resume", "deployment/web")
         rollout_ok(srv, ver, "web")
-        assert {pod_image(p) for p in live_pods(srv, "app=web")} == {"busybox:1.37"}
+        ct.wait_until(lambda: {pod_image(p) for p in live_pods(srv, "app=web")} ==
+                      {"busybox:1.37"}, timeout=20, what="every pod on the resumed image")
 
         before = {r["metadata"]["name"] for r in rs_of(srv, "web")}
         srv.must(ver, "rollout", "restart", "deployment/web")
