@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -63,6 +65,25 @@ static void test_small_buffer(void **state)
 	assert_int_equal(url_address("http://abc:12345", addr, sizeof addr), -1);
 }
 
+/* Query values decode as Go's url.ParseQuery does: %XX and '+', and a
+ * stray '%' stays as it is. */
+static void test_decode(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{"echo+hi", "echo hi"}, {"a%2Fb%3d", "a/b="}, {"100%", "100%"},
+		{"%zz", "%zz"}, {"%4", "%4"}, {"", ""},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *d = url_decode(cases[i].in, strlen(cases[i].in));
+		assert_non_null(d);
+		assert_string_equal(d, cases[i].out);
+		free(d);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -70,6 +91,7 @@ int main(void)
 		cmocka_unit_test(test_first_of_a_list),
 		cmocka_unit_test(test_ports),
 		cmocka_unit_test(test_small_buffer),
+		cmocka_unit_test(test_decode),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
