@@ -39,6 +39,7 @@ struct options {
 	bool no_agent;
 	struct controller_options copts;
 	struct sched_options sopts;
+	struct svc_ranges ranges;
 };
 
 struct app {
@@ -75,6 +76,10 @@ static void usage(FILE *out)
 		"                                   MostAllocated (bin packing)\n"
 		"  --node-monitor-grace-period S    silence before a node is Unknown (default 50)\n"
 		"  --node-eviction-rate N           pods evicted per second at most (default 10)\n"
+		"Services:\n"
+		"  --service-cluster-ip-range CIDR  cluster IPs of Services (default 10.96.0.0/12;\n"
+		"                                   the first address is the kubernetes Service's)\n"
+		"  --service-node-port-range LO-HI  node ports of Services (default 30000-32767)\n"
 		"Embedded store replica (etcd's flags and meaning):\n"
 		"  --name NAME                      member name (default \"default\")\n"
 		"  --listen-client-urls URL         serve etcd's gateway too (default: not served)\n"
@@ -235,6 +240,8 @@ int main(int argc, char **argv)
 		{"scheduler-score", required_argument, NULL, 'O'},
 		{"node-monitor-grace-period", required_argument, NULL, 'G'},
 		{"node-eviction-rate", required_argument, NULL, 'R'},
+		{"service-cluster-ip-range", required_argument, NULL, 'I'},
+		{"service-node-port-range", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'v'},
 		{NULL, 0, NULL, 0},
@@ -251,6 +258,8 @@ int main(int argc, char **argv)
 	char kubeconfig[PATH_MAX + 16], errmsg[CAP_ERRMSG_SIZE] = "";
 	struct app a = {0};
 	int port, cport = 0, c, rv;
+
+	svc_ranges_default(&o.ranges);
 
 	while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
 		switch (c) {
@@ -277,6 +286,20 @@ int main(int argc, char **argv)
 			break;
 		case 'G': o.copts.node_monitor_grace_s = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'R': o.copts.eviction_rate = strtod(optarg, NULL); break;
+		case 'I':
+			if (svc_ranges_parse_cidr(&o.ranges, optarg, errmsg, sizeof errmsg) != 0) {
+				fprintf(stderr, "capstan-server: --service-cluster-ip-range: %s\n",
+					errmsg);
+				return 2;
+			}
+			break;
+		case 'P':
+			if (svc_ranges_parse_ports(&o.ranges, optarg, errmsg, sizeof errmsg) != 0) {
+				fprintf(stderr, "capstan-server: --service-node-port-range: %s\n",
+					errmsg);
+				return 2;
+			}
+			break;
 		case 'l':
 			if (log_parse_level(optarg) < 0) {
 				fprintf(stderr, "capstan-server: bad --log-level \"%s\"\n", optarg);
@@ -375,7 +398,8 @@ int main(int argc, char **argv)
 		}
 	}
 
-	struct api_config ac = {.host = host, .port = port, .bookmark_ms = o.bookmark_ms};
+	struct api_config ac = {.host = host, .port = port, .bookmark_ms = o.bookmark_ms,
+				.ranges = &o.ranges};
 	rv = api_server_start(a.loop, a.kv, &ac, &a.api, errmsg);
 	if (rv != 0) {
 		log_error("cannot serve the API on %s: %s", o.listen, errmsg);

@@ -35,6 +35,7 @@
 #include "orchestrator/api/selector.h"
 #include "orchestrator/api/status.h"
 #include "orchestrator/api/strategic.h"
+#include "orchestrator/api/svcalloc.h"
 #include "orchestrator/api/table.h"
 #include "orchestrator/api/validate.h"
 #include "orchestrator/api/watchcache.h"
@@ -60,6 +61,7 @@ struct api_server {
 	struct http_server *http;
 	struct wc *cache;
 	char address[128];
+	char host[128];
 	unsigned bookmark_ms;
 	int inflight;
 	bool closing;
@@ -67,6 +69,8 @@ struct api_server {
 	int bootstrap_left;
 	uv_timer_t bootstrap_timer;
 	struct rq *watches;
+	struct svc_ranges ranges;        /* service CIDR and node-port range */
+	struct svc_keeper *keeper;       /* the kubernetes Service, repairs */
 	void (*close_cb)(void *data);
 	void *close_data;
 };
@@ -119,6 +123,10 @@ struct rq {
 	json_t *opts;
 	size_t idx;
 	json_t *deleted;
+	/* Service writes: the allocation compares and operations that go in
+	 * the write's txn, and the object as it was before allocation (a
+	 * create that loses a race plans again from it). */
+	json_t *alloc_cmp, *alloc_ops, *pre_alloc;
 };
 
 /* ---- small helpers ---- */
@@ -315,6 +323,9 @@ static void rq_free(struct rq *q)
 	json_decref(q->objs);
 	json_decref(q->opts);
 	json_decref(q->deleted);
+	json_decref(q->alloc_cmp);
+	json_decref(q->alloc_ops);
+	json_decref(q->pre_alloc);
 	label_selector_free(q->lsel);
 	field_selector_free(q->fsel);
 	free(q->cont_start);
@@ -447,10 +458,25 @@ static json_t *parse_body(struct rq *q, json_t **status)
 		return NULL;
 	}
 	if (ct != NULL && strstr(ct, "protobuf") != NULL) {
-		*status = api_status_new(415, "UnsupportedMediaType",
-			"the body of the request was in an unknown format - accepted media types "
-			"include: application/json, application/yaml", NULL);
-		return NULL;
+		/* kubectl 1.32+ `create service|namespace` speak protobuf. */
+		const uint8_t *raw;
+		size_t raw_len;
+		char kind[64], av[64];
+		if (!pb_is_protobuf(ct) ||
+		    pb_unwrap((const uint8_t *)q->req->body, q->req->body_len, &raw, &raw_len, kind,
+			      sizeof kind, av, sizeof av) != 0 ||
+		    !pb_object_known(av, kind)) {
+			*status = api_status_new(415, "UnsupportedMediaType",
+				"the body of the request was in an unknown format - accepted media "
+				"types include: application/json, application/yaml", NULL);
+			return NULL;
+		}
+		obj = pb_object_to_json(av, kind, raw, raw_len, errmsg);
+		if (obj == NULL) {
+			*status = api_status_bad_request(errmsg);
+			return NULL;
+		}
+		return obj;
 	}
 	if (ct != NULL && strstr(ct, "yaml") != NULL) {
 		obj = yaml_to_json(q->req->body, q->req->body_len, errmsg);
@@ -610,7 +636,58 @@ static void record_fields(struct rq *q, json_t *cur, json_t *next)
 		managedfields_update(cur, next, &w);
 }
 
+/* ---- service allocations (svcalloc.h) ---- */
+
+static bool is_services(const struct rq *q)
+{
+	return strcmp(q->res->plural, "services") == 0 && q->res->group[0] == '\0';
+}
+
+/* Plans q->next's cluster IP and node ports over q->cur (NULL: a create);
+ * the compares and operations go into q's txn. Returns a Status or NULL. */
+static json_t *plan_allocations(struct rq *q)
+{
+	json_decref(q->alloc_cmp);
+	json_decref(q->alloc_ops);
+	q->alloc_cmp = json_array();
+	q->alloc_ops = json_array();
+	return svcalloc_plan(&q->s->ranges, q->s->cache, q->res, q->ns,
+			     meta_str(q->next, "name") ?: q->name, q->cur, q->next, q->alloc_cmp,
+			     q->alloc_ops);
+}
+
+static void append_all(json_t *to, json_t *from)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(from, i, v)
+		json_array_append(to, v);
+}
+
+/* A txn with allocations failed: once the cache shows what won, run again
+ * (the plan then sees the value taken). */
+static void after_cache(struct rq *q, json_t *answer, wc_wait_fn then)
+{
+	if (wc_wait(q->s->cache, header_revision(answer), 3000, then, q) != 0)
+		then(q, false);
+}
+
 static void create_txn(struct rq *q);
+
+static void on_create_retry(void *data, bool ok)
+{
+	struct rq *q = data;
+	json_t *st;
+	(void)ok;
+	json_decref(q->next);
+	q->next = json_deep_copy(q->pre_alloc);
+	st = plan_allocations(q);
+	if (st != NULL) {
+		reply_status(q, st);
+		return;
+	}
+	create_txn(q);
+}
 
 static void on_create_txn(void *data, json_t *answer, json_t *err)
 {
@@ -632,6 +709,14 @@ static void on_create_txn(void *data, json_t *answer, json_t *err)
 	    kv_i64(json_object_get(json_array_get(resp, 0), "response_range"), "count") == 0) {
 		const struct api_resource *nsr = api_resource_find("", "v1", "namespaces");
 		reply_status(q, api_status_not_found(nsr, q->ns));
+		return;
+	}
+	if (q->alloc_cmp != NULL &&
+	    kv_i64(json_object_get(json_array_get(resp, json_array_size(resp) - 1),
+				   "response_range"), "count") == 0 &&
+	    q->attempts++ < UPDATE_ATTEMPTS) {
+		/* Not there, so an address or port went to someone else first. */
+		after_cache(q, answer, on_create_retry);
 		return;
 	}
 	if (meta_str(q->body, "name") == NULL && q->attempts++ < 3) {
@@ -676,8 +761,14 @@ static void create_txn(struct rq *q)
 					     "target", "CREATE", "result", "EQUAL",
 					     "create_revision", jsonx_i64(0)));
 	value = encode_value(obj);
+	if (q->alloc_cmp != NULL) {
+		append_all(cmp, q->alloc_cmp);
+		json_array_append_new(fail, op_range_count(q->key));
+	}
 	txn = json_pack("{s:o, s:[o], s:o}", "compare", cmp, "success", op_put(q->key, value),
 			"failure", fail);
+	if (q->alloc_ops != NULL)
+		append_all(json_object_get(txn, "success"), q->alloc_ops);
 	rv = kv_call(q->s->kv, KV_TXN, txn, on_create_txn, q);
 	json_decref(txn);
 	call_or_fail(q, rv);
@@ -744,6 +835,15 @@ static void create_object(struct rq *q)
 	}
 	record_fields(q, NULL, obj);
 	q->next = obj;
+	if (is_services(q)) {
+		json_t *st;
+		q->pre_alloc = json_deep_copy(obj);
+		st = plan_allocations(q);
+		if (st != NULL) {
+			reply_status(q, st);
+			return;
+		}
+	}
 	create_txn(q);
 }
 
@@ -1378,6 +1478,12 @@ static void reply_written(struct rq *q, int64_t rev)
 	reply_object(q, q->success_code ? q->success_code : 200, obj);
 }
 
+static void on_update_retry(void *data, bool ok)
+{
+	(void)ok;
+	update_start(data);
+}
+
 static void on_update_txn(void *data, json_t *answer, json_t *err)
 {
 	struct rq *q = data;
@@ -1390,7 +1496,10 @@ static void on_update_txn(void *data, json_t *answer, json_t *err)
 			json_decref(q->cur);
 			json_decref(q->next);
 			q->cur = q->next = NULL;
-			update_start(q);
+			if (q->alloc_cmp != NULL)
+				after_cache(q, answer, on_update_retry);
+			else
+				update_start(q);
 			return;
 		}
 		reply_status(q, api_status_conflict(q->res, q->name,
@@ -1458,6 +1567,12 @@ static void write_next(struct rq *q, bool remove)
 	}
 	txn = json_pack("{s:[o], s:[o]}", "compare", cmp_mod(q->key, q->cur_rev), "success",
 			remove ? op_delete(q->key, NULL) : op_put(q->key, encode_value(q->next)));
+	if (is_services(q) && remove)
+		svcalloc_release(q->cur, json_object_get(txn, "success"));
+	else if (q->alloc_cmp != NULL) {
+		append_all(json_object_get(txn, "compare"), q->alloc_cmp);
+		append_all(json_object_get(txn, "success"), q->alloc_ops);
+	}
 	rv = kv_call(q->s->kv, KV_TXN, txn, on_update_txn, q);
 	json_decref(txn);
 	call_or_fail(q, rv);
@@ -1539,6 +1654,8 @@ static json_t *finish_update(struct rq *q)
 			gen++;
 		json_object_set_new(meta, "generation", json_integer(gen));
 	}
+	if (is_services(q) && is_main_write(q))
+		svcalloc_patch_update(next, cur);
 	defaults_apply(q->res->plural, next);
 	causes = validate_object(q->res->plural, next, cur);
 	if (causes != NULL)
@@ -1586,6 +1703,13 @@ static void on_update_get(void *data, json_t *answer, json_t *err)
 		return;
 	}
 	record_fields(q, q->cur, q->next);
+	if (is_services(q) && is_main_write(q)) {
+		st = plan_allocations(q);
+		if (st != NULL) {
+			reply_status(q, st);
+			return;
+		}
+	}
 	/* A no-op update writes nothing and keeps the resourceVersion. */
 	if (json_equal(q->next, q->cur)) {
 		json_t *o = q->cur;
@@ -1895,6 +2019,14 @@ static void add_propagation_finalizer(struct rq *q, json_t *meta)
 	json_array_append_new(fin, json_string(name));
 }
 
+static bool release_service(void *data, const char *key, json_t *obj, int64_t rev)
+{
+	(void)key;
+	(void)rev;
+	svcalloc_release(obj, data);
+	return true;
+}
+
 static void on_delete_get(void *data, json_t *answer, json_t *err)
 {
 	struct rq *q = data;
@@ -1946,6 +2078,12 @@ static void on_delete_get(void *data, json_t *answer, json_t *err)
 			json_array_append_new(ops, op_delete(p, e));
 		}
 		json_array_append_new(ops, op_delete(q->key, NULL));
+		{
+			/* The Services go too: so do their addresses and ports. */
+			char p[400];
+			snprintf(p, sizeof p, REGISTRY "services/%s/", q->name);
+			wc_range(q->s->cache, p, NULL, release_service, ops);
+		}
 		txn = json_pack("{s:[o], s:o}", "compare", cmp_mod(q->key, q->cur_rev), "success",
 				ops);
 		rv = kv_call(q->s->kv, KV_TXN, txn, on_delete_txn, q);
@@ -1992,6 +2130,8 @@ static void on_delete_get(void *data, json_t *answer, json_t *err)
 		}
 		txn = json_pack("{s:[o], s:[o]}", "compare", cmp_mod(q->key, q->cur_rev), "success",
 				op_delete(q->key, NULL));
+		if (is_services(q))
+			svcalloc_release(q->cur, json_object_get(txn, "success"));
 	}
 	rv = kv_call(q->s->kv, KV_TXN, txn, on_delete_txn, q);
 	json_decref(txn);
@@ -2118,6 +2258,8 @@ static void deletecoll_next(struct rq *q)
 			json_decref(copy);
 		} else {
 			json_array_append_new(ops, op_delete(key, NULL));
+			if (is_services(q))
+				svcalloc_release(obj, ops);
 		}
 	}
 	if (json_array_size(ops) == 0 || q->dry_run) {
@@ -2575,6 +2717,9 @@ static void bootstrap_next(struct api_server *s)
 	if (name == NULL) {
 		s->bootstrapped = true;
 		log_info("API server: built-in namespaces present");
+		if (svc_keeper_start(s->loop, s->kv, s->cache, &s->ranges, s->host,
+				     http_server_port(s->http), &s->keeper) != 0)
+			log_error("API server: cannot start the service allocation keeper");
 		return;
 	}
 	snprintf(key, sizeof key, REGISTRY "namespaces/%s", name);
@@ -2618,6 +2763,11 @@ int api_server_start(uv_loop_t *loop, struct kv *kv, const struct api_config *cf
 	s->loop = loop;
 	s->kv = kv;
 	s->bookmark_ms = cfg->bookmark_ms ? cfg->bookmark_ms : 60000;
+	if (cfg->ranges != NULL)
+		s->ranges = *cfg->ranges;
+	else
+		svc_ranges_default(&s->ranges);
+	snprintf(s->host, sizeof s->host, "%s", cfg->host);
 	rv = wc_start(loop, kv, REGISTRY, &s->cache);
 	if (rv != 0) {
 		cap_errmsg_printf(errmsg, "watch cache: %s", cap_strerror(rv));
@@ -2654,7 +2804,7 @@ int api_server_port(const struct api_server *s)
 
 bool api_server_ready(const struct api_server *s)
 {
-	return s->bootstrapped && wc_ready(s->cache);
+	return s->bootstrapped && wc_ready(s->cache) && svc_keeper_ready(s->keeper);
 }
 
 static void http_closed(void *data)
@@ -2673,10 +2823,19 @@ static void cache_closed(void *data)
 	http_server_close(s->http, http_closed, s);
 }
 
+static void keeper_closed(void *data)
+{
+	struct api_server *s = data;
+	wc_close(s->cache, cache_closed, s);
+}
+
 static void bootstrap_timer_closed(uv_handle_t *h)
 {
 	struct api_server *s = h->data;
-	wc_close(s->cache, cache_closed, s);
+	if (s->keeper != NULL)
+		svc_keeper_close(s->keeper, keeper_closed, s);
+	else
+		keeper_closed(s);
 }
 
 static void maybe_finish_close(struct api_server *s)

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "lib/kv.h"
+#include "orchestrator/api/rangealloc.h"
 
 #define API_MAX_BODY (3u * 1024 * 1024)
 
@@ -25,6 +26,9 @@ struct api_config {
 	const char *host;            /* listen address, e.g. "127.0.0.1" */
 	int port;                    /* 0 picks a free port */
 	unsigned bookmark_ms;        /* watch BOOKMARK period; 0 = 60000 */
+	/* Service CIDR and node-port range (copied); NULL: 10.96.0.0/12 and
+	 * 30000-32767. */
+	const struct svc_ranges *ranges;
 };
 
 /* Listens and starts loading the watch cache and creating the built-in

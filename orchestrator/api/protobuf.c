@@ -200,3 +200,270 @@ bad:
 	cap_errmsg_printf(errmsg, "malformed DeleteOptions protobuf body");
 	return NULL;
 }
+
+/* ---- typed objects ----
+ *
+ * A message is decoded by a table of its fields (numbers from Kubernetes'
+ * generated.proto). As Go's JSON encoding omits empty values, empty strings
+ * and zero numbers are left out; unknown fields are skipped. */
+
+enum pb_kind {
+	PK_STRING,     /* string, omitted when empty */
+	PK_INT,        /* int32/int64, omitted when 0 */
+	PK_BOOL,       /* bool, omitted when false */
+	PK_BOOLPTR,    /* *bool: present means set, false included */
+	PK_MSG,        /* a nested message */
+	PK_MAP,        /* map<string, string> */
+	PK_STRINGS,    /* repeated string */
+	PK_MSGS,       /* repeated message */
+	PK_INTORSTR,   /* intstr.IntOrString {type=1, intVal=2, strVal=3} */
+};
+
+struct pb_desc {
+	uint32_t number;
+	const char *name;
+	enum pb_kind kind;
+	const struct pb_desc *sub;   /* PK_MSG, PK_MSGS */
+};
+
+#define PB_MAX_DEPTH 8
+
+static const struct pb_desc owner_ref_desc[] = {
+	{5, "apiVersion", PK_STRING, NULL}, {1, "kind", PK_STRING, NULL},
+	{3, "name", PK_STRING, NULL}, {4, "uid", PK_STRING, NULL},
+	{6, "controller", PK_BOOLPTR, NULL}, {7, "blockOwnerDeletion", PK_BOOLPTR, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+/* ObjectMeta: what a client may set; the server fills the rest. */
+static const struct pb_desc object_meta_desc[] = {
+	{1, "name", PK_STRING, NULL}, {2, "generateName", PK_STRING, NULL},
+	{3, "namespace", PK_STRING, NULL}, {6, "resourceVersion", PK_STRING, NULL},
+	{11, "labels", PK_MAP, NULL}, {12, "annotations", PK_MAP, NULL},
+	{13, "ownerReferences", PK_MSGS, owner_ref_desc}, {14, "finalizers", PK_STRINGS, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc service_port_desc[] = {
+	{1, "name", PK_STRING, NULL}, {2, "protocol", PK_STRING, NULL},
+	{6, "appProtocol", PK_STRING, NULL}, {3, "port", PK_INT, NULL},
+	{4, "targetPort", PK_INTORSTR, NULL}, {5, "nodePort", PK_INT, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc service_spec_desc[] = {
+	{1, "ports", PK_MSGS, service_port_desc}, {2, "selector", PK_MAP, NULL},
+	{3, "clusterIP", PK_STRING, NULL}, {18, "clusterIPs", PK_STRINGS, NULL},
+	{4, "type", PK_STRING, NULL}, {5, "externalIPs", PK_STRINGS, NULL},
+	{7, "sessionAffinity", PK_STRING, NULL}, {8, "loadBalancerIP", PK_STRING, NULL},
+	{9, "loadBalancerSourceRanges", PK_STRINGS, NULL}, {10, "externalName", PK_STRING, NULL},
+	{11, "externalTrafficPolicy", PK_STRING, NULL}, {12, "healthCheckNodePort", PK_INT, NULL},
+	{13, "publishNotReadyAddresses", PK_BOOL, NULL}, {19, "ipFamilies", PK_STRINGS, NULL},
+	{17, "ipFamilyPolicy", PK_STRING, NULL},
+	{20, "allocateLoadBalancerNodePorts", PK_BOOLPTR, NULL},
+	{21, "loadBalancerClass", PK_STRING, NULL}, {22, "internalTrafficPolicy", PK_STRING, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc service_desc[] = {
+	{1, "metadata", PK_MSG, object_meta_desc}, {2, "spec", PK_MSG, service_spec_desc},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc namespace_spec_desc[] = {
+	{1, "finalizers", PK_STRINGS, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc namespace_desc[] = {
+	{1, "metadata", PK_MSG, object_meta_desc}, {2, "spec", PK_MSG, namespace_spec_desc},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct {
+	const char *api_version;
+	const char *kind;
+	const struct pb_desc *desc;
+} pb_types[] = {
+	{"v1", "Service", service_desc},
+	{"v1", "Namespace", namespace_desc},
+};
+
+static json_t *pb_string(const struct pb_field *f)
+{
+	return json_stringn(f->len ? (const char *)f->bytes : "", f->len);
+}
+
+static json_t *decode_msg(const struct pb_desc *desc, const uint8_t *p, size_t len, int depth);
+
+/* {key=1, value=2} of a map<string,string> entry into o. */
+static int decode_map_entry(json_t *o, const struct pb_field *f)
+{
+	const uint8_t *p = f->bytes, *end = f->bytes + f->len;
+	struct pb_field g;
+	json_t *key = NULL, *val = NULL;
+	int rv;
+	while ((rv = next_field(&p, end, &g)) == 1) {
+		if (g.wire != WIRE_LEN || (g.number != 1 && g.number != 2))
+			continue;
+		json_t **slot = g.number == 1 ? &key : &val;
+		json_decref(*slot);
+		*slot = pb_string(&g);
+		if (*slot == NULL)
+			rv = -1;
+		if (rv < 0)
+			break;
+	}
+	if (rv == 0 && key != NULL)
+		json_object_set_new(o, json_string_value(key),
+				    val != NULL ? json_incref(val) : json_string(""));
+	json_decref(key);
+	json_decref(val);
+	return rv < 0 ? -1 : 0;
+}
+
+static json_t *decode_int_or_string(const struct pb_field *f)
+{
+	const uint8_t *p = f->bytes, *end = f->bytes + f->len;
+	struct pb_field g;
+	uint64_t type = 0;
+	int64_t iv = 0;
+	json_t *sv = NULL;
+	int rv;
+	while ((rv = next_field(&p, end, &g)) == 1) {
+		if (g.number == 1 && g.wire == WIRE_VARINT) {
+			type = g.varint;
+		} else if (g.number == 2 && g.wire == WIRE_VARINT) {
+			iv = (int64_t)g.varint;
+		} else if (g.number == 3 && g.wire == WIRE_LEN) {
+			json_decref(sv);
+			sv = pb_string(&g);
+			if (sv == NULL)
+				return NULL;
+		}
+	}
+	if (rv < 0) {
+		json_decref(sv);
+		return NULL;
+	}
+	if (type == 1)
+		return sv != NULL ? sv : json_string("");
+	json_decref(sv);
+	return json_integer((json_int_t)(int32_t)iv);
+}
+
+static int decode_field(json_t *o, const struct pb_desc *d, const struct pb_field *f, int depth)
+{
+	json_t *v = NULL, *arr;
+	bool want_len = d->kind == PK_STRING || d->kind == PK_MSG || d->kind == PK_MAP ||
+			d->kind == PK_STRINGS || d->kind == PK_MSGS || d->kind == PK_INTORSTR;
+	if (want_len != (f->wire == WIRE_LEN))
+		return -1;
+	switch (d->kind) {
+	case PK_STRING:
+		if (f->len == 0)
+			return 0;
+		v = pb_string(f);
+		break;
+	case PK_INT:
+		if (f->varint == 0)
+			return 0;
+		v = json_integer((json_int_t)(int64_t)f->varint);
+		break;
+	case PK_BOOL:
+		if (f->varint == 0)
+			return 0;
+		v = json_true();
+		break;
+	case PK_BOOLPTR:
+		v = json_boolean(f->varint != 0);
+		break;
+	case PK_MSG:
+		v = decode_msg(d->sub, f->bytes, f->len, depth + 1);
+		break;
+	case PK_INTORSTR:
+		v = decode_int_or_string(f);
+		break;
+	case PK_MAP:
+		v = json_object_get(o, d->name);
+		if (v == NULL) {
+			v = json_object();
+			json_object_set_new(o, d->name, v);
+		}
+		return decode_map_entry(v, f);
+	case PK_STRINGS:
+	case PK_MSGS:
+		arr = json_object_get(o, d->name);
+		if (arr == NULL) {
+			arr = json_array();
+			json_object_set_new(o, d->name, arr);
+		}
+		v = d->kind == PK_STRINGS ? pb_string(f)
+					  : decode_msg(d->sub, f->bytes, f->len, depth + 1);
+		if (v == NULL)
+			return -1;
+		json_array_append_new(arr, v);
+		return 0;
+	}
+	if (v == NULL)
+		return -1;
+	json_object_set_new(o, d->name, v);
+	return 0;
+}
+
+static json_t *decode_msg(const struct pb_desc *desc, const uint8_t *p, size_t len, int depth)
+{
+	const uint8_t *end = p + len;
+	struct pb_field f;
+	json_t *o;
+	int rv;
+	if (depth > PB_MAX_DEPTH)
+		return NULL;
+	o = json_object();
+	while ((rv = next_field(&p, end, &f)) == 1) {
+		const struct pb_desc *d = desc;
+		while (d->name != NULL && d->number != f.number)
+			d++;
+		if (d->name == NULL)
+			continue;   /* a field of a newer version */
+		if (decode_field(o, d, &f, depth) != 0) {
+			rv = -1;
+			break;
+		}
+	}
+	if (rv < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+bool pb_object_known(const char *api_version, const char *kind)
+{
+	for (size_t i = 0; i < sizeof pb_types / sizeof pb_types[0]; i++)
+		if (strcmp(pb_types[i].api_version, api_version) == 0 &&
+		    strcmp(pb_types[i].kind, kind) == 0)
+			return true;
+	return false;
+}
+
+json_t *pb_object_to_json(const char *api_version, const char *kind, const uint8_t *raw,
+			  size_t len, char *errmsg)
+{
+	for (size_t i = 0; i < sizeof pb_types / sizeof pb_types[0]; i++) {
+		json_t *o;
+		if (strcmp(pb_types[i].api_version, api_version) != 0 ||
+		    strcmp(pb_types[i].kind, kind) != 0)
+			continue;
+		o = decode_msg(pb_types[i].desc, raw, len, 0);
+		if (o == NULL) {
+			cap_errmsg_printf(errmsg, "malformed %s protobuf body", kind);
+			return NULL;
+		}
+		json_object_set_new(o, "apiVersion", json_string(api_version));
+		json_object_set_new(o, "kind", json_string(kind));
+		return o;
+	}
+	cap_errmsg_printf(errmsg, "no protobuf decoding for %s %s", api_version, kind);
+	return NULL;
+}

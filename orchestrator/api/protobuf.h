@@ -1,6 +1,7 @@
 /* protobuf.h — the little of Kubernetes' protobuf wire format the API server
- * reads: the "k8s\0" envelope (runtime.Unknown) and DeleteOptions, which
- * kubectl 1.32+ sends as protobuf. Anything else answers 415.
+ * reads: the "k8s\0" envelope (runtime.Unknown), DeleteOptions, and the
+ * objects `kubectl create <kind>` sends as protobuf from 1.32 on (so far
+ * Service and Namespace). Anything else answers 415.
  *
  * Parsing untrusted bytes: every length is checked against the buffer and
  * nothing is read past it (tests/fuzz/fuzz_protobuf.c). */
@@ -26,5 +27,13 @@ int pb_unwrap(const uint8_t *buf, size_t len, const uint8_t **raw, size_t *raw_l
 /* A DeleteOptions message (the envelope's raw bytes) as its JSON form; NULL
  * with a message in errmsg (CAP_ERRMSG_SIZE) if malformed. New reference. */
 json_t *pb_delete_options_to_json(const uint8_t *raw, size_t len, char *errmsg);
+
+/* Whether pb_object_to_json decodes this type. */
+bool pb_object_known(const char *api_version, const char *kind);
+/* An object (the envelope's raw bytes) of the given type as its JSON form,
+ * with apiVersion and kind set; NULL with a message in errmsg
+ * (CAP_ERRMSG_SIZE) if malformed or of an unknown type. New reference. */
+json_t *pb_object_to_json(const char *api_version, const char *kind, const uint8_t *raw,
+			  size_t len, char *errmsg);
 
 #endif

@@ -581,6 +581,26 @@ static void validate_deployment(struct errs *e, json_t *obj, json_t *old)
 
 /* ---- services ---- */
 
+/* A plain dotted-quad IPv4 address (Services are single-stack IPv4 here). */
+static bool ipv4_ok(const char *s)
+{
+	int parts = 0;
+	while (parts < 4) {
+		int digits = 0, v = 0;
+		const char *start = s;
+		while (*s >= '0' && *s <= '9' && digits < 4) {
+			v = v * 10 + (*s - '0');
+			digits++;
+			s++;
+		}
+		if (digits == 0 || digits > 3 || v > 255 || (digits > 1 && *start == '0'))
+			return false;
+		if (++parts < 4 && *s++ != '.')
+			return false;
+	}
+	return *s == '\0';
+}
+
 static void validate_service(struct errs *e, json_t *obj, json_t *old)
 {
 	static const char *const types[] = { "ClusterIP", "ExternalName", "LoadBalancer",
@@ -605,8 +625,27 @@ static void validate_service(struct errs *e, json_t *obj, json_t *old)
 		required(e, "spec.ports", NULL);
 	if (external_name) {
 		const char *en = json_string_value(json_object_get(spec, "externalName"));
-		if (en == NULL || *en == '\0')
+		size_t n = en != NULL ? strlen(en) : 0;
+		if (en == NULL || *en == '\0') {
 			required(e, "spec.externalName", NULL);
+		} else {
+			/* A DNS name; one trailing dot (fully qualified) is allowed. */
+			if (n > 1 && en[n - 1] == '.')
+				n--;
+			if (n > 253 || !dns1123_subdomain_ok(en, n))
+				invalid_str(e, "spec.externalName", en, dns1123_subdomain_msg);
+		}
+		if ((cip != NULL && *cip != '\0') ||
+		    json_array_size(json_object_get(spec, "clusterIPs")) > 0)
+			forbidden(e, "spec.clusterIPs", "may not be set for ExternalName services");
+	} else if (cip != NULL && *cip != '\0' && strcmp(cip, "None") != 0 && !ipv4_ok(cip)) {
+		invalid_str(e, "spec.clusterIPs[0]", cip,
+			    "must be empty, 'None', or a valid IP address");
+	} else if (headless && (strcmp(type, "NodePort") == 0 ||
+				strcmp(type, "LoadBalancer") == 0)) {
+		char m[96];
+		snprintf(m, sizeof m, "may not be set to 'None' for %s services", type);
+		invalid_str(e, "spec.clusterIPs[0]", cip, m);
 	}
 	json_array_foreach(ports, i, p) {
 		json_t *np = json_object_get(p, "nodePort");
@@ -636,25 +675,56 @@ static void validate_service(struct errs *e, json_t *obj, json_t *old)
 			check_port(e, json_object_get(p, "targetPort"), f, false);
 		snprintf(f, sizeof(f), "spec.ports[%zu].nodePort", i);
 		if (np != NULL && !json_is_null(np) && json_integer_value(np) != 0) {
+			/* The configured range is the allocator's to check. */
 			if (strcmp(type, "NodePort") != 0 && strcmp(type, "LoadBalancer") != 0)
 				forbidden(e, f, strcmp(type, "ClusterIP") == 0 ?
 							"may not be used when `type` is 'ClusterIP'" :
 							"may not be used when `type` is 'ExternalName'");
-			else if (json_integer_value(np) < 30000 || json_integer_value(np) > 32767)
-				invalid(e, f, np, "provided port is not in the valid range. The range "
-						  "of valid ports is 30000-32767");
+			else if (!json_is_integer(np) || json_integer_value(np) < 0 ||
+				 json_integer_value(np) > 65535)
+				invalid(e, f, np, "must be between 1 and 65535, inclusive");
+			else
+				for (size_t j = 0; j < i; j++) {
+					json_t *o = json_array_get(ports, j);
+					const char *op = json_string_value(
+						json_object_get(o, "protocol"));
+					const char *pp = json_string_value(
+						json_object_get(p, "protocol"));
+					if (json_equal(json_object_get(o, "nodePort"), np) &&
+					    strcmp(op ? op : "TCP", pp ? pp : "TCP") == 0) {
+						add_cause(e, "FieldValueDuplicate", f,
+							  "Duplicate value: %" JSON_INTEGER_FORMAT,
+							  json_integer_value(np));
+						break;
+					}
+				}
 		}
 	}
 	if (old != NULL) {
-		const char *old_ip = json_string_value(
-			json_object_get(json_object_get(old, "spec"), "clusterIP"));
+		/* The primary cluster IP never changes once set, unless the
+		 * Service becomes or stops being ExternalName (Kubernetes words
+		 * it on clusterIPs, which follows clusterIP). */
+		json_t *oips = json_object_get(json_object_get(old, "spec"), "clusterIPs");
+		json_t *nips = json_object_get(spec, "clusterIPs");
 		const char *old_type = json_string_value(
 			json_object_get(json_object_get(old, "spec"), "type"));
 		bool was_external = old_type != NULL && strcmp(old_type, "ExternalName") == 0;
-		if (old_ip != NULL && *old_ip != '\0' && !was_external && !external_name &&
-		    (cip == NULL || strcmp(cip, old_ip) != 0))
-			invalid(e, "spec.clusterIP", json_object_get(spec, "clusterIP"),
-				"field is immutable");
+		if (!was_external && !external_name && json_array_size(oips) > 0 &&
+		    !json_equal(json_array_get(oips, 0), json_array_get(nips, 0))) {
+			char v[512];
+			size_t k, len = 0;
+			json_t *ip;
+			len += (size_t)snprintf(v, sizeof v, "[]string{");
+			json_array_foreach(nips, k, ip)
+				if (len < sizeof v)
+					len += (size_t)snprintf(v + len, sizeof v - len, "%s\"%s\"",
+								k ? ", " : "",
+								json_string_value(ip) ?: "");
+			if (len < sizeof v)
+				snprintf(v + len, sizeof v - len, "}");
+			add_cause(e, "FieldValueInvalid", "spec.clusterIPs[0]",
+				  "Invalid value: %s: may not change once set", v);
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
-/* fuzz_protobuf.c — arbitrary bytes through the protobuf envelope and the
- * DeleteOptions decoder: never a crash or an out-of-bounds read, and a
- * decoded body is always a JSON object. */
+/* fuzz_protobuf.c — arbitrary bytes through the protobuf envelope, the
+ * DeleteOptions decoder and the typed object decoders (Service,
+ * Namespace): never a crash or an out-of-bounds read, and a decoded body is
+ * always a JSON object. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,8 +31,14 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, unsigned long size)
 			abort();
 		json_decref(o);
 	}
-	/* The message decoder on its own, too. */
+	/* The message decoders on their own, too. */
 	o = pb_delete_options_to_json(buf, size, errmsg);
+	json_decref(o);
+	o = pb_object_to_json("v1", "Service", buf, size, errmsg);
+	if (o != NULL && !json_is_object(o))
+		abort();
+	json_decref(o);
+	o = pb_object_to_json("v1", "Namespace", buf, size, errmsg);
 	json_decref(o);
 	free(buf);
 	return 0;

@@ -109,6 +109,46 @@ static void test_unknown_fields_skipped(void **state)
 }
 
 /* Only Kubernetes' protobuf media type is recognised. */
+/* kubectl 1.33's `create service clusterip x --tcp=80:8080` body (captured)
+ * decodes to the Service its JSON form describes: empty strings and zero
+ * numbers left out, the named port with an integer targetPort. */
+static void test_service_from_kubectl(void **state)
+{
+	static const char body[] =
+		"\x6b\x38\x73\x00\x0a\x0d\x0a\x02\x76\x31\x12\x07\x53\x65\x72\x76\x69\x63"
+		"\x65\x12\x63\x0a\x1b\x0a\x01\x78\x12\x00\x1a\x00\x22\x00\x2a\x00\x32\x00"
+		"\x38\x00\x42\x00\x5a\x08\x0a\x03\x61\x70\x70\x12\x01\x78\x12\x40\x0a\x1b"
+		"\x0a\x07\x38\x30\x2d\x38\x30\x38\x30\x12\x03\x54\x43\x50\x18\x50\x22\x07"
+		"\x08\x00\x10\x90\x3f\x1a\x00\x28\x00\x12\x08\x0a\x03\x61\x70\x70\x12\x01"
+		"\x78\x1a\x00\x22\x09\x43\x6c\x75\x73\x74\x65\x72\x49\x50\x3a\x00\x42\x00"
+		"\x52\x00\x5a\x00\x60\x00\x68\x00\x1a\x02\x0a\x00\x1a\x00\x22\x00";
+	uint8_t *buf = dup_exact(body, sizeof body - 1);
+	const uint8_t *raw;
+	size_t raw_len;
+	char kind[32], av[32], errmsg[CAP_ERRMSG_SIZE];
+	json_t *o, *want;
+	(void)state;
+	assert_int_equal(pb_unwrap(buf, sizeof body - 1, &raw, &raw_len, kind, sizeof kind, av,
+				   sizeof av), 0);
+	assert_true(pb_object_known(av, kind));
+	o = pb_object_to_json(av, kind, raw, raw_len, errmsg);
+	assert_non_null(o);
+	want = json_loads("{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":"
+			  "\"x\",\"labels\":{\"app\":\"x\"}},\"spec\":{\"ports\":[{\"name\":"
+			  "\"80-8080\",\"protocol\":\"TCP\",\"port\":80,\"targetPort\":8080}],"
+			  "\"selector\":{\"app\":\"x\"},\"type\":\"ClusterIP\"}}", 0, NULL);
+	if (!json_equal(o, want)) {
+		char *d = json_dumps(o, JSON_SORT_KEYS);
+		fail_msg("decoded %s", d);
+	}
+	json_decref(want);
+	json_decref(o);
+	/* A truncated object is refused, never half-read. */
+	assert_null(pb_object_to_json(av, kind, raw, raw_len - 3, errmsg));
+	assert_false(pb_object_known("apps/v1", "Deployment"));
+	free(buf);
+}
+
 static void test_content_type(void **state)
 {
 	(void)state;
@@ -126,6 +166,7 @@ int main(void)
 		cmocka_unit_test(test_bad_fields_refused),
 		cmocka_unit_test(test_unknown_fields_skipped),
 		cmocka_unit_test(test_content_type),
+		cmocka_unit_test(test_service_from_kubectl),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

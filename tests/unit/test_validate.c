@@ -264,7 +264,7 @@ static void test_workload_rules(void **state)
 		     "Invalid value: 0: may not be 0 when `maxSurge` is 0");
 }
 
-/* Services: ports required, ranges, type enum, node ports, immutable clusterIP. */
+/* Services: ports required, ranges, type enum, node ports, cluster IP forms, ExternalName, immutable clusterIPs. */
 static void test_service_rules(void **state)
 {
 	(void)state;
@@ -281,9 +281,25 @@ static void test_service_rules(void **state)
 		     NULL, "spec.type", "FieldValueNotSupported",
 		     "Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", "
 		     "\"LoadBalancer\", \"NodePort\"");
-	expect_cause("services", "metadata:\n  name: web\nspec:\n  type: NodePort\n  ports: [{port: 80, nodePort: 8080}]\n",
-		     NULL, "spec.ports[0].nodePort", "FieldValueInvalid",
-		     "Invalid value: 8080: provided port is not in the valid range. The range of valid ports is 30000-32767");
+	/* The node-port range is the allocator's (it is configurable). */
+	expect_valid("services", "metadata:\n  name: web\nspec:\n  type: NodePort\n  ports: [{port: 80, nodePort: 8080}]\n",
+		     NULL);
+	expect_cause("services", "metadata:\n  name: web\nspec:\n  type: NodePort\n  ports: [{port: 80, name: a, nodePort: 30080}, {port: 81, name: b, nodePort: 30080}]\n",
+		     NULL, "spec.ports[1].nodePort", "FieldValueDuplicate", "Duplicate value: 30080");
+	expect_valid("services", "metadata:\n  name: web\nspec:\n  type: NodePort\n  ports: [{port: 80, name: a, nodePort: 30080}, {port: 80, name: b, protocol: UDP, nodePort: 30080}]\n",
+		     NULL);
+	expect_cause("services", "metadata:\n  name: web\nspec:\n  clusterIP: 10.96.0.256\n  ports: [{port: 80}]\n",
+		     NULL, "spec.clusterIPs[0]", "FieldValueInvalid",
+		     "Invalid value: \"10.96.0.256\": must be empty, 'None', or a valid IP address");
+	expect_cause("services", "metadata:\n  name: web\nspec:\n  type: NodePort\n  clusterIP: None\n  ports: [{port: 80}]\n",
+		     NULL, "spec.clusterIPs[0]", "FieldValueInvalid",
+		     "Invalid value: \"None\": may not be set to 'None' for NodePort services");
+	expect_cause("services", "metadata:\n  name: db\nspec:\n  type: ExternalName\n  externalName: db_1.example.com\n", NULL,
+		     "spec.externalName", "FieldValueInvalid", "Invalid value: \"db_1.example.com\": a lowercase RFC 1123 subdomain");
+	expect_valid("services", "metadata:\n  name: db\nspec:\n  type: ExternalName\n  externalName: db.example.com.\n",
+		     NULL);
+	expect_cause("services", "metadata:\n  name: db\nspec:\n  type: ExternalName\n  externalName: db.example.com\n  clusterIP: 10.96.0.9\n", NULL,
+		     "spec.clusterIPs", "FieldValueForbidden", "Forbidden: may not be set for ExternalName services");
 	expect_valid("services", "metadata:\n  name: web\nspec:\n  type: NodePort\n  ports: [{port: 80, nodePort: 30080}]\n",
 		     NULL);
 	expect_cause("services", "metadata:\n  name: web\nspec:\n  ports: [{port: 80, nodePort: 30080}]\n",
@@ -291,9 +307,10 @@ static void test_service_rules(void **state)
 		     "Forbidden: may not be used when `type` is 'ClusterIP'");
 	expect_cause("services", "metadata:\n  name: web\nspec:\n  ports: [{port: 80}, {port: 81}]\n", NULL,
 		     "spec.ports[0].name", "FieldValueRequired", "Required value");
-	expect_cause("services", "metadata:\n  name: web\nspec:\n  clusterIP: 10.96.0.2\n  ports: [{port: 80}]\n",
-		     "metadata:\n  name: web\nspec:\n  clusterIP: 10.96.0.1\n  ports: [{port: 80}]\n",
-		     "spec.clusterIP", "FieldValueInvalid", "Invalid value: \"10.96.0.2\": field is immutable");
+	expect_cause("services", "metadata:\n  name: web\nspec:\n  clusterIP: 10.96.0.2\n  clusterIPs: [10.96.0.2]\n  ports: [{port: 80}]\n",
+		     "metadata:\n  name: web\nspec:\n  clusterIP: 10.96.0.1\n  clusterIPs: [10.96.0.1]\n  ports: [{port: 80}]\n",
+		     "spec.clusterIPs[0]", "FieldValueInvalid",
+		     "Invalid value: []string{\"10.96.0.2\"}: may not change once set");
 }
 
 /* ConfigMap and Secret keys, immutable objects and the Secret type. */
