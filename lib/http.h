@@ -87,6 +87,15 @@ void http_stream_begin(struct http_req *req, int status, const char *content_typ
 /* Returns 0, or -1 if the client is gone (the caller should stop and call
  * http_stream_end). data is copied. */
 int http_stream_write(struct http_req *req, const char *data, size_t len);
+/* One chunk made of up to HTTP_IOV_MAX pieces, written as one (a frame
+ * whose parts are shared by many streams needs no copy to assemble). The
+ * pieces are copied only if the socket cannot take them at once. */
+#define HTTP_IOV_MAX 8
+struct http_iov {
+	const char *base;
+	size_t len;
+};
+int http_stream_writev(struct http_req *req, const struct http_iov *iov, size_t n);
 /* Bytes queued to the client and not yet written: lets producers apply
  * back-pressure on slow readers. */
 size_t http_stream_pending(const struct http_req *req);

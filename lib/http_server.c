@@ -489,22 +489,43 @@ static void conn_write_cb(uv_write_t *w, int status)
 static int conn_write(struct conn *c, const uv_buf_t *parts, size_t nparts)
 {
 	struct wreq *wr;
-	size_t total = 0, off = 0;
+	size_t total = 0, off = 0, skip = 0;
 	uv_buf_t buf;
 
 	if (c->closing || c->shutting)
 		return -1;
 	for (size_t i = 0; i < nparts; i++)
 		total += parts[i].len;
+	if (total == 0)
+		return 0;
+	/* Nothing queued: write now, straight from the caller's buffers, and
+	 * copy only what the socket did not take. An error is left to the
+	 * queued write below, which reports it through its callback. */
+	if (c->pending_bytes == 0) {
+		int n = uv_try_write(c->stream, parts, (unsigned)nparts);
+		if (n > 0 && (size_t)n == total)
+			return 0;
+		if (n > 0)
+			skip = (size_t)n;
+	}
+	total -= skip;
 	wr = malloc(sizeof(*wr) + total);
 	if (wr == NULL) {
 		conn_close(c);
 		return -1;
 	}
 	for (size_t i = 0; i < nparts; i++) {
-		if (parts[i].len > 0)
-			memcpy(wr->data + off, parts[i].base, parts[i].len);
-		off += parts[i].len;
+		size_t len = parts[i].len;
+		const char *base = parts[i].base;
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		base += skip;
+		len -= skip;
+		skip = 0;
+		memcpy(wr->data + off, base, len);
+		off += len;
 	}
 	wr->conn = c;
 	wr->len = total;
@@ -664,27 +685,36 @@ void http_stream_begin(struct http_req *req, int status, const char *content_typ
 
 int http_stream_write(struct http_req *req, const char *data, size_t len)
 {
+	struct http_iov part = {data, len};
+	return http_stream_writev(req, &part, 1);
+}
+
+int http_stream_writev(struct http_req *req, const struct http_iov *iov, size_t n)
+{
 	struct sreq *r = sreq_of(req);
 	struct conn *c = r->conn;
 	char size[32];
-	uv_buf_t parts[3];
+	uv_buf_t parts[HTTP_IOV_MAX + 2];
+	size_t len = 0, np = 0;
 
-	if (!r->streaming)
+	if (!r->streaming || n > HTTP_IOV_MAX)
 		abort();
 	if (r->gone || c->closing || c->shutting)
 		return -1;
+	for (size_t i = 0; i < n; i++)
+		len += iov[i].len;
 	/* An empty chunk would end the stream. */
 	if (len == 0 || r->head)
 		return 0;
-	if (r->raw_stream) {
-		parts[0] = uv_buf_init((char *)(uintptr_t)data, (unsigned)len);
-		return conn_write(c, parts, 1);
+	if (!r->raw_stream) {
+		snprintf(size, sizeof(size), "%zx\r\n", len);
+		parts[np++] = uv_buf_init(size, (unsigned)strlen(size));
 	}
-	snprintf(size, sizeof(size), "%zx\r\n", len);
-	parts[0] = uv_buf_init(size, (unsigned)strlen(size));
-	parts[1] = uv_buf_init((char *)(uintptr_t)data, (unsigned)len);
-	parts[2] = uv_buf_init("\r\n", 2);
-	return conn_write(c, parts, 3);
+	for (size_t i = 0; i < n; i++)
+		parts[np++] = uv_buf_init((char *)(uintptr_t)iov[i].base, (unsigned)iov[i].len);
+	if (!r->raw_stream)
+		parts[np++] = uv_buf_init("\r\n", 2);
+	return conn_write(c, parts, np);
 }
 
 size_t http_stream_pending(const struct http_req *req)

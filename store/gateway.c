@@ -24,14 +24,17 @@ struct gateway {
 	struct http_server *http;
 	struct gateway_config cfg;
 	struct watch_session *sessions;
-	/* The events of the last delivery, encoded once for every watcher that
-	 * gets the same selection (see events_text). */
+	/* The frame of the last delivery, encoded once for every watcher that
+	 * gets the same selection of the same batch (see frame_parts). */
 	struct {
-		const struct mvcc_event *first, *last;
-		size_t n;
+		uint64_t batch;
+		const struct mvcc_event **sel;
+		size_t n, cap;
 		bool prev_kv;
 		int64_t rev;
-		char *text;
+		char *head;     /* {"result":{"header":{...} */
+		char *tail;     /* ,"events":[...]}}\n */
+		size_t head_len, tail_len;
 	} cache;
 	void (*close_cb)(void *data);
 	void *close_data;
@@ -180,61 +183,97 @@ static int stream_frame(struct watch_session *ws, json_t *result)
 	return rv;
 }
 
-/* The JSON text of an "events" array. A put seen by ten thousand watchers
- * is encoded once, not ten thousand times: the hub hands every watcher of
- * the same selection the same event pointers within one delivery. */
-static const char *events_text(struct gateway *g, const struct mvcc_event *const *evs, size_t n,
-			       int64_t rev, bool prev_kv)
+static void cache_clear(struct gateway *g)
 {
-	json_t *frame, *arr;
-	if (g->cache.text != NULL && g->cache.first == evs[0] && g->cache.last == evs[n - 1] &&
-	    g->cache.n == n && g->cache.prev_kv == prev_kv && g->cache.rev == rev)
-		return g->cache.text;
-	free(g->cache.text);
-	g->cache.text = NULL;
+	free(g->cache.head);
+	free(g->cache.tail);
+	g->cache.head = g->cache.tail = NULL;
+	g->cache.n = 0;
+}
+
+/* The parts of a frame shared by every watcher of one selection: the text
+ * before the watch ID and the text after it. A put seen by ten thousand
+ * watchers is encoded once, not ten thousand times: within one batch of the
+ * hub, the same event pointers are the same events. Returns false when out
+ * of memory. */
+static bool frame_parts(struct gateway *g, const struct mvcc_event *const *evs, size_t n,
+			int64_t rev, bool prev_kv)
+{
+	uint64_t batch = watch_hub_batch(store_watch_hub(g->store));
+	json_t *frame, *arr, *h;
+	char *events = NULL, *header = NULL;
+	int hl, tl;
+
+	if (g->cache.head != NULL && g->cache.batch == batch && g->cache.n == n &&
+	    g->cache.prev_kv == prev_kv && g->cache.rev == rev &&
+	    memcmp(g->cache.sel, evs, n * sizeof *evs) == 0)
+		return true;
+	cache_clear(g);
+	if (n > g->cache.cap) {
+		const struct mvcc_event **sel = realloc(g->cache.sel, n * sizeof *sel);
+		if (sel == NULL)
+			return false;
+		g->cache.sel = sel;
+		g->cache.cap = n;
+	}
 	frame = store_watch_frame(g->store, 0, evs, n, rev, prev_kv);
 	arr = json_object_get(frame, "events");
-	g->cache.text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+	events = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
 	json_decref(frame);
-	g->cache.first = evs[0];
-	g->cache.last = evs[n - 1];
+	h = store_header(g->store, rev);
+	header = json_dumps(h, JSON_COMPACT);
+	json_decref(h);
+	if (events == NULL || header == NULL)
+		goto fail;
+	/* The same members, in the same order, as store_watch_frame. */
+	hl = asprintf(&g->cache.head, "{\"result\":{\"header\":%s", header);
+	if (hl < 0) {
+		g->cache.head = NULL;
+		goto fail;
+	}
+	tl = asprintf(&g->cache.tail, ",\"events\":%s}}\n", events);
+	if (tl < 0) {
+		g->cache.tail = NULL;
+		goto fail;
+	}
+	free(events);
+	free(header);
+	memcpy(g->cache.sel, evs, n * sizeof *evs);
 	g->cache.n = n;
+	g->cache.batch = batch;
 	g->cache.prev_kv = prev_kv;
 	g->cache.rev = rev;
-	return g->cache.text;
+	g->cache.head_len = (size_t)hl;
+	g->cache.tail_len = (size_t)tl;
+	return true;
+fail:
+	free(events);
+	free(header);
+	cache_clear(g);
+	return false;
 }
 
 static void sw_deliver(void *data, const struct mvcc_event *const *evs, size_t n, int64_t rev)
 {
 	struct stream_watch *sw = data;
 	struct gateway *g = sw->session->g;
-	const char *events;
-	char *header, *frame;
-	json_t *h;
-	int len;
+	char id[48];
+	struct http_iov parts[3];
+	size_t np = 0;
 
 	if (n == 0 || sw->session->closed) {
 		stream_frame(sw->session, store_watch_frame(g->store, sw->id, evs, n, rev, sw->prev_kv));
 		return;
 	}
-	events = events_text(g, evs, n, rev, sw->prev_kv);
-	h = store_header(g->store, rev);
-	header = json_dumps(h, JSON_COMPACT);
-	json_decref(h);
-	if (events == NULL || header == NULL) {
-		free(header);
+	if (!frame_parts(g, evs, n, rev, sw->prev_kv))
 		return;
+	parts[np++] = (struct http_iov){g->cache.head, g->cache.head_len};
+	if (sw->id != 0) {
+		int len = snprintf(id, sizeof id, ",\"watch_id\":\"%" PRId64 "\"", sw->id);
+		parts[np++] = (struct http_iov){id, (size_t)len};
 	}
-	/* The same members, in the same order, as store_watch_frame. */
-	len = sw->id != 0
-		? asprintf(&frame, "{\"result\":{\"header\":%s,\"watch_id\":\"%" PRId64 "\",\"events\":%s}}\n",
-			   header, sw->id, events)
-		: asprintf(&frame, "{\"result\":{\"header\":%s,\"events\":%s}}\n", header, events);
-	free(header);
-	if (len < 0)
-		return;
-	http_stream_write(sw->session->req, frame, (size_t)len);
-	free(frame);
+	parts[np++] = (struct http_iov){g->cache.tail, g->cache.tail_len};
+	http_stream_writev(sw->session->req, parts, np);
 }
 
 static void sw_remove(struct watch_session *ws, struct stream_watch *sw)
@@ -644,7 +683,8 @@ int gateway_port(const struct gateway *g)
 static void http_closed(void *data)
 {
 	struct gateway *g = data;
-	free(g->cache.text);
+	cache_clear(g);
+	free(g->cache.sel);
 	void (*cb)(void *) = g->close_cb;
 	void *cb_data = g->close_data;
 	free(g);

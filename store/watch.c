@@ -29,6 +29,7 @@ struct watch_hub {
 	struct watcher *head;
 	size_t count;
 	size_t unsynced;
+	uint64_t batch;      /* bumped for every events array handed out */
 	uv_timer_t catchup;
 	uv_timer_t progress;
 	unsigned progress_ms;
@@ -116,6 +117,7 @@ static bool catch_up(struct watch_hub *hub, struct watcher *w)
 			 mvcc_errmsg(hub->m));
 		return false;
 	}
+	hub->batch++;
 	deliver(w, evs.v, evs.n, cur);
 	mvcc_events_clear(&evs);
 	w->next_rev = next;
@@ -253,6 +255,7 @@ bool watch_synced(const struct watcher *w)
 
 void watch_hub_notify(struct watch_hub *hub, const struct mvcc_events *evs, int64_t rev)
 {
+	hub->batch++;
 	for (struct watcher *w = hub->head; w; w = w->next) {
 		if (!w->synced || w->done)
 			continue;
@@ -277,6 +280,11 @@ void watch_hub_reset(struct watch_hub *hub)
 			set_synced(w, false);
 	if (hub->unsynced > 0 && !hub->closing)
 		uv_timer_start(&hub->catchup, catchup_cb, 0, 0);
+}
+
+uint64_t watch_hub_batch(const struct watch_hub *hub)
+{
+	return hub->batch;
 }
 
 size_t watch_hub_count(const struct watch_hub *hub)

@@ -61,5 +61,9 @@ void watch_hub_notify(struct watch_hub *hub, const struct mvcc_events *evs, int6
 /* The state was replaced (snapshot install): every watcher re-reads history. */
 void watch_hub_reset(struct watch_hub *hub);
 size_t watch_hub_count(const struct watch_hub *hub);
+/* Names the events array of the delivery under way: within one value, equal
+ * event pointers are equal events, so a sink may encode a selection once
+ * for every watcher that gets it. */
+uint64_t watch_hub_batch(const struct watch_hub *hub);
 
 #endif

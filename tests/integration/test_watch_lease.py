@@ -4,7 +4,9 @@
 Watches: the created frame comes first; PUT and DELETE events (type omitted
 for PUT), prev_kv; replay from start_revision; prefixes; NOPUT/NODELETE;
 a start below the compacted revision is canceled with compact_revision;
-progress_request answers with watch_id "-1"; one txn's events arrive together.
+progress_request answers with watch_id "-1"; one txn's events arrive together;
+watchers of one batch or of replays of different keys never get each
+other's events.
 Leases: grant, attach, keepalive, timetolive with keys, revoke, and expiry
 deleting the attached keys (seen by a watch) within TTL + 2 s.
 """
@@ -173,6 +175,48 @@ def test_txn_events_arrive_together():
         assert res(f)["header"]["revision"] == rev
     finally:
         w.close()
+
+
+def test_watchers_of_one_txn_get_their_own_events():
+    """Two watchers whose selections of one txn share first, last and count each get their own events."""
+    srv = shared()
+    srv.put("w7/b", "old")
+    w1 = srv.watch({"create_request": {"key": b64("w7/"), "range_end": b64("w70"), "filters": ["NODELETE"]}})
+    w2 = srv.watch({"create_request": {"key": b64("w7/a"), "range_end": b64("w7/d")}})
+    try:
+        created(w1)
+        created(w2)
+        ops = [{"request_put": {"key": b64("w7/a"), "value": b64("1")}},
+               {"request_put": {"key": b64("w7/z"), "value": b64("2")}},
+               {"request_delete_range": {"key": b64("w7/b")}},
+               {"request_put": {"key": b64("w7/c"), "value": b64("3")}}]
+        srv.must("/v3/kv/txn", {"success": ops})
+        evs, _ = events(w1, 3)
+        assert [(e.get("type", "PUT"), e["kv"]["key"]) for e in evs] == \
+            [("PUT", b64("w7/a")), ("PUT", b64("w7/z")), ("PUT", b64("w7/c"))], evs
+        evs, _ = events(w2, 3)
+        assert [(e.get("type", "PUT"), e["kv"]["key"]) for e in evs] == \
+            [("PUT", b64("w7/a")), ("DELETE", b64("w7/b")), ("PUT", b64("w7/c"))], evs
+    finally:
+        w1.close()
+        w2.close()
+
+
+def test_replays_of_different_keys_do_not_mix():
+    """Watchers replaying history of different keys from the past each get only their key's events."""
+    srv = shared()
+    start = int(srv.put("w8/a", "a1")["header"]["revision"])
+    srv.put("w8/b", "b1")
+    ws = [srv.watch({"create_request": {"key": b64("w8/" + k), "start_revision": start}}) for k in "ab"]
+    try:
+        for k, w in zip("ab", ws):
+            created(w)
+            evs, _ = events(w, 1)
+            assert evs[0]["kv"]["key"] == b64("w8/" + k) and evs[0]["kv"]["value"] == b64(k + "1"), evs
+            nothing_more(w, 0.3)
+    finally:
+        for w in ws:
+            w.close()
 
 
 def test_compacted_start_is_canceled():
