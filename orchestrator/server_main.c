@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "client/kv_http.h"
+#include "lib/cidr.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/url.h"
@@ -37,6 +38,9 @@ struct options {
 	const char *controllers;
 	bool no_scheduler;
 	bool no_agent;
+	/* the pod network */
+	const char *node_ip;
+	bool host_network;
 	struct controller_options copts;
 	struct sched_options sopts;
 	struct svc_ranges ranges;
@@ -69,6 +73,13 @@ static void usage(FILE *out)
 		"  --listen ADDR:PORT               Kubernetes API address (default 127.0.0.1:6443)\n"
 		"  --store-endpoints URLS           use an external store (etcd gateway URLs)\n"
 		"  --no-agent                       do not run a node agent in this process\n"
+		"Pod network:\n"
+		"  --cluster-cidr CIDR              pod ranges of the nodes come from here\n"
+		"                                   (default 10.244.0.0/16)\n"
+		"  --node-cidr-mask-size N          each node's pod range is a /N (default 24)\n"
+		"  --node-ip ADDR                   the local agent's InternalIP (default 127.0.0.1)\n"
+		"  --pod-network bridge|host        the local agent's pod network (default bridge\n"
+		"                                   when root: a namespace and an IP per pod)\n"
 		"Controllers and scheduler (run while this server holds their Lease):\n"
 		"  --controllers LIST               all, or a comma list (-name leaves one out)\n"
 		"  --no-scheduler                   do not run the scheduler\n"
@@ -94,6 +105,44 @@ static void usage(FILE *out)
 		"\n"
 		"The API is plain HTTP without authentication: bind it to loopback.\n"
 		"SIGTERM or SIGINT stops it cleanly (exit 0).\n");
+}
+
+/* The ranges must parse, the node ranges must fit the cluster range (and
+ * there must be at most 2^20 of them), and the pod and service ranges must
+ * not overlap: a clear message now beats a controller that never starts. */
+static int check_network_flags(const struct options *o)
+{
+	const char *cc = o->copts.cluster_cidr ? o->copts.cluster_cidr : "10.244.0.0/16";
+	const char *sc = o->ranges.cidr;
+	unsigned mask = o->copts.node_cidr_mask_size ? o->copts.node_cidr_mask_size : 24;
+	struct cidr cluster, service;
+	uint32_t ip;
+
+	if (cidr_parse(cc, &cluster) != 0) {
+		fprintf(stderr, "capstan-server: bad --cluster-cidr \"%s\" (want a.b.c.d/n with "
+				"no host bits)\n", cc);
+		return -1;
+	}
+	if (cidr_parse(sc, &service) != 0) {
+		fprintf(stderr, "capstan-server: bad --service-cluster-ip-range \"%s\" (want "
+				"a.b.c.d/n with no host bits)\n", sc);
+		return -1;
+	}
+	if (mask < cluster.prefix || cidr_subnet_count(&cluster, mask) > (1u << 20)) {
+		fprintf(stderr, "capstan-server: --node-cidr-mask-size %u does not fit "
+				"--cluster-cidr %s\n", mask, cc);
+		return -1;
+	}
+	if (cidr_overlaps(&cluster, &service)) {
+		fprintf(stderr, "capstan-server: --cluster-cidr %s overlaps "
+				"--service-cluster-ip-range %s\n", cc, sc);
+		return -1;
+	}
+	if (o->node_ip != NULL && cidr_parse_ip(o->node_ip, &ip) != 0) {
+		fprintf(stderr, "capstan-server: bad --node-ip \"%s\"\n", o->node_ip);
+		return -1;
+	}
+	return 0;
 }
 
 static int mkdir_p(const char *dir)
@@ -242,6 +291,10 @@ int main(int argc, char **argv)
 		{"node-eviction-rate", required_argument, NULL, 'R'},
 		{"service-cluster-ip-range", required_argument, NULL, 'I'},
 		{"service-node-port-range", required_argument, NULL, 'P'},
+		{"cluster-cidr", required_argument, NULL, 0x100},
+		{"node-cidr-mask-size", required_argument, NULL, 0x101},
+		{"node-ip", required_argument, NULL, 0x103},
+		{"pod-network", required_argument, NULL, 0x104},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'v'},
 		{NULL, 0, NULL, 0},
@@ -300,6 +353,25 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 0x100: o.copts.cluster_cidr = optarg; break;
+		case 0x101: {
+			char *end;
+			unsigned long m = strtoul(optarg, &end, 10);
+			if (*end != '\0' || m < 1 || m > 30) {
+				fprintf(stderr, "capstan-server: bad --node-cidr-mask-size \"%s\"\n", optarg);
+				return 2;
+			}
+			o.copts.node_cidr_mask_size = (unsigned)m;
+			break;
+		}
+		case 0x103: o.node_ip = optarg; break;
+		case 0x104:
+			if (strcmp(optarg, "bridge") != 0 && strcmp(optarg, "host") != 0) {
+				fprintf(stderr, "capstan-server: --pod-network is bridge or host\n");
+				return 2;
+			}
+			o.host_network = strcmp(optarg, "host") == 0;
+			break;
 		case 'l':
 			if (log_parse_level(optarg) < 0) {
 				fprintf(stderr, "capstan-server: bad --log-level \"%s\"\n", optarg);
@@ -319,6 +391,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "capstan-server: unexpected argument \"%s\"\n", argv[optind]);
 		return 2;
 	}
+	if (check_network_flags(&o) != 0)
+		return 2;
 	if (url_host_port(o.listen, host, sizeof host, &port) != 0) {
 		fprintf(stderr, "capstan-server: bad --listen \"%s\" (want ADDR:PORT)\n", o.listen);
 		return 2;
@@ -452,7 +526,9 @@ int main(int argc, char **argv)
 	gethostname(hn, sizeof hn - 1);
 	snprintf(adir, sizeof adir, "%s/agent", o.data_dir);
 	struct agent_config agc = {.server = self_url, .node_name = hn, .data_dir = adir,
-				   .listen_host = "127.0.0.1", .listen_port = 0, .token = token[0] ? token : NULL};
+				   .listen_host = "127.0.0.1", .listen_port = 0, .token = token[0] ? token : NULL,
+				   .node_ip = o.node_ip, .host_network = o.host_network,
+				   .cluster_cidr = o.copts.cluster_cidr, .service_cidr = o.ranges.cidr};
 	if (!o.no_agent && agent_start(a.loop, &agc, &a.agent, errmsg) != 0)
 		log_error("cannot start the node agent: %s", errmsg);
 

@@ -45,12 +45,12 @@
 #include "orchestrator/agent/agent.h"
 #include "orchestrator/agent/backoff.h"
 #include "orchestrator/agent/exec.h"
+#include "orchestrator/agent/network.h"
 #include "orchestrator/agent/probe.h"
 #include "orchestrator/agent/runtime.h"
 #include "orchestrator/kube/informer.h"
 #include "orchestrator/kube/kclient.h"
 
-#define POD_IP "127.0.0.1"
 #define FORCED_GRACE_S 1
 #define LOG_FOLLOW_MS 250
 
@@ -131,6 +131,10 @@ struct apod {
 	char ready_since[32], containers_ready_since[32], init_since[32];
 	bool last_ready, last_containers_ready;
 	char last_phase[16];
+	/* the pod network (network.c): hostNetwork pods and HOST mode use the
+	 * node's IP and no namespace */
+	char ip[16];                 /* "" until the pod's network is set up */
+	char netns[PATH_MAX];        /* "" for the node's network */
 };
 
 struct recovered {
@@ -165,6 +169,8 @@ struct agent {
 	bool recovered;              /* found containers handed to their pods */
 	struct log_follow *follows;
 	struct exec_group execs;
+	struct network *net;         /* NULL on hollow nodes */
+	char node_ip[16];
 	bool closing;
 	int open_handles;
 	void (*close_cb)(void *data);
@@ -172,6 +178,7 @@ struct agent {
 };
 
 static void pod_sync(struct apod *p);
+static void node_patch_status(struct agent *a);
 static void on_retry_timer(uv_timer_t *t);
 static void pod_publish(struct apod *p);
 static void pod_unref(struct apod *p);
@@ -567,7 +574,7 @@ static int build_env(struct apod *p, json_t *ctr, json_t *img, struct strv *env,
 					val = p->uid;
 				else if (strcmp(fp, "status.podIP") == 0 ||
 					 strcmp(fp, "status.hostIP") == 0)
-					val = POD_IP;
+					val = fp[7] == 'p' ? p->ip : p->a->node_ip;
 				else if (strcmp(fp, "spec.nodeName") == 0)
 					val = p->a->node;
 				else if (strcmp(fp, "spec.serviceAccountName") == 0)
@@ -902,6 +909,16 @@ static void ctr_start_probes(struct actr *c, char *const *env, const char *cwd)
 			pod_event(p, c, "Warning", "Unhealthy", "%s: %s", kinds[i].field, errmsg);
 			continue;
 		}
+		if ((ps.kind == PROBE_HTTP || ps.kind == PROBE_TCP) && p->netns[0] != '\0' &&
+		    json_object_get(json_object_get(pr, ps.kind == PROBE_HTTP ? "httpGet" :
+						    "tcpSocket"), "host") == NULL) {
+			/* The kubelet probes the pod's IP: a pod's loopback is its own. */
+			char *ip = strdup(p->ip);
+			if (ip != NULL) {
+				free(ps.host);
+				ps.host = ip;
+			}
+		}
 		if (probe_worker_start(p->a->loop, &ps, kinds[i].healthy, kinds[i].cb, c,
 				       kinds[i].w) != 0)
 			log_warn("%s/%s: cannot start %s", p->ns, p->name, kinds[i].field);
@@ -1050,6 +1067,7 @@ static void ctr_start(struct actr *c)
 	rs.memory_limit = parse_quantity(jstr(spec, "resources.limits.memory"));
 	rs.n_mounts = volume_mounts(p, spec, mounts, mount_src, sizeof mounts / sizeof mounts[0]);
 	rs.mounts = mounts;
+	rs.netns = p->netns[0] != '\0' ? p->netns : NULL;
 	rs.sim_run_ms = -1;
 	{
 		json_t *ann = jget(p->pod, "metadata", "annotations");
@@ -1381,10 +1399,14 @@ static json_t *pod_status(struct apod *p)
 					       ready ? NULL : terminal ? "PodCompleted" :
 					       "ContainersNotReady"));
 	json_array_append_new(conds, condition("PodScheduled", true, p->init_since, NULL));
-	st = json_pack("{s:s,s:o,s:s,s:[{s:s}],s:s,s:[{s:s}],s:s,s:o}", "phase", phase,
-		       "conditions", conds, "hostIP", POD_IP, "hostIPs", "ip", POD_IP, "podIP",
-		       POD_IP, "podIPs", "ip", POD_IP, "startTime", st_time, "containerStatuses",
-		       cs);
+	st = json_pack("{s:s,s:o,s:s,s:[{s:s}],s:s,s:o}", "phase", phase,
+		       "conditions", conds, "hostIP", p->a->node_ip, "hostIPs", "ip", p->a->node_ip,
+		       "startTime", st_time, "containerStatuses", cs);
+	/* No podIP before the pod's network exists, as in Kubernetes. */
+	if (p->ip[0] != '\0') {
+		json_object_set_new(st, "podIP", json_string(p->ip));
+		json_object_set_new(st, "podIPs", json_pack("[{s:s}]", "ip", p->ip));
+	}
 	return st;
 }
 
@@ -1521,6 +1543,7 @@ static void pod_forget(struct apod *p)
 	struct agent *a = p->a;
 	log_info("%s/%s: removed", p->ns, p->name);
 	runtime_forget_pod(a->rt, p->uid);
+	network_pod_teardown(a->net, p->uid);
 	pod_release(p);
 }
 
@@ -1580,6 +1603,59 @@ static void on_retry_timer(uv_timer_t *t)
 	pod_sync(p);
 }
 
+/* ---- the pod network (network.c) ---- */
+
+/* The pod's address and namespace: the node's for hostNetwork pods, hollow
+ * nodes and HOST mode; otherwise its own, which waits for the node's pod
+ * range. Returns false while the pod has to wait (its containers stay
+ * ContainerCreating; a failure is retried from the retry timer). */
+static bool pod_network_up(struct apod *p)
+{
+	struct agent *a = p->a;
+	char errmsg[CAP_ERRMSG_SIZE] = "";
+	int rv;
+	if (p->ip[0] != '\0')
+		return true;
+	if (!network_per_pod(a->net) || json_is_true(jget(p->pod, "spec", "hostNetwork"))) {
+		snprintf(p->ip, sizeof p->ip, "%s", a->node_ip);
+		p->netns[0] = '\0';
+		return true;
+	}
+	rv = network_pod_setup(a->net, p->uid, p->ip, p->netns, errmsg);
+	if (rv == 0) {
+		log_info("%s/%s: pod IP %s", p->ns, p->name, p->ip);
+		return true;
+	}
+	p->ip[0] = p->netns[0] = '\0';
+	if (rv < 0) {
+		pod_event(p, NULL, "Warning", "FailedCreatePodSandBox",
+			  "Failed to create pod sandbox: %s", errmsg);
+		if (!uv_is_active((uv_handle_t *)&p->retry_timer))
+			uv_timer_start(&p->retry_timer, on_retry_timer, 10000, 0);
+	}
+	pod_publish(p);
+	return false;
+}
+
+static bool pod_alive(void *data, const char *uid)
+{
+	return pod_find_uid(data, uid) != NULL;
+}
+
+/* The network's readiness or condition changed. */
+static void on_network_changed(void *data)
+{
+	struct agent *a = data;
+	if (a->closing)
+		return;
+	if (a->node_registered)
+		node_patch_status(a);
+	for (struct apod *p = a->pods, *next; p != NULL; p = next) {
+		next = p->next;
+		pod_sync(p);
+	}
+}
+
 static void pod_sync(struct apod *p)
 {
 	struct agent *a = p->a;
@@ -1597,6 +1673,8 @@ static void pod_sync(struct apod *p)
 			pod_publish(p);
 		return;
 	}
+	if (!pod_network_up(p))
+		return;
 	if (!a->simulate && !p->refs_fetched)
 		fetch_refs(p);
 	if (p->refs_pending > 0)
@@ -1664,8 +1742,10 @@ static void adopt_found(struct agent *a)
 		if (c == NULL || c->rc != NULL) {
 			log_info("killing container %s of pod %s: the pod is gone", r->name, r->uid);
 			runtime_discard(a->rt, r->rc);
-			if (p == NULL)
+			if (p == NULL) {
 				runtime_forget_pod(a->rt, r->uid);
+				network_pod_teardown(a->net, r->uid);
+			}
 			free(r);
 			continue;
 		}
@@ -1754,6 +1834,7 @@ static void on_sync_timer(uv_timer_t *t)
 	uv_timer_stop(t);
 	a->recovered = true;
 	adopt_found(a);
+	network_gc(a->net, pod_alive, a);
 	for (struct apod *p = a->pods, *next; p != NULL; p = next) {
 		next = p->next;
 		pod_sync(p);
@@ -1828,6 +1909,8 @@ static json_t *node_status(struct agent *a)
 			  "type", "Ready", "status", "True", "reason", "KubeletReady", "message",
 			  "kubelet is posting ready status", "lastHeartbeatTime", now,
 			  "lastTransitionTime", a->ready_since);
+	if (a->net != NULL)
+		json_array_append_new(conds, network_condition(a->net, now));
 	return json_pack("{s:{s:s,s:s,s:s,s:s},s:{s:s,s:s,s:s,s:s},"
 			 "s:[{s:s,s:s},{s:s,s:s}],s:o,"
 			 "s:{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s},"
@@ -1836,7 +1919,7 @@ static json_t *node_status(struct agent *a)
 			 "10Gi",
 			 "allocatable", "cpu", cpu, "memory", mem, "pods", "110", "ephemeral-storage",
 			 "10Gi",
-			 "addresses", "type", "InternalIP", "address", POD_IP, "type", "Hostname",
+			 "addresses", "type", "InternalIP", "address", a->node_ip, "type", "Hostname",
 			 "address", a->node,
 			 "conditions", conds,
 			 "nodeInfo", "kubeletVersion", "v1.31.0-capstan", "kubeProxyVersion",
@@ -2524,6 +2607,7 @@ int agent_start(uv_loop_t *loop, const struct agent_config *cfg, struct agent **
 	a->listen_port = cfg->listen_port;
 	a->simulate = cfg->simulate;
 	a->lease_ms = cfg->lease_ms ? cfg->lease_ms : 10000;
+	snprintf(a->node_ip, sizeof a->node_ip, "%s", cfg->node_ip ? cfg->node_ip : "127.0.0.1");
 	a->status_ms = cfg->status_ms ? cfg->status_ms : 300000;
 	srand((unsigned)time(NULL) ^ (unsigned)getpid());
 	if (a->node == NULL || (!a->simulate && a->data_dir == NULL)) {
@@ -2549,6 +2633,15 @@ int agent_start(uv_loop_t *loop, const struct agent_config *cfg, struct agent **
 					 a->listen_port);
 			goto err_runtime;
 		}
+	}
+	if (!a->simulate) {
+		struct network_config nc = {
+			.data_dir = a->data_dir, .node_name = a->node, .node_ip = a->node_ip,
+			.cluster_cidr = cfg->cluster_cidr, .service_cidr = cfg->service_cidr,
+			.host_only = cfg->host_network, .changed = on_network_changed, .data = a,
+		};
+		if (network_start(loop, a->kc, &nc, &a->net, errmsg) != 0)
+			goto err_http;
 	}
 	/* Containers of an earlier run are found before any pod is seen, and
 	 * handed over once the pod list is complete. */
@@ -2577,6 +2670,7 @@ int agent_start(uv_loop_t *loop, const struct agent_config *cfg, struct agent **
 err_http:
 	if (a->inf != NULL)
 		informer_stop(a->inf);
+	network_close(a->net);
 	if (a->http != NULL)
 		http_server_close(a->http, NULL, NULL);
 err_runtime:
@@ -2631,6 +2725,8 @@ void agent_close(struct agent *a, void (*cb)(void *data), void *data)
 	a->close_data = data;
 	informer_stop(a->inf);
 	a->inf = NULL;
+	network_close(a->net);
+	a->net = NULL;
 	while (a->follows != NULL)
 		follow_free(a->follows);
 	if (a->execs.live > 0) {

@@ -36,6 +36,11 @@ struct agent_config {
 	bool simulate;               /* simulated runtime (hollow node) */
 	unsigned lease_ms;           /* Lease renewal period; 0 = 10000 */
 	unsigned status_ms;          /* Node status refresh period; 0 = 300000 */
+	/* The pod network (network.h). */
+	const char *node_ip;         /* the Node's InternalIP; NULL: 127.0.0.1 */
+	bool host_network;           /* --pod-network=host: pods share the node's network */
+	const char *cluster_cidr;    /* the cluster's pod range; NULL: 10.244.0.0/16 */
+	const char *service_cidr;    /* the service range; NULL: 10.96.0.0/12 */
 };
 
 /* Starts registering the node and watching its pods (retried until the API

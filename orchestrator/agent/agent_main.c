@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "lib/cidr.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "orchestrator/agent/agent.h"
@@ -43,6 +44,13 @@ static void usage(FILE *out)
 		"  --image-dir DIR         the local image catalog (*.json)\n"
 		"  --simulate N            run N hollow nodes NAME-0..NAME-(N-1) on the simulated\n"
 		"                          runtime (no processes, no endpoint)\n"
+		"Pod network (as root: a namespace and an IP per pod on bridge cbr0):\n"
+		"  --node-ip ADDR          the Node's InternalIP, where other nodes route this\n"
+		"                          node's pods (default 127.0.0.1)\n"
+		"  --pod-network bridge|host  host: pods share the node's network (default bridge;\n"
+		"                          host anyway when not root)\n"
+		"  --cluster-cidr CIDR     the cluster's pod range (default 10.244.0.0/16)\n"
+		"  --service-cluster-ip-range CIDR  the service range (default 10.96.0.0/12)\n"
 		"  --log-level debug|info|warn|error  (default info)\n"
 		"  --help, --version\n"
 		"\n"
@@ -109,6 +117,10 @@ int main(int argc, char **argv)
 		{"image-dir", required_argument, NULL, 'i'},
 		{"simulate", required_argument, NULL, 'S'},
 		{"log-level", required_argument, NULL, 'l'},
+		{"node-ip", required_argument, NULL, 'I'},
+		{"pod-network", required_argument, NULL, 'P'},
+		{"cluster-cidr", required_argument, NULL, 'C'},
+		{"service-cluster-ip-range", required_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'v'},
 		{NULL, 0, NULL, 0},
@@ -116,6 +128,10 @@ int main(int argc, char **argv)
 	const char *kubeconfig = NULL, *server = NULL, *node = NULL, *data_dir = "capstan-agent-data";
 	const char *listen = "127.0.0.1:10250", *token_file = NULL, *image_dir = NULL;
 	char hostname[256], host[256], token[128] = "", tokpath[PATH_MAX], errmsg[CAP_ERRMSG_SIZE];
+	const char *node_ip = NULL, *cluster_cidr = NULL, *service_cidr = NULL;
+	bool host_network = false;
+	struct cidr cidr_check;
+	uint32_t ip_check;
 	long simulate = 0;
 	int c, port = 0;
 	struct app a = {0};
@@ -130,6 +146,33 @@ int main(int argc, char **argv)
 		case 'L': listen = optarg; break;
 		case 't': token_file = optarg; break;
 		case 'i': image_dir = optarg; break;
+		case 'I':
+			if (cidr_parse_ip(optarg, &ip_check) != 0) {
+				fprintf(stderr, "capstan-agent: bad --node-ip \"%s\" (want an IPv4 address)\n",
+					optarg);
+				return 2;
+			}
+			node_ip = optarg;
+			break;
+		case 'P':
+			if (strcmp(optarg, "bridge") != 0 && strcmp(optarg, "host") != 0) {
+				fprintf(stderr, "capstan-agent: --pod-network is bridge or host\n");
+				return 2;
+			}
+			host_network = strcmp(optarg, "host") == 0;
+			break;
+		case 'C':
+		case 'V':
+			if (cidr_parse(optarg, &cidr_check) != 0) {
+				fprintf(stderr, "capstan-agent: bad --%s \"%s\" (want a.b.c.d/n)\n",
+					c == 'C' ? "cluster-cidr" : "service-cluster-ip-range", optarg);
+				return 2;
+			}
+			if (c == 'C')
+				cluster_cidr = optarg;
+			else
+				service_cidr = optarg;
+			break;
 		case 'S':
 			simulate = strtol(optarg, &end, 10);
 			if (*end != '\0' || simulate < 1 || simulate > 100000) {
@@ -204,6 +247,10 @@ int main(int argc, char **argv)
 			.listen_port = port,
 			.token = token[0] ? token : NULL,
 			.simulate = simulate > 0,
+			.node_ip = node_ip,
+			.host_network = host_network,
+			.cluster_cidr = cluster_cidr,
+			.service_cidr = service_cidr,
 		};
 		if (simulate > 0) {
 			snprintf(name, sizeof name, "%s-%zu", node, i);

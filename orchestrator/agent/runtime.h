@@ -44,6 +44,9 @@ struct runtime_spec {
 	uint64_t memory_limit;      /* bytes (RLIMIT_AS), 0 for none */
 	const struct runtime_mount *mounts;
 	size_t n_mounts;
+	/* The pod's network namespace (a bind-mounted nsfs file) every process
+	 * of the container joins; NULL: the agent's own. */
+	const char *netns;
 	/* Simulated runtime only: run this long then exit with sim_exit_code;
 	 * negative runs until stopped. */
 	int64_t sim_run_ms;

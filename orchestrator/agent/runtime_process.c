@@ -190,7 +190,13 @@ struct shim_args {
 	uint64_t memory_limit;
 	const struct runtime_mount *mounts;
 	size_t n_mounts;
+	const char *netns;            /* the pod's network namespace, or NULL */
 };
+
+/* What the container child reports through the exec pipe when it fails
+ * before exec: negative codes, so they cannot be mistaken for exec's errno. */
+#define SHIM_ERR_VOLUMES (-1)
+#define SHIM_ERR_NETNS (-2)
 
 static size_t put_str(char *dst, size_t at, size_t size, const char *s)
 {
@@ -479,9 +485,20 @@ static _Noreturn void shim_main(const struct shim_args *a)
 					    .rlim_max = a->memory_limit};
 			setrlimit(RLIMIT_AS, &rl);
 		}
+		/* The pod's network first: every container of the pod shares it
+		 * (its IP, its loopback). */
+		if (a->netns != NULL) {
+			int nfd = open(a->netns, O_RDONLY | O_CLOEXEC);
+			if (nfd < 0 || setns(nfd, CLONE_NEWNET) != 0) {
+				e = SHIM_ERR_NETNS;
+				write_all(ep[1], (const char *)&e, sizeof e);
+				_exit(127);
+			}
+			close(nfd);
+		}
 		if (shim_mount_volumes(a) != 0) {
 			/* Negative: not the exec's fault (see the reader below). */
-			e = -(errno ? errno : EIO);
+			e = SHIM_ERR_VOLUMES;
 			write_all(ep[1], (const char *)&e, sizeof e);
 			_exit(127);
 		}
@@ -511,7 +528,9 @@ static _Noreturn void shim_main(const struct shim_args *a)
 		m = put_str(msg, m, sizeof msg, a->argv[0]);
 		m = put_str(msg, m, sizeof msg, "\": ");
 		if (rerr < 0) {
-			m = put_str(msg, 0, sizeof msg, "cannot mount the container's volumes");
+			m = put_str(msg, 0, sizeof msg, rerr == SHIM_ERR_NETNS ?
+					"cannot join the pod's network namespace" :
+					"cannot mount the container's volumes");
 			waitpid(child, &status, 0);
 			shim_write_exit(a, 128, 0, true, msg);
 			kill(0, SIGKILL);
@@ -684,6 +703,7 @@ static int proc_start(struct runtime *base, const struct runtime_spec *spec, run
 	a.memory_limit = spec->memory_limit;
 	a.mounts = spec->mounts;
 	a.n_mounts = spec->n_mounts;
+	a.netns = spec->netns;
 	a.exec_path = resolve_exec(spec->argv[0], spec->env);
 	*started_at = (int64_t)time(NULL);
 	pid = _Fork();

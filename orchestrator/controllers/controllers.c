@@ -24,6 +24,7 @@
 
 const struct controller_def controller_table[] = {
 	{"nodelifecycle", nodelifecycle_controller_start, nodelifecycle_controller_stop},
+	{"nodeipam", nodeipam_controller_start, nodeipam_controller_stop},
 	/* ---- workload controllers: add one line each below ---- */
 	{"replicaset", replicaset_controller_start, replicaset_controller_stop},
 	{"deployment", deployment_controller_start, deployment_controller_stop},

@@ -27,6 +27,8 @@ struct controller_options {
 	double eviction_rate;            /* pods evicted per second at most; default 10 */
 	unsigned lease_duration_ms;      /* leader election; 0: 15000 */
 	unsigned retry_period_ms;        /* 0: 2000 */
+	const char *cluster_cidr;        /* pod ranges come from here; NULL: 10.244.0.0/16 */
+	unsigned node_cidr_mask_size;    /* each node's pod range; 0: 24 */
 };
 
 struct controller_ctx {
@@ -60,6 +62,8 @@ int endpoints_controller_start(struct controller_ctx *ctx, void **state);
 void endpoints_controller_stop(void *state);
 int gc_controller_start(struct controller_ctx *ctx, void **state);
 void gc_controller_stop(void *state);
+int nodeipam_controller_start(struct controller_ctx *ctx, void **state);
+void nodeipam_controller_stop(void *state);
 
 /* enabled: "all" or a comma list of names ("-name" disables one of all).
  * opts NULL: defaults. Returns non-zero on an unknown name. */

@@ -23,7 +23,8 @@ class StackedServer(kh.ApiServer):
     def spawn(self):
         argv = [kh.SERVER_BIN, "--data-dir", self.data_dir,
                 "--listen", "127.0.0.1:%d" % self.port,
-                "--listen-peer-urls", "http://127.0.0.1:%d" % self.peer_port] + self.extra
+                "--listen-peer-urls", "http://127.0.0.1:%d" % self.peer_port,
+                "--pod-network", "host"] + self.extra
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self.log,
                                      start_new_session=True)
