@@ -1909,8 +1909,11 @@ static json_t *node_status(struct agent *a)
 			  "type", "Ready", "status", "True", "reason", "KubeletReady", "message",
 			  "kubelet is posting ready status", "lastHeartbeatTime", now,
 			  "lastTransitionTime", a->ready_since);
-	if (a->net != NULL)
-		json_array_append_new(conds, network_condition(a->net, now));
+	if (a->net != NULL) {
+		json_t *nc = network_condition(a->net, now);
+		if (nc != NULL)
+			json_array_append_new(conds, nc);
+	}
 	return json_pack("{s:{s:s,s:s,s:s,s:s},s:{s:s,s:s,s:s,s:s},"
 			 "s:[{s:s,s:s},{s:s,s:s}],s:o,"
 			 "s:{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s},"

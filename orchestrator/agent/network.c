@@ -558,6 +558,9 @@ bool network_ready(const struct network *n)
 
 json_t *network_condition(struct network *n, const char *now)
 {
+	/* The host network by the operator's choice is no fault to report. */
+	if (n->state == NET_HOST && strcmp(n->reason, "PodNetworkDisabled") == 0)
+		return NULL;
 	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "type", "NetworkUnavailable", "status",
 			 n->state == NET_READY ? "False" : "True", "reason", n->reason, "message",
 			 n->message, "lastHeartbeatTime", now, "lastTransitionTime", n->since);

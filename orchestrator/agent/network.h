@@ -50,8 +50,9 @@ int network_start(uv_loop_t *loop, struct kclient *kc, const struct network_conf
 bool network_per_pod(const struct network *n);
 /* BRIDGE mode with the bridge up: pods can be set up. */
 bool network_ready(const struct network *n);
-/* The Node condition NetworkUnavailable (new reference), or NULL. now is
- * the heartbeat time (RFC 3339). */
+/* The Node condition NetworkUnavailable (new reference), or NULL when
+ * there is nothing to say (--pod-network=host). now is the heartbeat time
+ * (RFC 3339). */
 json_t *network_condition(struct network *n, const char *now);
 
 /* Sets up (or finds again, after a restart) the pod's namespace, veth and
