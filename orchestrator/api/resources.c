@@ -38,12 +38,14 @@ static const struct api_resource resources[] = {
 	 API_SUB_STATUS, true, false},
 	{"coordination.k8s.io", "v1", "leases", "lease", "Lease", true, {NULL}, false, 0, false,
 	 true},
+	{"discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, {NULL},
+	 false, 0, false, false},
 };
 
 #define NRES (sizeof resources / sizeof resources[0])
 
 /* The groups in the order /apis lists them. */
-static const char *const groups[] = {"apps", "coordination.k8s.io"};
+static const char *const groups[] = {"apps", "coordination.k8s.io", "discovery.k8s.io"};
 #define NGROUPS (sizeof groups / sizeof groups[0])
 
 static const char *const all_verbs[] = {"create", "delete", "deletecollection", "get", "list",

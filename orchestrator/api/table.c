@@ -563,6 +563,51 @@ static void service_row(json_t *o, json_t *cells, time_t now)
 }
 
 /* formatEndpoints: the first three ip:port pairs, then "+ N more...". */
+/* At most three values, then " + N more..."; "<unset>" when empty (as
+ * kubectl's printers list ports and addresses of an EndpointSlice). */
+static void add_list3(json_t *cells, struct text *t, int count)
+{
+	char more[64];
+	if (count == 0) {
+		add_str(cells, "<unset>");
+		return;
+	}
+	if (count > 3) {
+		snprintf(more, sizeof(more), " + %d more...", count - 3);
+		text_add(t, NULL, more);
+	}
+	add_str(cells, t->buf);
+}
+
+static void endpointslice_row(json_t *o, json_t *cells, time_t now)
+{
+	struct text ports = { .len = 0 }, eps = { .len = 0 };
+	json_t *p, *ep, *a;
+	size_t i, j;
+	int np = 0, ne = 0;
+
+	add_name(o, cells);
+	add_str(cells, str_at(o, "addressType", ""));
+	json_array_foreach(path_get(o, "ports"), i, p) {
+		char buf[32];
+		if (np++ >= 3)
+			continue;
+		if (json_is_integer(json_object_get(p, "port")))
+			snprintf(buf, sizeof(buf), "%lld", (long long)int_at(p, "port"));
+		else
+			snprintf(buf, sizeof(buf), "%s", str_at(p, "name", "*"));
+		text_add(&ports, ",", buf);
+	}
+	add_list3(cells, &ports, np);
+	json_array_foreach(path_get(o, "endpoints"), i, ep)
+		json_array_foreach(json_object_get(ep, "addresses"), j, a) {
+			if (ne++ < 3)
+				text_add(&eps, ",", json_string_value(a) ? json_string_value(a) : "");
+		}
+	add_list3(cells, &eps, ne);
+	add_age(o, cells, now);
+}
+
 static void endpoints_row(json_t *o, json_t *cells, time_t now)
 {
 	struct text t = { .len = 0 };
@@ -828,6 +873,10 @@ static const struct column service_cols[] = {
 };
 static const struct column endpoints_cols[] = { COL_NAME, COL("Endpoints", "string", 0),
 						 COL_AGE, COL_END };
+static const struct column endpointslice_cols[] = {
+	COL_NAME, COL("AddressType", "string", 0), COL("Ports", "string", 0),
+	COL("Endpoints", "string", 0), COL_AGE, COL_END
+};
 static const struct column event_cols[] = {
 	COL("Last Seen", "string", 0), COL("Type", "string", 0), COL("Reason", "string", 0),
 	COL("Object", "string", 0), COL("Subobject", "string", 1), COL("Source", "string", 1),
@@ -877,6 +926,7 @@ static const struct printer printers[] = {
 	{ "nodes", node_cols, node_row },
 	{ "services", service_cols, service_row },
 	{ "endpoints", endpoints_cols, endpoints_row },
+	{ "endpointslices", endpointslice_cols, endpointslice_row },
 	{ "events", event_cols, event_row },
 	{ "configmaps", configmap_cols, configmap_row },
 	{ "secrets", secret_cols, secret_row },

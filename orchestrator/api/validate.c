@@ -728,6 +728,34 @@ static void validate_service(struct errs *e, json_t *obj, json_t *old)
 	}
 }
 
+/* ---- endpoint slices ---- */
+
+static void validate_endpointslice(struct errs *e, json_t *obj, json_t *old)
+{
+	static const char *const address_types[] = { "FQDN", "IPv4", "IPv6", NULL };
+	json_t *at = json_object_get(obj, "addressType"), *ep;
+	size_t i;
+	char f[96];
+
+	check_meta(e, obj, NAME_SUBDOMAIN);
+	if (!json_is_string(at) || json_string_length(at) == 0)
+		required(e, "addressType", NULL);
+	else
+		check_enum(e, obj, "addressType", "addressType", address_types);
+	json_array_foreach(json_object_get(obj, "endpoints"), i, ep) {
+		size_t n = json_array_size(json_object_get(ep, "addresses"));
+		snprintf(f, sizeof(f), "endpoints[%zu].addresses", i);
+		if (n == 0)
+			required(e, f, "must contain at least 1 address");
+		else if (n > 100)
+			add_cause(e, "FieldValueTooMany", f, "Too many: %zu: must have at most 100 items",
+				  n);
+	}
+	if (old != NULL && json_is_string(at) &&
+	    !json_equal(at, json_object_get(old, "addressType")))
+		invalid(e, "addressType", at, "field is immutable");
+}
+
 /* ---- config maps and secrets ---- */
 
 static const char config_key_msg[] =
@@ -798,6 +826,8 @@ json_t *validate_object(const char *resource, json_t *obj, json_t *old)
 		validate_service(&e, obj, old);
 	else if (strcmp(resource, "namespaces") == 0)
 		check_meta(&e, obj, NAME_LABEL);
+	else if (strcmp(resource, "endpointslices") == 0)
+		validate_endpointslice(&e, obj, old);
 	else if (strcmp(resource, "configmaps") == 0)
 		validate_config(&e, obj, old, false);
 	else if (strcmp(resource, "secrets") == 0)

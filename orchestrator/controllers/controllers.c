@@ -19,7 +19,7 @@
 #include "lib/log.h"
 #include "orchestrator/kube/leaderelect.h"
 
-#define CM_MAX_SHARED 16
+#define CM_MAX_SHARED 24
 #define CM_LEASE_NAME "capstan-controller-manager"
 
 const struct controller_def controller_table[] = {
@@ -30,6 +30,7 @@ const struct controller_def controller_table[] = {
 	{"deployment", deployment_controller_start, deployment_controller_stop},
 	{"daemonset", daemonset_controller_start, daemonset_controller_stop},
 	{"endpoints", endpoints_controller_start, endpoints_controller_stop},
+	{"endpointslice", endpointslice_controller_start, endpointslice_controller_stop},
 	{"garbagecollector", gc_controller_start, gc_controller_stop},
 	/* ---- end of workload controllers ---- */
 	{NULL, NULL, NULL},

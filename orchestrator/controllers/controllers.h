@@ -60,6 +60,8 @@ int daemonset_controller_start(struct controller_ctx *ctx, void **state);
 void daemonset_controller_stop(void *state);
 int endpoints_controller_start(struct controller_ctx *ctx, void **state);
 void endpoints_controller_stop(void *state);
+int endpointslice_controller_start(struct controller_ctx *ctx, void **state);
+void endpointslice_controller_stop(void *state);
 int gc_controller_start(struct controller_ctx *ctx, void **state);
 void gc_controller_stop(void *state);
 int nodeipam_controller_start(struct controller_ctx *ctx, void **state);

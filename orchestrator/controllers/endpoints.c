@@ -1,7 +1,9 @@
 /* endpoints.c — the Endpoints controller: for every Service with a
  * selector, an Endpoints object of the same name listing the IPs of the
  * selected pods, ready ones under addresses and the others under
- * notReadyAddresses, with the Service's ports resolved against each pod.
+ * notReadyAddresses (all under addresses, terminating ones included, when
+ * the Service sets publishNotReadyAddresses), with the Service's ports
+ * resolved against each pod.
  *
  * Happy path: a Service or pod event queues the Service → sync builds the
  * subsets from the pod cache and creates, updates or leaves the Endpoints
@@ -28,6 +30,7 @@ struct ep_scan {
 	struct label_selector *sel;
 	json_t *svc;
 	json_t *subsets;          /* ports key (JSON text) -> subset */
+	bool publish_not_ready;   /* spec.publishNotReadyAddresses */
 };
 
 static int cmp_ip(const void *a, const void *b)
@@ -77,7 +80,7 @@ static void add_pod(void *data, json_t *pod)
 	/* Finished pods serve nothing; terminating ones are being drained. */
 	if (phase != NULL && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0))
 		return;
-	if (ctl_deleting(pod))
+	if (ctl_deleting(pod) && !sc->publish_not_ready)
 		return;
 	ports = json_array();
 	json_array_foreach(json_object_get(json_object_get(sc->svc, "spec"), "ports"), i, sp) {
@@ -110,7 +113,10 @@ static void add_pod(void *data, json_t *pod)
 		json_decref(ports);
 	}
 	{
-		const char *which = podutil_ready(pod) ? "addresses" : "notReadyAddresses";
+		/* publishNotReadyAddresses: every address counts as ready (for
+		 * peers that must find each other before they are ready). */
+		const char *which = sc->publish_not_ready || podutil_ready(pod) ? "addresses"
+										  : "notReadyAddresses";
 		json_t *list = json_object_get(subset, which);
 
 		if (list == NULL) {
@@ -160,6 +166,8 @@ static int ep_sync(void *data, const char *key)
 	}
 	sc.ns = ns;
 	sc.svc = svc;
+	sc.publish_not_ready = json_is_true(
+		json_object_get(json_object_get(svc, "spec"), "publishNotReadyAddresses"));
 	sc.subsets = json_object();
 	informer_foreach(c->pod_inf, add_pod, &sc);
 	subsets = json_array();

@@ -39,6 +39,7 @@ const struct kres KRES_DAEMONSETS = {"apps", "v1", "daemonsets"};
 const struct kres KRES_LEASES = {"coordination.k8s.io", "v1", "leases"};
 const struct kres KRES_PVS = {"", "v1", "persistentvolumes"};
 const struct kres KRES_PVCS = {"", "v1", "persistentvolumeclaims"};
+const struct kres KRES_ENDPOINTSLICES = {"discovery.k8s.io", "v1", "endpointslices"};
 
 struct kclient {
 	uv_loop_t *loop;

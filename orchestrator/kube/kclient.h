@@ -30,7 +30,7 @@ struct kres {
 /* Well-known resources. */
 extern const struct kres KRES_PODS, KRES_NODES, KRES_SERVICES, KRES_ENDPOINTS, KRES_EVENTS,
 	KRES_NAMESPACES, KRES_CONFIGMAPS, KRES_SECRETS, KRES_REPLICASETS, KRES_DEPLOYMENTS,
-	KRES_DAEMONSETS, KRES_LEASES, KRES_PVS, KRES_PVCS;
+	KRES_DAEMONSETS, KRES_LEASES, KRES_PVS, KRES_PVCS, KRES_ENDPOINTSLICES;
 
 /* status: the HTTP status (>= 100), or a negative transport error. body: the
  * parsed answer (an object, or a Status on errors), or NULL. */

@@ -366,6 +366,20 @@ static void test_service_cells(void **state)
 		     "[\"p\",\"ClusterIP\",\"None\",\"1.2.3.4\",\"80/TCP\",\"60m\",\"<none>\"]");
 }
 
+/* EndpointSlices: address type, up to three ports and addresses then how
+ * many more, <unset> for none. */
+static void test_endpointslice_cells(void **state)
+{
+	(void)state;
+	expect_cells("endpointslices", "{" META ",\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"web\","
+				       "\"port\":8080},{\"name\":\"m\"}],\"endpoints\":[{\"addresses\":[\"10.1.0.1\"]},"
+				       "{\"addresses\":[\"10.1.0.2\"]},{\"addresses\":[\"10.1.0.3\"]},"
+				       "{\"addresses\":[\"10.1.0.4\"]},{\"addresses\":[\"10.1.0.5\"]}]}",
+		     "[\"p\",\"IPv4\",\"8080,m\",\"10.1.0.1,10.1.0.2,10.1.0.3 + 2 more...\",\"60m\"]");
+	expect_cells("endpointslices", "{" META ",\"addressType\":\"IPv4\"}",
+		     "[\"p\",\"IPv4\",\"<unset>\",\"<unset>\",\"60m\"]");
+}
+
 /* Endpoints show three ip:port pairs, then how many more. */
 static void test_endpoints_cells(void **state)
 {
@@ -462,6 +476,7 @@ int main(void)
 		cmocka_unit_test(test_node_cells),
 		cmocka_unit_test(test_service_cells),
 		cmocka_unit_test(test_endpoints_cells),
+		cmocka_unit_test(test_endpointslice_cells),
 		cmocka_unit_test(test_workload_cells),
 		cmocka_unit_test(test_misc_cells),
 		cmocka_unit_test(test_event_cells),
