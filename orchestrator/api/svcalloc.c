@@ -525,6 +525,7 @@ struct svc_keeper {
 	enum keeper_step step;
 	int inflight;
 	bool ready;
+	bool started;      /* the first pass is done: stop rewriting */
 	bool closing;
 	bool timer_closed;
 	void (*close_cb)(void *data);
@@ -688,7 +689,9 @@ static void on_ensure(void *data, json_t *answer, json_t *err)
 		return;
 	}
 	/* It exists: a Service is the user's now; Endpoints and slices are
-	 * rewritten when they point elsewhere (another address or port). */
+	 * rewritten when they point elsewhere (another address or port), on
+	 * the first pass only, so that API servers sharing a store each
+	 * claim them once at start rather than take turns every minute. */
 	want = wanted(k, &key, &field);
 	kvo = json_array_get(json_object_get(json_object_get(
 		json_array_get(json_object_get(answer, "responses"), 0), "response_range"), "kvs"), 0);
@@ -698,9 +701,9 @@ static void on_ensure(void *data, json_t *answer, json_t *err)
 	free(v);
 	jsonx_get_i64(kvo, "mod_revision", &mod, errmsg);
 	if (k->step == K_SERVICE && kvo == NULL)
-		log_error("API server: the kubernetes Service cannot take %s: the address is held "
-			  "by another Service", str_of(spec_of(want), "clusterIP"));
-	if (field == NULL || !json_is_object(cur) ||
+		log_warn("API server: the kubernetes Service cannot take %s: the address is held "
+			 "by another Service", str_of(spec_of(want), "clusterIP"));
+	if (field == NULL || k->started || !json_is_object(cur) ||
 	    json_equal(json_object_get(cur, field), json_object_get(want, field))) {
 		json_decref(cur);
 		json_decref(want);
@@ -901,7 +904,11 @@ static void keeper_run(struct svc_keeper *k)
 		return;
 	}
 	if (k->step == K_REPAIR) {
+		/* Next time round, the kubernetes Service (and its Endpoints and
+		 * slice) are re-created if someone deleted them. */
 		repair(k);
+		k->started = true;
+		k->step = K_SERVICE;
 		again_in(k, REPAIR_MS);
 		return;
 	}

@@ -57,8 +57,8 @@ void svcalloc_release(json_t *svc, json_t *ops);
 
 /* The keeper: creates the `kubernetes` Service in `default` (cluster IP the
  * first of the range, port 443 to the API server's own address) and its
- * Endpoints and EndpointSlice, then runs the repair pass now and every
- * minute: records whose Service no longer holds them are deleted (only if
+ * Endpoints and EndpointSlice (re-created every minute if deleted), then
+ * runs the repair pass now and every minute: records whose Service no longer holds them are deleted (only if
  * unchanged since read), Services whose records are missing get them back. */
 struct svc_keeper;
 

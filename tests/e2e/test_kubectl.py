@@ -80,6 +80,7 @@ def test_api_resources():
         "deployments": ["deployments", "deploy", "apps/v1", "true", "Deployment"],
         "namespaces": ["namespaces", "ns", "v1", "false", "Namespace"],
         "leases": ["leases", "coordination.k8s.io/v1", "true", "Lease"],
+        "endpointslices": ["endpointslices", "discovery.k8s.io/v1", "true", "EndpointSlice"],
         "persistentvolumeclaims": ["persistentvolumeclaims", "pvc", "v1", "true",
                                    "PersistentVolumeClaim"],
     }
@@ -90,7 +91,7 @@ def test_api_resources():
         rows = {columns(l)[0]: columns(l) for l in lines[1:]}
         for name, cols in want.items():
             assert rows.get(name) == cols, (v, name, rows.get(name))
-        assert len(rows) == 15, sorted(rows)
+        assert len(rows) == 16, sorted(rows)
 
 
 def test_run_dry_run_client_stores_nothing():
@@ -559,7 +560,8 @@ def test_discovery_documents():
     code, api = s.json("GET", "/api")
     assert api["kind"] == "APIVersions" and api["versions"] == ["v1"]
     code, apis = s.json("GET", "/apis")
-    assert [g["name"] for g in apis["groups"]] == ["apps", "coordination.k8s.io"]
+    assert [g["name"] for g in apis["groups"]] == ["apps", "coordination.k8s.io",
+                                                   "discovery.k8s.io"]
     code, v1 = s.json("GET", "/api/v1")
     names = [r["name"] for r in v1["resources"]]
     assert "pods/status" in names and "pods/binding" in names and "pods" in names

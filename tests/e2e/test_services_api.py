@@ -363,6 +363,52 @@ def test_two_servers_one_store():
     assert code == 500 and "range is full" in st["message"], st
 
 
+def kv_put(store, key, obj):
+    code, body = ct.post_to(store.port, "/v3/kv/put",
+                            {"key": ct.b64(key), "value": ct.b64(json.dumps(obj))})
+    assert code == 200, body
+
+
+def kv_exists(store, key):
+    code, body = ct.post_to(store.port, "/v3/kv/range", {"key": ct.b64(key)})
+    assert code == 200, body
+    return bool(body.get("kvs"))
+
+
+@own_servers
+def test_repair_at_start():
+    """At start the API server drops an allocation record no Service holds, and
+    records the values of a Service that holds them without one (so they are
+    refused to others)."""
+    store = ct.Server(target="capstan").start()
+    leaked = "/registry/servicenodeports/30500"
+    kv_put(store, leaked, {"apiVersion": "v1", "kind": "ServiceNodePort",
+                           "metadata": {"name": "30500"}, "port": 30500,
+                           "parentRef": {"group": "", "resource": "services",
+                                         "namespace": "default", "name": "gone"}})
+    kv_put(store, "/registry/namespaces/default",
+           {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default",
+                                                                 "uid": "u-default"}})
+    kv_put(store, "/registry/services/default/old",
+           {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "old", "namespace": "default", "uid": "u-old"},
+            "spec": {"type": "NodePort", "clusterIP": "10.96.3.3", "clusterIPs": ["10.96.3.3"],
+                     "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30600}]}})
+    srv = kh.ApiServer(extra=["--store-endpoints", store.url]).start()
+    ct.wait_until(lambda: not kv_exists(store, leaked), timeout=20, what="leaked record dropped")
+    ct.wait_until(lambda: kv_exists(store, "/registry/servicenodeports/30600") and
+                  kv_exists(store, "/registry/ipaddresses/10.96.3.3"), timeout=20,
+                  what="missing records added")
+    expect_422(srv, "POST", NS + "/services", svc("x", [{"port": 1, "nodePort": 30600}],
+                                                  "NodePort"),
+               "spec.ports[0].nodePort", "provided port is already allocated")
+    expect_422(srv, "POST", NS + "/services", svc("y", clusterIP="10.96.3.3"),
+               "spec.clusterIPs", "provided IP is already allocated")
+    code, body = srv.json("POST", NS + "/services", svc("z", [{"port": 1, "nodePort": 30500}],
+                                                        "NodePort"))
+    assert code == 201, body
+
+
 def slices_of(srv, name):
     code, body = srv.json("GET", SLICES + "?labelSelector=kubernetes.io/service-name=" + name)
     assert code == 200, body
