@@ -203,14 +203,14 @@ json_t *jsonx_i64(int64_t v)
 {
 	char buf[24];
 	snprintf(buf, sizeof buf, "%" PRId64, v);
-	return json_string(buf);
+	return json_stringn_nocheck(buf, strlen(buf));
 }
 
 json_t *jsonx_u64(uint64_t v)
 {
 	char buf[24];
 	snprintf(buf, sizeof buf, "%" PRIu64, v);
-	return json_string(buf);
+	return json_stringn_nocheck(buf, strlen(buf));
 }
 
 json_t *jsonx_bytes(const uint8_t *p, size_t n)
@@ -244,4 +244,187 @@ void jsonx_set_bytes_ne(json_t *obj, const char *name, const uint8_t *p, size_t 
 {
 	if (n > 0)
 		json_object_set_new_nocheck(obj, name, jsonx_bytes(p, n));
+}
+
+/* ---- compact text ---- */
+
+struct dbuf {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+
+static bool dbuf_reserve(struct dbuf *b, size_t more)
+{
+	size_t cap;
+	char *p;
+	if (b->failed)
+		return false;
+	if (b->len + more + 1 <= b->cap)
+		return true;
+	cap = b->cap ? b->cap : 256;
+	while (cap < b->len + more + 1)
+		cap *= 2;
+	p = realloc(b->p, cap);
+	if (p == NULL) {
+		b->failed = true;
+		return false;
+	}
+	b->p = p;
+	b->cap = cap;
+	return true;
+}
+
+static void dbuf_put(struct dbuf *b, const char *s, size_t n)
+{
+	if (!dbuf_reserve(b, n))
+		return;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static void dbuf_ch(struct dbuf *b, char c)
+{
+	if (dbuf_reserve(b, 1))
+		b->p[b->len++] = c;
+}
+
+/* A value jansson itself must write (non-ASCII strings, whose UTF-8 it
+ * validates, and reals, whose formatting is its own). */
+static void dump_by_jansson(struct dbuf *b, const json_t *v)
+{
+	char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (t == NULL) {
+		b->failed = true;
+		return;
+	}
+	dbuf_put(b, t, strlen(t));
+	free(t);
+}
+
+static void dump_string(struct dbuf *b, const char *s, size_t n, const json_t *v)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i, run = 0;
+
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] >= 0x80) {
+			if (v != NULL) {
+				dump_by_jansson(b, v);
+			} else {
+				json_t *t = json_stringn(s, n);
+				if (t == NULL)
+					b->failed = true;
+				else
+					dump_by_jansson(b, t);
+				json_decref(t);
+			}
+			return;
+		}
+	if (!dbuf_reserve(b, n + 2))
+		return;
+	b->p[b->len++] = '"';
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		const char *esc = NULL;
+		char u[6];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		dbuf_put(b, s + run, i - run);
+		run = i + 1;
+		switch (c) {
+		case '"': esc = "\\\""; break;
+		case '\\': esc = "\\\\"; break;
+		case '\b': esc = "\\b"; break;
+		case '\f': esc = "\\f"; break;
+		case '\n': esc = "\\n"; break;
+		case '\r': esc = "\\r"; break;
+		case '\t': esc = "\\t"; break;
+		default:
+			memcpy(u, "\\u00", 4);
+			u[4] = hex[c >> 4];
+			u[5] = hex[c & 15];
+			dbuf_put(b, u, 6);
+			continue;
+		}
+		dbuf_put(b, esc, 2);
+	}
+	dbuf_put(b, s + run, n - run);
+	dbuf_ch(b, '"');
+}
+
+static void dump_value(struct dbuf *b, const json_t *v, int depth)
+{
+	char num[32];
+	int n;
+
+	if (b->failed)
+		return;
+	if (depth > 2048) {
+		/* jansson refuses deeper nesting too */
+		b->failed = true;
+		return;
+	}
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: {
+		const char *key;
+		json_t *m;
+		bool first = true;
+		dbuf_ch(b, '{');
+		json_object_foreach((json_t *)(uintptr_t)v, key, m) {
+			if (!first)
+				dbuf_ch(b, ',');
+			first = false;
+			dump_string(b, key, strlen(key), NULL);
+			dbuf_ch(b, ':');
+			dump_value(b, m, depth + 1);
+		}
+		dbuf_ch(b, '}');
+		break;
+	}
+	case JSON_ARRAY:
+		dbuf_ch(b, '[');
+		for (size_t i = 0; i < json_array_size(v); i++) {
+			if (i > 0)
+				dbuf_ch(b, ',');
+			dump_value(b, json_array_get(v, i), depth + 1);
+		}
+		dbuf_ch(b, ']');
+		break;
+	case JSON_STRING:
+		dump_string(b, json_string_value(v), json_string_length(v), v);
+		break;
+	case JSON_INTEGER:
+		n = snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		dbuf_put(b, num, (size_t)n);
+		break;
+	case JSON_REAL:
+		dump_by_jansson(b, v);
+		break;
+	case JSON_TRUE:
+		dbuf_put(b, "true", 4);
+		break;
+	case JSON_FALSE:
+		dbuf_put(b, "false", 5);
+		break;
+	case JSON_NULL:
+		dbuf_put(b, "null", 4);
+		break;
+	}
+}
+
+char *jsonx_dumps(const json_t *v, size_t *len)
+{
+	struct dbuf b = {0};
+	if (v == NULL)
+		return NULL;
+	dump_value(&b, v, 0);
+	if (!dbuf_reserve(&b, 0)) {
+		free(b.p);
+		return NULL;
+	}
+	b.p[b.len] = '\0';
+	if (len != NULL)
+		*len = b.len;
+	return b.p;
 }

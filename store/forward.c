@@ -6,6 +6,7 @@
 
 #include "lib/err.h"
 #include "lib/http.h"
+#include "lib/jsonx.h"
 
 #define FORWARD_CLIENTS 8
 
@@ -87,7 +88,7 @@ int forwarder_post(struct forwarder *fw, const char *url, const char *path, json
 	int rv;
 	if (c == NULL)
 		return CAP_EIO;
-	text = json_dumps(body, JSON_COMPACT);
+	text = jsonx_dumps(body, NULL);
 	r = calloc(1, sizeof *r);
 	if (text == NULL || r == NULL) {
 		free(text);

@@ -110,12 +110,13 @@ static const char *const unimplemented[] = {
 
 static void reply_json(struct http_req *req, int status, json_t *body)
 {
-	char *text = json_dumps(body, JSON_COMPACT);
+	size_t len;
+	char *text = jsonx_dumps(body, &len);
 	if (text == NULL) {
 		http_reply(req, 500, "text/plain", "out of memory\n", 14);
 		return;
 	}
-	http_reply(req, status, "application/json", text, strlen(text));
+	http_reply(req, status, "application/json", text, len);
 	free(text);
 }
 
@@ -170,12 +171,12 @@ static int stream_frame(struct watch_session *ws, json_t *result)
 {
 	json_t *wrap = json_object();
 	char *text;
+	size_t len;
 	int rv = -1;
 	json_object_set_new_nocheck(wrap, "result", result);
-	text = json_dumps(wrap, JSON_COMPACT);
+	text = jsonx_dumps(wrap, &len);
 	json_decref(wrap);
 	if (text != NULL && !ws->closed) {
-		size_t len = strlen(text);
 		text[len] = '\n';
 		rv = http_stream_write(ws->req, text, len + 1);
 	}
@@ -218,10 +219,10 @@ static bool frame_parts(struct gateway *g, const struct mvcc_event *const *evs, 
 	}
 	frame = store_watch_frame(g->store, 0, evs, n, rev, prev_kv);
 	arr = json_object_get(frame, "events");
-	events = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+	events = arr ? jsonx_dumps(arr, NULL) : NULL;
 	json_decref(frame);
 	h = store_header(g->store, rev);
-	header = json_dumps(h, JSON_COMPACT);
+	header = jsonx_dumps(h, NULL);
 	json_decref(h);
 	if (events == NULL || header == NULL)
 		goto fail;

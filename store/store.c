@@ -536,8 +536,8 @@ static int submit(struct pending *p)
 static struct pending *pending_new(struct store *s, uint8_t op, json_t *req, kv_cb cb, void *data)
 {
 	struct pending *p = calloc(1, sizeof *p);
-	char *json = req ? json_dumps(req, JSON_COMPACT) : NULL;
-	size_t len = json ? strlen(json) : 0;
+	size_t len = 0;
+	char *json = req ? jsonx_dumps(req, &len) : NULL;
 	if (p == NULL || (req != NULL && json == NULL) || (p->cmd = malloc(len + 1)) == NULL) {
 		free(json);
 		free(p);
@@ -2021,13 +2021,12 @@ int store_encode_command(enum kv_op op, json_t *req, uint64_t origin, uint64_t s
 			 void **buf, size_t *len)
 {
 	struct cmd_builder b;
-	char *json = json_dumps(req, JSON_COMPACT);
+	size_t n = 0;
+	char *json = jsonx_dumps(req, &n);
 	char *cmd;
-	size_t n;
 	int rv;
 	if (json == NULL)
 		return CAP_ENOMEM;
-	n = strlen(json);
 	cmd = malloc(n + 1);
 	if (cmd == NULL) {
 		free(json);

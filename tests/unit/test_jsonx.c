@@ -1,0 +1,94 @@
+/* test_jsonx.c — the compact JSON writer gives json_dumps' bytes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lib/jsonx.h"
+
+static void same_as_jansson(json_t *v)
+{
+	char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	size_t len = 0;
+	char *got = jsonx_dumps(v, &len);
+	assert_non_null(want);
+	assert_non_null(got);
+	assert_string_equal(got, want);
+	assert_int_equal(len, strlen(want));
+	free(want);
+	free(got);
+}
+
+/* Answers as the gateway builds them come out as jansson writes them:
+ * members in insertion order, numbers, literals, nesting, empties. */
+static void test_documents(void **state)
+{
+	(void)state;
+	static const char *const docs[] = {
+		"{}", "[]", "{\"a\":[]}", "{\"a\":{}}", "null", "true", "false", "0", "-9223372036854775808",
+		"{\"header\":{\"cluster_id\":\"1\",\"revision\":\"42\"},\"kvs\":[{\"key\":\"YQ==\","
+		"\"value\":\"Yg==\"}],\"count\":\"1\",\"more\":false}",
+		"{\"z\":1,\"a\":2,\"m\":[1,[2,[3,{}]],null,true]}",
+		"[1.5,0.1,1e300,-0.0,3.0]",
+		"{\"s\":\"\\u00e9t\\u00e9 \\u2028 \\ud83d\\ude00\"}",
+	};
+	for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+		json_error_t e;
+		json_t *v = json_loads(docs[i], JSON_DECODE_ANY, &e);
+		assert_non_null(v);
+		same_as_jansson(v);
+		json_decref(v);
+	}
+}
+
+/* Every ASCII byte, control characters, quotes, backslashes and NULs inside
+ * strings and keys are escaped exactly as jansson escapes them. */
+static void test_escapes(void **state)
+{
+	(void)state;
+	char all[128];
+	for (int i = 0; i < 128; i++)
+		all[i] = (char)i;
+	json_t *o = json_object();
+	json_object_set_new(o, "all", json_stringn(all, sizeof all));
+	json_object_set_new(o, "k\"\\\n\x01/", json_string("q\"b\\s/t\tr\r"));
+	json_object_set_new(o, "", json_string(""));
+	same_as_jansson(o);
+	json_decref(o);
+
+	srand(7);
+	for (int n = 0; n < 500; n++) {
+		char s[64];
+		size_t len = (size_t)(rand() % 64);
+		for (size_t i = 0; i < len; i++)
+			s[i] = (char)(rand() % 128);
+		json_t *v = json_stringn(s, len);
+		same_as_jansson(v);
+		json_decref(v);
+	}
+}
+
+/* A string that is not valid UTF-8 fails, as it does with json_dumps. */
+static void test_invalid_utf8(void **state)
+{
+	(void)state;
+	json_t *o = json_object();
+	json_object_set_new(o, "bad", json_stringn_nocheck("\xff\xfe", 2));
+	assert_null(json_dumps(o, JSON_COMPACT));
+	assert_null(jsonx_dumps(o, NULL));
+	json_decref(o);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_documents),
+		cmocka_unit_test(test_escapes),
+		cmocka_unit_test(test_invalid_utf8),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
