@@ -1270,6 +1270,9 @@ static void pod_terminate(struct apod *p)
 	if (!all_stopped(p))
 		return;
 	uv_timer_stop(&p->kill_timer);
+	/* As the kubelet reclaims the sandbox before the final delete: once
+	 * the pod is gone from the API its address is free again. */
+	network_pod_teardown(a->net, p->uid);
 	if (p->gone_from_api) {
 		pod_forget(p);
 		return;

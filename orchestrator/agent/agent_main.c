@@ -38,7 +38,7 @@ static void usage(FILE *out)
 		"  --server URL            or the API server's URL (http://host:port)\n"
 		"  --node-name NAME        the Node's name (default: the host name)\n"
 		"  --data-dir DIR          container state, logs and volumes (default ./capstan-agent-data)\n"
-		"  --listen ADDR:PORT      the agent's endpoint (default 127.0.0.1:10250)\n"
+		"  --listen ADDR:PORT      the agent's endpoint (default NODE-IP:10250)\n"
 		"  --token-file FILE       bearer token the endpoint requires (default: agent-token\n"
 		"                          beside the kubeconfig, as capstan-server writes it)\n"
 		"  --image-dir DIR         the local image catalog (*.json)\n"
@@ -126,8 +126,8 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	const char *kubeconfig = NULL, *server = NULL, *node = NULL, *data_dir = "capstan-agent-data";
-	const char *listen = "127.0.0.1:10250", *token_file = NULL, *image_dir = NULL;
-	char hostname[256], host[256], token[128] = "", tokpath[PATH_MAX], errmsg[CAP_ERRMSG_SIZE];
+	const char *listen = NULL, *token_file = NULL, *image_dir = NULL;
+	char hostname[256], host[256], deflisten[32], token[128] = "", tokpath[PATH_MAX], errmsg[CAP_ERRMSG_SIZE];
 	const char *node_ip = NULL, *cluster_cidr = NULL, *service_cidr = NULL;
 	bool host_network = false;
 	struct cidr cidr_check;
@@ -207,6 +207,12 @@ int main(int argc, char **argv)
 			snprintf(hostname, sizeof hostname, "localhost");
 		hostname[sizeof hostname - 1] = '\0';
 		node = hostname;
+	}
+	/* The API server reaches the endpoint at the Node's InternalIP. */
+	if (listen == NULL) {
+		snprintf(deflisten, sizeof deflisten, "%s:10250",
+			 node_ip != NULL ? node_ip : "127.0.0.1");
+		listen = deflisten;
 	}
 	snprintf(host, sizeof host, "%s", listen);
 	colon = strrchr(host, ':');
