@@ -428,3 +428,194 @@ char *jsonx_dumps(const json_t *v, size_t *len)
 		*len = b.len;
 	return b.p;
 }
+
+/* ---- quick parse ---- */
+
+struct qp {
+	const char *p, *end;
+	int depth;
+};
+
+static void qp_ws(struct qp *q)
+{
+	while (q->p < q->end && (*q->p == ' ' || *q->p == '\n' || *q->p == '\r' || *q->p == '\t'))
+		q->p++;
+}
+
+/* A string without escapes or bytes outside printable ASCII; false sends
+ * the whole input to jansson. */
+static bool qp_string(struct qp *q, const char **s, size_t *n)
+{
+	const char *p = q->p + 1;
+	if (q->p >= q->end || *q->p != '"')
+		return false;
+	while (p < q->end && *p != '"') {
+		unsigned char c = (unsigned char)*p;
+		if (c < 0x20 || c > 0x7e || c == '\\')
+			return false;
+		p++;
+	}
+	if (p >= q->end)
+		return false;
+	*s = q->p + 1;
+	*n = (size_t)(p - *s);
+	q->p = p + 1;
+	return true;
+}
+
+static json_t *qp_value(struct qp *q);
+
+static json_t *qp_object(struct qp *q)
+{
+	json_t *o = json_object();
+	if (o == NULL)
+		return NULL;
+	q->p++;
+	qp_ws(q);
+	if (q->p < q->end && *q->p == '}') {
+		q->p++;
+		return o;
+	}
+	for (;;) {
+		const char *k;
+		size_t kn;
+		json_t *v;
+		qp_ws(q);
+		if (!qp_string(q, &k, &kn))
+			goto bail;
+		qp_ws(q);
+		if (q->p >= q->end || *q->p != ':')
+			goto bail;
+		q->p++;
+		qp_ws(q);
+		v = qp_value(q);
+		if (v == NULL || json_object_setn_new_nocheck(o, k, kn, v) != 0)
+			goto bail;
+		qp_ws(q);
+		if (q->p < q->end && *q->p == ',') {
+			q->p++;
+			continue;
+		}
+		if (q->p < q->end && *q->p == '}') {
+			q->p++;
+			return o;
+		}
+		goto bail;
+	}
+bail:
+	json_decref(o);
+	return NULL;
+}
+
+static json_t *qp_array(struct qp *q)
+{
+	json_t *a = json_array();
+	if (a == NULL)
+		return NULL;
+	q->p++;
+	qp_ws(q);
+	if (q->p < q->end && *q->p == ']') {
+		q->p++;
+		return a;
+	}
+	for (;;) {
+		json_t *v;
+		qp_ws(q);
+		v = qp_value(q);
+		if (v == NULL || json_array_append_new(a, v) != 0)
+			goto bail;
+		qp_ws(q);
+		if (q->p < q->end && *q->p == ',') {
+			q->p++;
+			continue;
+		}
+		if (q->p < q->end && *q->p == ']') {
+			q->p++;
+			return a;
+		}
+		goto bail;
+	}
+bail:
+	json_decref(a);
+	return NULL;
+}
+
+static bool qp_lit(struct qp *q, const char *lit, size_t n)
+{
+	if ((size_t)(q->end - q->p) < n || memcmp(q->p, lit, n) != 0)
+		return false;
+	q->p += n;
+	return true;
+}
+
+static json_t *qp_value(struct qp *q)
+{
+	json_t *v = NULL;
+	if (q->p >= q->end || ++q->depth > 64)
+		return NULL;
+	switch (*q->p) {
+	case '{':
+		v = qp_object(q);
+		break;
+	case '[':
+		v = qp_array(q);
+		break;
+	case '"': {
+		const char *s;
+		size_t n;
+		if (qp_string(q, &s, &n))
+			v = json_stringn_nocheck(s, n);
+		break;
+	}
+	case 't':
+		v = qp_lit(q, "true", 4) ? json_true() : NULL;
+		break;
+	case 'f':
+		v = qp_lit(q, "false", 5) ? json_false() : NULL;
+		break;
+	case 'n':
+		v = qp_lit(q, "null", 4) ? json_null() : NULL;
+		break;
+	default: {
+		/* Integers of up to 18 digits; reals, leading zeros and anything
+		 * longer are jansson's. */
+		const char *p = q->p;
+		bool neg = false;
+		int64_t x = 0;
+		int digits = 0;
+		if (p < q->end && *p == '-') {
+			neg = true;
+			p++;
+		}
+		while (p < q->end && *p >= '0' && *p <= '9' && digits < 18) {
+			x = x * 10 + (*p++ - '0');
+			digits++;
+		}
+		if (digits == 0 || (digits > 1 && p[-digits] == '0'))
+			break;
+		if (p < q->end && (*p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9')))
+			break;
+		q->p = p;
+		v = json_integer(neg ? -x : x);
+		break;
+	}
+	}
+	q->depth--;
+	return v;
+}
+
+json_t *jsonx_loadb(const char *buf, size_t len, size_t flags, json_error_t *err)
+{
+	if ((flags & ~(size_t)JSON_DECODE_ANY) == 0) {
+		struct qp q = {buf, buf + len, 0};
+		json_t *v;
+		qp_ws(&q);
+		if (q.p < q.end && *q.p == '{' && (v = qp_object(&q)) != NULL) {
+			qp_ws(&q);
+			if (q.p == q.end)
+				return v;
+			json_decref(v);
+		}
+	}
+	return json_loadb(buf, len, flags, err);
+}

@@ -43,4 +43,13 @@ void jsonx_set_bytes_ne(json_t *obj, const char *name, const uint8_t *p, size_t 
  * memory or when a string is not valid UTF-8 (as json_dumps). */
 char *jsonx_dumps(const json_t *v, size_t *len);
 
+/* json_loadb(buf, len, flags, err), faster on the requests clients send:
+ * an object whose strings are printable ASCII without escapes (base64
+ * keys and values), with integers, literals, arrays and objects, is built
+ * directly; anything else (escapes, non-ASCII, reals, errors) goes to
+ * jansson, so the value, and the error text of a bad request, are always
+ * jansson's. flags are json_loadb's; any flag but JSON_DECODE_ANY sends
+ * every input to jansson. */
+json_t *jsonx_loadb(const char *buf, size_t len, size_t flags, json_error_t *err);
+
 #endif

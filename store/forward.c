@@ -73,7 +73,7 @@ static void response_cb(void *data, int status, const char *body, size_t len)
 	json_t *answer = NULL;
 	json_error_t jerr;
 	if (status >= 100 && body != NULL && len > 0)
-		answer = json_loadb(body, len, 0, &jerr);
+		answer = jsonx_loadb(body, len, 0, &jerr);
 	r->cb(r->data, status, answer);
 	json_decref(answer);
 	free(r);

@@ -594,7 +594,7 @@ static void handle(struct http_req *req, void *data)
 	if (req->body_len == 0)
 		body = json_object();
 	else
-		body = json_loadb(req->body, req->body_len, JSON_DECODE_ANY, &jerr);
+		body = jsonx_loadb(req->body, req->body_len, JSON_DECODE_ANY, &jerr);
 	if (body == NULL) {
 		reply_error(req, GRPC_INVALID_ARGUMENT, jerr.text);
 		return;

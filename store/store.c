@@ -249,7 +249,7 @@ static struct result *apply_one(struct store *s, const uint8_t *cmd, size_t len,
 		r->err = CAP_ECORRUPT;
 		return r;
 	}
-	body = json_loadb((const char *)cmd + 1, len - 1, 0, &jerr);
+	body = jsonx_loadb((const char *)cmd + 1, len - 1, 0, &jerr);
 	if (body == NULL) {
 		r->err = CAP_ECORRUPT;
 		return r;
