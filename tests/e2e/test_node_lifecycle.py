@@ -52,9 +52,12 @@ class HollowNodes:
                            "conditions": [self._ready()]}}
         code, body = self.srv.json("POST", "/api/v1/nodes", node)
         assert code == 201, body
-        # Status is a subresource: the create drops it, the agent posts it.
-        code, body = self.srv.json("PUT", "/api/v1/nodes/%s/status" % name, dict(
-            body, status=node["status"]))
+        # Status is a subresource: the create drops it, the agent posts it
+        # (as a patch: the node IPAM controller may have set spec.podCIDR
+        # meanwhile, so a PUT of what the create returned would be stale).
+        code, body = self.srv.json("PATCH", "/api/v1/nodes/%s/status" % name,
+                                   {"status": node["status"]},
+                                   {"Content-Type": "application/merge-patch+json"})
         assert code == 200, body
         lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                  "metadata": {"name": name, "namespace": "kube-node-lease"},

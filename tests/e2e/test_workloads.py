@@ -60,8 +60,10 @@ class Kubelets:
                                                       **{"kubernetes.io/hostname": name})},
             "spec": {"taints": taints or []}})
         assert code == 201, body
-        code, body = self.srv.json("PUT", "/api/v1/nodes/%s/status" % name,
-                                   dict(body, status=status))
+        # A patch, as kubelets write status: the node IPAM controller may
+        # have set spec.podCIDR meanwhile, so a PUT would be stale.
+        code, body = self.srv.json("PATCH", "/api/v1/nodes/%s/status" % name,
+                                   {"status": status}, MERGE)
         assert code == 200, body
         code, body = self.srv.json(
             "POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
