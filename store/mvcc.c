@@ -141,6 +141,7 @@ struct mvcc {
 	bool txn_wrote;
 	int64_t txn_sub;           /* next sub-revision in the open txn */
 
+	unsigned cache_kib;        /* sqlite page cache limit */
 	uint8_t *zbuf;             /* lz4 scratch, grown as needed */
 	size_t zcap;
 
@@ -545,6 +546,15 @@ static void db_close(struct mvcc *m)
 	m->db = NULL;
 }
 
+/* The page cache is what the store's memory grows with as the data does:
+ * it is bounded by configuration, not by the data. */
+static int set_cache(struct mvcc *m, char *errmsg)
+{
+	char sql[64];
+	snprintf(sql, sizeof sql, "PRAGMA cache_size=-%u", m->cache_kib);
+	return exec(m->db, sql, errmsg);
+}
+
 /* Opens m->path into m->db, creating the schema for a new file. */
 static int db_open(struct mvcc *m, char *errmsg)
 {
@@ -564,8 +574,11 @@ static int db_open(struct mvcc *m, char *errmsg)
 	if (err)
 		goto err_after_open;
 	err = exec(m->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-		   " PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;"
+		   " PRAGMA temp_store=MEMORY;"
 		   " PRAGMA journal_size_limit=67108864", errmsg);
+	if (err)
+		goto err_after_open;
+	err = set_cache(m, errmsg);
 	if (err)
 		goto err_after_open;
 	if (fresh) {
@@ -612,6 +625,7 @@ int mvcc_open(const char *path, struct mvcc **out, char *errmsg)
 	m->path = strdup(path);
 	if (m->path == NULL)
 		goto err_after_alloc;
+	m->cache_kib = MVCC_CACHE_KIB_DEFAULT;
 
 	/* A leftover of a restore interrupted before its rename. */
 	char tmp[4096];
@@ -633,6 +647,14 @@ err_after_alloc:
 err_nomem:
 	cap_errmsg_printf(errmsg, "out of memory");
 	return CAP_ENOMEM;
+}
+
+int mvcc_set_cache_kib(struct mvcc *m, unsigned kib)
+{
+	m->cache_kib = kib ? kib : MVCC_CACHE_KIB_DEFAULT;
+	if (m->db == NULL)
+		return CAP_OK;
+	return set_cache(m, m->errmsg);
 }
 
 void mvcc_close(struct mvcc *m)

@@ -83,6 +83,11 @@ struct mvcc_range_opts {
  * (CAP_ERRMSG_SIZE bytes). */
 int mvcc_open(const char *path, struct mvcc **out, char *errmsg);
 void mvcc_close(struct mvcc *m);
+/* Bounds sqlite's page cache (KiB; 0 = MVCC_CACHE_KIB_DEFAULT), now and
+ * after a restore reopens the file. The kernel's page cache still holds
+ * the file; this is the store's own memory for it. */
+#define MVCC_CACHE_KIB_DEFAULT 8192
+int mvcc_set_cache_kib(struct mvcc *m, unsigned kib);
 const char *mvcc_errmsg(const struct mvcc *m);
 
 /* Committed revision (1 when empty). Inside a batch it already counts the

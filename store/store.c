@@ -1774,6 +1774,11 @@ int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **o
 		cap_errmsg_wrapf(errmsg, "%s", path);
 		goto err;
 	}
+	rv = mvcc_set_cache_kib(s->mvcc, cfg->db_cache_kib);
+	if (rv != 0) {
+		cap_errmsg_printf(errmsg, "%s: %s", path, mvcc_errmsg(s->mvcc));
+		goto err_mvcc;
+	}
 	rv = watch_hub_new(loop, s->mvcc, cfg->progress_ms, &s->hub);
 	if (rv != 0)
 		goto err_mvcc;

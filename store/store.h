@@ -33,6 +33,7 @@ struct store_config {
 	unsigned snapshot_count;
 	unsigned heartbeat_ms, election_ms;
 	unsigned progress_ms;    /* watch progress_notify interval */
+	unsigned db_cache_kib;   /* sqlite page cache, 0 = mvcc's default */
 	/* Called once if the member hits a fault it cannot continue after. */
 	void (*on_fatal)(void *data, const char *why);
 	void *data;

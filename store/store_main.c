@@ -26,6 +26,7 @@ struct options {
 	size_t max_request_bytes;
 	unsigned heartbeat_ms, election_ms;
 	unsigned progress_ms;
+	unsigned db_cache_mb;
 };
 
 struct app {
@@ -55,6 +56,8 @@ static void usage(FILE *out)
 		"  --initial-cluster-state new|existing  (default new)\n"
 		"  --initial-cluster-token TOKEN    (default etcd-cluster)\n"
 		"  --snapshot-count N               applied entries between snapshots (default 10000)\n"
+		"  --db-cache-mb N                  memory for the state database's page cache\n"
+		"                                   (default 8; not an etcd flag)\n"
 		"  --max-request-bytes N            largest request accepted (default 1572864)\n"
 		"  --heartbeat-interval MS          (default 100)\n"
 		"  --election-timeout MS            (default 1000)\n"
@@ -116,6 +119,7 @@ int main(int argc, char **argv)
 		{"initial-cluster-state", required_argument, NULL, 's'},
 		{"initial-cluster-token", required_argument, NULL, 't'},
 		{"snapshot-count", required_argument, NULL, 'S'},
+		{"db-cache-mb", required_argument, NULL, 'C'},
 		{"max-request-bytes", required_argument, NULL, 'm'},
 		{"heartbeat-interval", required_argument, NULL, 'H'},
 		{"election-timeout", required_argument, NULL, 'E'},
@@ -152,6 +156,13 @@ int main(int argc, char **argv)
 		case 's': o.cluster_state = optarg; break;
 		case 't': o.cluster_token = optarg; break;
 		case 'S': o.snapshot_count = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'C':
+			o.db_cache_mb = (unsigned)strtoul(optarg, NULL, 10);
+			if (o.db_cache_mb < 1 || o.db_cache_mb > 65536) {
+				fprintf(stderr, "capstan-store: --db-cache-mb must be 1 to 65536\n");
+				return 2;
+			}
+			break;
 		case 'm': o.max_request_bytes = strtoull(optarg, NULL, 10); break;
 		case 'H': o.heartbeat_ms = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'E': o.election_ms = (unsigned)strtoul(optarg, NULL, 10); break;
@@ -213,6 +224,7 @@ int main(int argc, char **argv)
 		.heartbeat_ms = o.heartbeat_ms,
 		.election_ms = o.election_ms,
 		.progress_ms = o.progress_ms,
+		.db_cache_kib = o.db_cache_mb * 1024u,
 		.on_fatal = on_fatal,
 		.data = &a,
 	};
