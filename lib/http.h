@@ -73,6 +73,11 @@ void http_server_close(struct http_server *srv, void (*cb)(void *data), void *da
 
 /* Value of a request header (case-insensitive name), or NULL. */
 const char *http_req_header(const struct http_req *req, const char *name);
+/* Every value of a header sent more than once (kubectl sends one
+ * X-Stream-Protocol-Version line per protocol), joined with ", " into buf
+ * (size bytes, truncated to fit). Returns buf, or NULL when absent. */
+const char *http_req_header_join(const struct http_req *req, const char *name, char *buf,
+				 size_t size);
 /* Value of a query parameter (URL-decoded into a buffer owned by req), or NULL. */
 const char *http_req_query(struct http_req *req, const char *name);
 /* Called once if the connection closes before the request is answered (or

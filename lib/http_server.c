@@ -338,6 +338,27 @@ const char *http_req_header(const struct http_req *req, const char *name)
 	return NULL;
 }
 
+const char *http_req_header_join(const struct http_req *req, const char *name, char *buf,
+				 size_t size)
+{
+	const struct sreq *r = CONTAINER_OF(req, struct sreq, pub);
+	size_t n = 0;
+	bool found = false;
+
+	if (size == 0)
+		return NULL;
+	buf[0] = '\0';
+	for (size_t i = 0; i < r->nheaders; i++) {
+		if (strcasecmp(r->headers[i].name, name) != 0)
+			continue;
+		found = true;
+		if (n < size)
+			n += (size_t)snprintf(buf + n, size - n, "%s%s", n > 0 ? ", " : "",
+					      r->headers[i].value);
+	}
+	return found ? buf : NULL;
+}
+
 const char *http_req_query(struct http_req *req, const char *name)
 {
 	struct sreq *r = CONTAINER_OF(req, struct sreq, pub);

@@ -1,7 +1,10 @@
 /* exec.c — one exec session: a process in the container's environment,
- * its pipes, and the websocket it is driven through.
+ * its pipes, and the connection it is driven through: a websocket
+ * (v5/v4.channel.k8s.io, kubectl 1.30+) or SPDY/3.1 (v4/v3/v2, kubectl
+ * 1.29 and older, and newer ones falling back). The process side is one;
+ * only the framing differs (the "transport" sections below).
  *
- * Happy path: check the upgrade (websocket, a valid key, v5 or v4 of
+ * Happy path (websocket): check the upgrade (a valid key, v5 or v4 of
  * channel.k8s.io); spawn the command in a new session (so its process group
  * can be killed whole) with pipes for the streams asked for; answer 101;
  * then stdout and stderr go out as binary messages on channels 1 and 2,
@@ -10,7 +13,22 @@
  * EOF, the exit status goes out on channel 3 as a Status, then a close
  * frame, and the connection ends.
  *
- * Failure modes: a request that is no websocket upgrade gets 400; a command
+ * Happy path (SPDY): answer 101 with the chosen X-Stream-Protocol-Version;
+ * the client opens one stream per channel (SYN_STREAM with a "streamtype"
+ * header: error, stdin, stdout, stderr, resize), each answered with a
+ * SYN_REPLY; once all the query asked for are open, the pipes are read.
+ * Output goes out as DATA frames on its stream, stdin comes in on its own
+ * and its FIN closes the command's stdin. At the end stdout and stderr get
+ * FIN, the Status (v4; v2/v3 send a text message, and nothing on success)
+ * goes out on the error stream with FIN, then GOAWAY, and the connection
+ * ends. PINGs are echoed. Flow control: received data is acknowledged with
+ * WINDOW_UPDATE as the command consumes it; outgoing data respects the
+ * peer's windows once the peer shows it takes part (a SETTINGS or
+ * WINDOW_UPDATE frame). kubectl's spdystream never does and never sends
+ * WINDOW_UPDATE, so holding it to the 64 KiB default would stall every
+ * large output; TCP's back-pressure bounds what is queued instead.
+ *
+ * Failure modes: a request that is no websocket or SPDY upgrade gets 400; a command
  * that cannot be started is a Failure Status on channel 3 (kubectl prints
  * it); a client that goes away, closes, or breaks the protocol gets the
  * process group killed. When the process exits, whatever it left behind in
@@ -27,6 +45,7 @@
 #include <strings.h>
 
 #include "lib/log.h"
+#include "lib/spdy.h"
 #include "lib/url.h"
 #include "lib/websocket.h"
 #include "orchestrator/agent/exec.h"
@@ -45,6 +64,20 @@
 #define CH_ERROR 3
 #define CH_RESIZE 4
 #define CH_CLOSE 255
+#define N_CHANNELS 5
+
+/* How long a SPDY client may take to open the streams it asked for. */
+#define SPDY_STREAMS_MS 30000
+/* Received bytes acknowledged with one WINDOW_UPDATE. */
+#define SPDY_ACK_BYTES 32768
+/* Decompressed header blocks larger than this end the connection. */
+#define SPDY_MAX_BLOCK 16384
+
+/* Output held back by the peer's SPDY flow-control window. */
+struct held {
+	char *buf;
+	size_t len;
+};
 
 struct exec_session {
 	struct exec_group *g;
@@ -62,6 +95,22 @@ struct exec_session {
 	bool in_closing;
 	bool finished;               /* the status is sent or the client is gone */
 	bool v5;
+	/* SPDY */
+	bool spdy;
+	int version;                 /* of channel.k8s.io: 4, 3 or 2 */
+	bool tty;
+	bool streams_ready;          /* every stream asked for is open */
+	bool flow;                   /* the peer takes part in flow control */
+	uint32_t sid[N_CHANNELS];    /* stream of each channel, 0 if none */
+	uint32_t last_sid;
+	int64_t window[N_CHANNELS];  /* what the peer lets us send */
+	int64_t session_window;
+	int64_t initial_window;
+	uint32_t unacked;            /* stdin bytes consumed, not acknowledged */
+	struct held held[N_CHANNELS];
+	struct spdy_zin zin;
+	struct spdy_zout zout;
+	uint8_t *plain;              /* one decompressed header block */
 	int exit_code;
 	char spawn_error[640];       /* why the command did not start */
 	char cmdline[512];           /* "[sh -c exit 3]", for messages */
@@ -75,6 +124,7 @@ struct exec_session {
 struct stdin_write {
 	uv_write_t w;
 	struct exec_session *s;
+	size_t len;
 	char data[];
 };
 
@@ -129,6 +179,11 @@ static void session_free(struct exec_session *s)
 		g->head = s->next;
 	if (s->next != NULL)
 		s->next->prev = s->prev;
+	for (int i = 0; i < N_CHANNELS; i++)
+		free(s->held[i].buf);
+	spdy_zin_free(&s->zin);
+	spdy_zout_free(&s->zout);
+	free(s->plain);
 	free(s->rbuf);
 	free(s->frame);
 	free(s->msg);
@@ -183,7 +238,13 @@ static void session_end(struct exec_session *s)
 		close_handle(s, (uv_handle_t *)&s->perr);
 }
 
-/* ---- to the client ---- */
+static void raw_send(struct exec_session *s, const void *bytes, size_t n)
+{
+	if (s->raw != NULL)
+		http_raw_write(s->raw, bytes, n);
+}
+
+/* ---- transport: websocket ---- */
 
 static void send_frame(struct exec_session *s, int opcode, int channel, const char *data,
 		       size_t n)
@@ -201,7 +262,7 @@ static void send_frame(struct exec_session *s, int opcode, int channel, const ch
 		buf[hl] = (uint8_t)channel;
 	if (n > 0)
 		memcpy(buf + hl + extra, data, n);
-	http_raw_write(s->raw, (const char *)buf, hl + extra + n);
+	raw_send(s, buf, hl + extra + n);
 	free(buf);
 }
 
@@ -212,20 +273,123 @@ static void send_close(struct exec_session *s, uint16_t code)
 	send_frame(s, WS_OP_CLOSE, -1, payload, sizeof payload);
 }
 
-/* The Status kubectl reads from channel 3: it turns an ExitCode cause into
- * "command terminated with exit code N" and its own exit code. */
+/* ---- transport: SPDY ---- */
+
+static void spdy_data(struct exec_session *s, uint32_t sid, uint8_t flags, const char *data,
+		      size_t n)
+{
+	uint8_t h[SPDY_HEADER_SIZE];
+
+	if (s->raw == NULL || sid == 0)
+		return;
+	spdy_data_header(h, sid, flags, (uint32_t)n);
+	raw_send(s, h, sizeof h);
+	if (n > 0)
+		raw_send(s, data, n);
+}
+
+/* What the peer's windows let us send on channel ch now. */
+static size_t spdy_allowed(const struct exec_session *s, int ch, size_t want)
+{
+	int64_t w = s->window[ch] < s->session_window ? s->window[ch] : s->session_window;
+
+	if (!s->flow)
+		return want;
+	if (w <= 0)
+		return 0;
+	return (uint64_t)w < want ? (size_t)w : want;
+}
+
+static void spdy_consume_window(struct exec_session *s, int ch, size_t n)
+{
+	s->window[ch] -= (int64_t)n;
+	s->session_window -= (int64_t)n;
+}
+
+/* Sends output of channel ch as far as the windows allow and holds the
+ * rest. Returns true when something is held back. */
+static bool spdy_send_output(struct exec_session *s, int ch, const char *data, size_t n)
+{
+	struct held *h = &s->held[ch];
+	size_t ok;
+
+	if (s->sid[ch] == 0)
+		return false;        /* the client did not open it: nobody reads */
+	if (h->len > 0) {
+		char *nb = realloc(h->buf, h->len + n);
+
+		if (nb == NULL)
+			return true;
+		memcpy(nb + h->len, data, n);
+		h->buf = nb;
+		h->len += n;
+		return true;
+	}
+	ok = spdy_allowed(s, ch, n);
+	if (ok > 0) {
+		spdy_data(s, s->sid[ch], 0, data, ok);
+		spdy_consume_window(s, ch, ok);
+	}
+	if (ok == n)
+		return false;
+	h->buf = malloc(n - ok);
+	if (h->buf == NULL)
+		return false;        /* out of memory: that output is lost */
+	memcpy(h->buf, data + ok, n - ok);
+	h->len = n - ok;
+	return true;
+}
+
+static bool spdy_holding(const struct exec_session *s)
+{
+	return s->held[CH_STDOUT].len > 0 || s->held[CH_STDERR].len > 0;
+}
+
+/* The windows grew: send what was held. */
+static void spdy_flush_held(struct exec_session *s)
+{
+	for (int ch = CH_STDOUT; ch <= CH_STDERR; ch++) {
+		struct held *h = &s->held[ch];
+		size_t ok = spdy_allowed(s, ch, h->len);
+
+		if (ok == 0)
+			continue;
+		spdy_data(s, s->sid[ch], 0, h->buf, ok);
+		spdy_consume_window(s, ch, ok);
+		memmove(h->buf, h->buf + ok, h->len - ok);
+		h->len -= ok;
+	}
+}
+
+static void send_goaway(struct exec_session *s, uint32_t status)
+{
+	uint8_t b[16];
+
+	raw_send(s, b, spdy_goaway(b, s->last_sid, status));
+}
+
+/* ---- to the client, either transport ---- */
+
+static void send_output(struct exec_session *s, int ch, const char *data, size_t n);
+
+/* The Status kubectl reads from the error channel: it turns an ExitCode
+ * cause into "command terminated with exit code N" and its own exit code.
+ * Protocols before v4 carry a plain message, and nothing on success. */
 static void send_status(struct exec_session *s)
 {
 	json_t *st;
 	char *text;
+	char msg[700];
 
 	if (s->spawn_error[0] != '\0') {
+		snprintf(msg, sizeof msg, "%s", s->spawn_error);
 		st = json_pack("{s:{},s:s,s:s,s:s,s:i}", "metadata", "status", "Failure",
-			       "message", s->spawn_error, "reason", "InternalError", "code", 500);
+			       "message", msg, "reason", "InternalError", "code", 500);
 	} else if (s->exit_code == 0) {
+		msg[0] = '\0';
 		st = json_pack("{s:{},s:s}", "metadata", "status", "Success");
 	} else {
-		char msg[700], code[16];
+		char code[16];
 
 		snprintf(msg, sizeof msg,
 			 "command terminated with non-zero exit code: error executing command "
@@ -236,7 +400,12 @@ static void send_status(struct exec_session *s)
 			       "causes", "reason", "ExitCode", "message", code);
 	}
 	text = st != NULL ? json_dumps(st, JSON_COMPACT) : NULL;
-	if (text != NULL)
+	if (s->spdy && s->version < 4)
+		spdy_data(s, s->sid[CH_ERROR], SPDY_FLAG_FIN, msg, strlen(msg));
+	else if (s->spdy)
+		spdy_data(s, s->sid[CH_ERROR], SPDY_FLAG_FIN, text ? text : "",
+			  text ? strlen(text) : 0);
+	else if (text != NULL)
 		send_frame(s, WS_OP_BINARY, CH_ERROR, text, strlen(text));
 	free(text);
 	json_decref(st);
@@ -247,8 +416,21 @@ static void maybe_finish(struct exec_session *s)
 	if (s->finished || s->running || (s->want_out && !s->out_eof) ||
 	    (s->want_err && !s->err_eof))
 		return;
-	send_status(s);
-	send_close(s, WS_CLOSE_NORMAL);
+	if (s->spdy && (!s->streams_ready || spdy_holding(s)))
+		return;
+	if (s->spdy) {
+		/* Every stream ends before the status, and the status before
+		 * the connection. */
+		spdy_data(s, s->sid[CH_STDOUT], SPDY_FLAG_FIN, NULL, 0);
+		spdy_data(s, s->sid[CH_STDERR], SPDY_FLAG_FIN, NULL, 0);
+		spdy_data(s, s->sid[CH_STDIN], SPDY_FLAG_FIN, NULL, 0);
+		spdy_data(s, s->sid[CH_RESIZE], SPDY_FLAG_FIN, NULL, 0);
+		send_status(s);
+		send_goaway(s, SPDY_GOAWAY_OK);
+	} else {
+		send_status(s);
+		send_close(s, WS_CLOSE_NORMAL);
+	}
 	session_end(s);
 }
 
@@ -263,16 +445,26 @@ static void on_out_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 
 static void out_pause(struct exec_session *s, bool pause);
 
+static void send_output(struct exec_session *s, int ch, const char *data, size_t n)
+{
+	if (!s->spdy) {
+		send_frame(s, WS_OP_BINARY, ch, data, n);
+	} else if (spdy_send_output(s, ch, data, n)) {
+		/* Held by the peer's window: read no more until it opens. */
+		out_pause(s, true);
+		return;
+	}
+	if (s->raw != NULL && http_raw_pending(s->raw) > EXEC_HIGH_WATER)
+		out_pause(s, true);
+}
+
 static void on_out_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
 	struct exec_session *s = st->data;
 	bool is_err = st == (uv_stream_t *)&s->perr;
 
 	if (nread > 0) {
-		send_frame(s, WS_OP_BINARY, is_err ? CH_STDERR : CH_STDOUT, buf->base,
-			   (size_t)nread);
-		if (s->raw != NULL && http_raw_pending(s->raw) > EXEC_HIGH_WATER)
-			out_pause(s, true);
+		send_output(s, is_err ? CH_STDERR : CH_STDOUT, buf->base, (size_t)nread);
 	} else if (nread < 0) {
 		uv_read_stop(st);
 		if (is_err)
@@ -290,6 +482,8 @@ static void on_poll(uv_timer_t *t)
 {
 	struct exec_session *s = t->data;
 
+	if (s->spdy && spdy_holding(s))
+		return;         /* a WINDOW_UPDATE resumes */
 	if (s->raw == NULL || http_raw_pending(s->raw) < EXEC_LOW_WATER)
 		out_pause(s, false);
 }
@@ -328,7 +522,33 @@ static void on_process_exit(uv_process_t *p, int64_t status, int sig)
 	maybe_finish(s);
 }
 
+/* Starts reading the command's output. */
+static void start_output(struct exec_session *s)
+{
+	if (s->want_out && !s->out_eof)
+		uv_read_start((uv_stream_t *)&s->pout, on_out_alloc, on_out_read);
+	if (s->want_err && !s->err_eof)
+		uv_read_start((uv_stream_t *)&s->perr, on_out_alloc, on_out_read);
+}
+
 /* ---- from the client ---- */
+
+/* Tells a SPDY peer that n more stdin bytes were consumed, in batches. */
+static void spdy_ack(struct exec_session *s, size_t n)
+{
+	uint8_t b[32];
+
+	if (!s->spdy || s->sid[CH_STDIN] == 0)
+		return;
+	s->unacked += (uint32_t)n;
+	if (s->unacked < SPDY_ACK_BYTES)
+		return;
+	/* The stream's window and, for SPDY/3.1 peers, the session's. */
+	spdy_window_update(b, s->sid[CH_STDIN], s->unacked);
+	spdy_window_update(b + 16, 0, s->unacked);
+	raw_send(s, b, 32);
+	s->unacked = 0;
+}
 
 static void on_stdin_written(uv_write_t *w, int status)
 {
@@ -336,6 +556,8 @@ static void on_stdin_written(uv_write_t *w, int status)
 	struct exec_session *s = sw->s;
 
 	(void)status;       /* a command that stops reading is not an error */
+	if (!s->finished)
+		spdy_ack(s, sw->len);
 	free(sw);
 	if (s->raw != NULL && !s->finished &&
 	    uv_stream_get_write_queue_size((uv_stream_t *)&s->pin) < EXEC_LOW_WATER)
@@ -363,12 +585,15 @@ static void stdin_write(struct exec_session *s, const uint8_t *data, size_t n)
 	struct stdin_write *sw;
 	uv_buf_t b;
 
-	if (!s->want_in || s->in_closing || n == 0 || uv_is_closing((uv_handle_t *)&s->pin))
+	if (!s->want_in || s->in_closing || n == 0 || uv_is_closing((uv_handle_t *)&s->pin)) {
+		spdy_ack(s, n);
 		return;
+	}
 	sw = malloc(sizeof(*sw) + n);
 	if (sw == NULL)
 		return;
 	sw->s = s;
+	sw->len = n;
 	memcpy(sw->data, data, n);
 	b = uv_buf_init(sw->data, (unsigned)n);
 	if (uv_write(&sw->w, (uv_stream_t *)&s->pin, &b, 1, on_stdin_written) != 0) {
@@ -398,18 +623,225 @@ static void on_message(struct exec_session *s, const uint8_t *m, size_t n)
 	}
 }
 
-/* The client is gone or broke the protocol: stop everything. */
+/* The client is gone or broke the protocol: stop everything. code is a
+ * websocket close code, or for SPDY non-zero for a protocol error. */
 static void client_lost(struct exec_session *s, uint16_t code)
 {
-	if (code != 0)
+	if (code != 0 && s->spdy)
+		send_goaway(s, SPDY_GOAWAY_PROTOCOL_ERROR);
+	else if (code != 0)
 		send_close(s, code);
 	session_end(s);
+}
+
+/* Parses websocket frames from buf; returns the bytes used, or -1 when the
+ * session ended. */
+static long ws_input(struct exec_session *s, const uint8_t *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (!s->finished && off < len) {
+		struct ws_frame f;
+		long n = ws_parse_frame(buf + off, len - off, true, s->frame, EXEC_MAX_MESSAGE, &f);
+
+		if (n == WS_NEED_MORE)
+			break;
+		if (n == WS_ERROR) {
+			client_lost(s, WS_CLOSE_PROTOCOL);
+			return -1;
+		}
+		off += (size_t)n;
+		switch (f.opcode) {
+		case WS_OP_PING:
+			send_frame(s, WS_OP_PONG, -1, (const char *)s->frame, (size_t)f.len);
+			break;
+		case WS_OP_PONG:
+			break;
+		case WS_OP_CLOSE:
+			/* The client ends the session before the command did. */
+			client_lost(s, WS_CLOSE_NORMAL);
+			return -1;
+		default: {
+			int r = ws_assemble(&s->as, &f, s->frame);
+
+			if (r == WS_ERROR) {
+				client_lost(s, WS_CLOSE_PROTOCOL);
+				return -1;
+			}
+			if (r == 1 && s->as.opcode == WS_OP_BINARY)
+				on_message(s, s->as.buf, s->as.len);
+			break;
+		}
+		}
+	}
+	return s->finished ? -1 : (long)off;
+}
+
+static int channel_of(uint32_t sid, const struct exec_session *s)
+{
+	for (int ch = 0; ch < N_CHANNELS; ch++)
+		if (s->sid[ch] == sid && sid != 0)
+			return ch;
+	return -1;
+}
+
+/* Whether every stream the query asked for is open. */
+static bool spdy_all_streams(const struct exec_session *s)
+{
+	return s->sid[CH_ERROR] != 0 && (!s->want_in || s->sid[CH_STDIN] != 0) &&
+	       (!s->want_out || s->sid[CH_STDOUT] != 0) &&
+	       (!s->want_err || s->sid[CH_STDERR] != 0) &&
+	       (!s->tty || s->version < 3 || s->sid[CH_RESIZE] != 0);
+}
+
+/* A SYN_STREAM: which channel it is for, then SYN_REPLY. Returns -1 when
+ * the connection must end. */
+static int spdy_syn_stream_in(struct exec_session *s, const struct spdy_frame *f)
+{
+	static const char *const types[N_CHANNELS] = {"stdin", "stdout", "stderr", "error",
+						      "resize"};
+	static const char *const none[] = {NULL};
+	struct spdy_nv nv;
+	uint8_t reply[256], rst[16];
+	long pl, n;
+	int ch = -1;
+
+	/* Client streams are odd and grow. */
+	if (f->stream_id % 2 == 0 || f->stream_id <= s->last_sid)
+		return -1;
+	s->last_sid = f->stream_id;
+	pl = spdy_block_inflate(&s->zin, f->block, f->block_len, s->plain, SPDY_MAX_BLOCK);
+	if (pl < 0)
+		return -1;          /* the compression context is lost with it */
+	if (spdy_nv_find(s->plain, (size_t)pl, "streamtype", &nv) == 1)
+		for (int i = 0; i < N_CHANNELS; i++)
+			if (strlen(types[i]) == nv.value_len &&
+			    memcmp(types[i], nv.value, nv.value_len) == 0)
+				ch = i;
+	if (ch < 0 || s->sid[ch] != 0) {
+		raw_send(s, rst, spdy_rst_stream(rst, f->stream_id,
+						 ch < 0 ? SPDY_REFUSED_STREAM : SPDY_STREAM_IN_USE));
+		return 0;
+	}
+	s->sid[ch] = f->stream_id;
+	s->window[ch] = s->initial_window;
+	n = spdy_syn_reply(&s->zout, f->stream_id, 0, none, reply, sizeof reply);
+	if (n < 0)
+		return -1;
+	raw_send(s, reply, (size_t)n);
+	if (ch == CH_STDIN && (f->flags & SPDY_FLAG_FIN))
+		stdin_close(s);
+	if (!s->streams_ready && spdy_all_streams(s)) {
+		s->streams_ready = true;
+		uv_timer_stop(&s->timer);
+		start_output(s);
+		maybe_finish(s);
+	}
+	return 0;
+}
+
+static void spdy_settings_in(struct exec_session *s, const struct spdy_frame *f)
+{
+	for (uint32_t i = 0; i < f->n_settings; i++) {
+		uint8_t fl;
+		uint32_t id, v;
+
+		spdy_setting(f, i, &fl, &id, &v);
+		if (id != SPDY_SETTINGS_INITIAL_WINDOW_SIZE || v > 0x7FFFFFFFu)
+			continue;
+		/* Open streams move by the difference (SPDY/3 2.6.8). */
+		for (int ch = 0; ch < N_CHANNELS; ch++)
+			s->window[ch] += (int64_t)v - s->initial_window;
+		s->initial_window = v;
+		s->flow = true;
+	}
+}
+
+/* Parses SPDY frames from buf; returns the bytes used, or -1 when the
+ * session ended. */
+static long spdy_input(struct exec_session *s, const uint8_t *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (!s->finished && off < len) {
+		struct spdy_frame f;
+		long n = spdy_parse_frame(buf + off, len - off, EXEC_MAX_MESSAGE, &f);
+		int ch;
+
+		if (n == SPDY_NEED_MORE)
+			break;
+		if (n == SPDY_ERROR) {
+			client_lost(s, 1);
+			return -1;
+		}
+		off += (size_t)n;
+		if (!f.control) {
+			ch = channel_of(f.stream_id, s);
+			if (ch == CH_STDIN)
+				stdin_write(s, f.payload, f.length);
+			else
+				spdy_ack(s, 0);   /* nothing else carries input */
+			if (ch == CH_STDIN && (f.flags & SPDY_FLAG_FIN))
+				stdin_close(s);
+			continue;
+		}
+		switch (f.type) {
+		case SPDY_SYN_STREAM:
+			if (spdy_syn_stream_in(s, &f) != 0) {
+				client_lost(s, 1);
+				return -1;
+			}
+			break;
+		case SPDY_RST_STREAM:
+			ch = channel_of(f.stream_id, s);
+			if (ch == CH_STDIN) {
+				stdin_close(s);
+			} else if (ch >= 0 && ch != CH_RESIZE) {
+				/* Whoever reads the output or the status is gone. */
+				client_lost(s, 0);
+				return -1;
+			}
+			break;
+		case SPDY_SETTINGS:
+			spdy_settings_in(s, &f);
+			break;
+		case SPDY_PING:
+			/* Odd ids are the client's; ours would be even. */
+			if (f.ping_id % 2 == 1) {
+				uint8_t b[12];
+
+				raw_send(s, b, spdy_ping(b, f.ping_id));
+			}
+			break;
+		case SPDY_GOAWAY:
+			/* The client leaves before the command ended. */
+			client_lost(s, 0);
+			return -1;
+		case SPDY_WINDOW_UPDATE:
+			s->flow = true;
+			if (f.stream_id == 0) {
+				s->session_window += f.delta;
+			} else {
+				ch = channel_of(f.stream_id, s);
+				if (ch >= 0)
+					s->window[ch] += f.delta;
+			}
+			spdy_flush_held(s);
+			if (!spdy_holding(s))
+				maybe_finish(s);
+			break;
+		default:
+			/* HEADERS and unknown types carry nothing for exec. */
+			break;
+		}
+	}
+	return s->finished ? -1 : (long)off;
 }
 
 static void on_client(struct http_raw *raw, const char *bytes, ssize_t len, void *data)
 {
 	struct exec_session *s = data;
-	size_t off = 0;
+	long used;
 
 	(void)raw;
 	if (s->finished)
@@ -425,45 +857,19 @@ static void on_client(struct http_raw *raw, const char *bytes, ssize_t len, void
 	}
 	memcpy(s->rbuf + s->rlen, bytes, (size_t)len);
 	s->rlen += (size_t)len;
-	while (!s->finished && off < s->rlen) {
-		struct ws_frame f;
-		long n = ws_parse_frame(s->rbuf + off, s->rlen - off, true, s->frame,
-					EXEC_MAX_MESSAGE, &f);
-
-		if (n == WS_NEED_MORE)
-			break;
-		if (n == WS_ERROR) {
-			client_lost(s, WS_CLOSE_PROTOCOL);
-			return;
-		}
-		off += (size_t)n;
-		switch (f.opcode) {
-		case WS_OP_PING:
-			send_frame(s, WS_OP_PONG, -1, (const char *)s->frame, (size_t)f.len);
-			break;
-		case WS_OP_PONG:
-			break;
-		case WS_OP_CLOSE:
-			/* The client ends the session before the command did. */
-			client_lost(s, WS_CLOSE_NORMAL);
-			return;
-		default: {
-			int r = ws_assemble(&s->as, &f, s->frame);
-
-			if (r == WS_ERROR) {
-				client_lost(s, WS_CLOSE_PROTOCOL);
-				return;
-			}
-			if (r == 1 && s->as.opcode == WS_OP_BINARY)
-				on_message(s, s->as.buf, s->as.len);
-			break;
-		}
-		}
-	}
-	if (s->finished)
+	used = s->spdy ? spdy_input(s, s->rbuf, s->rlen) : ws_input(s, s->rbuf, s->rlen);
+	if (used < 0)
 		return;
-	memmove(s->rbuf, s->rbuf + off, s->rlen - off);
-	s->rlen -= off;
+	memmove(s->rbuf, s->rbuf + used, s->rlen - (size_t)used);
+	s->rlen -= (size_t)used;
+}
+
+static void on_streams_timeout(uv_timer_t *t)
+{
+	struct exec_session *s = t->data;
+
+	log_warn("exec %s: the client did not open its streams", s->cmdline);
+	client_lost(s, 1);
 }
 
 /* ---- start ---- */
@@ -485,41 +891,88 @@ static void format_cmdline(struct exec_session *s, char *const *argv)
 		snprintf(s->cmdline + n, sizeof s->cmdline - n, "]");
 }
 
+/* The upgrade asked for: its 101 headers in headers, and the session's
+ * transport fields set. Returns NULL, or why the request cannot be served. */
+static const char *negotiate(struct http_req *req, struct exec_session *s, char *headers,
+			     size_t size)
+{
+	static const char *const ws_protocols[] = {"v5.channel.k8s.io", "v4.channel.k8s.io",
+						   NULL};
+	static const char *const spdy_protocols[] = {"v4.channel.k8s.io", "v3.channel.k8s.io",
+						     "v2.channel.k8s.io", NULL};
+	const char *up = http_req_header(req, "Upgrade");
+	char offered[512], accept[WS_ACCEPT_SIZE];
+	const char *proto;
+
+	if (up != NULL && strcasecmp(up, "SPDY/3.1") == 0) {
+		proto = ws_pick_protocol(http_req_header_join(req, "X-Stream-Protocol-Version",
+							      offered, sizeof offered),
+					 spdy_protocols);
+		if (proto == NULL)
+			return "unable to upgrade: X-Stream-Protocol-Version offers none of "
+			       "v4.channel.k8s.io, v3.channel.k8s.io, v2.channel.k8s.io";
+		s->spdy = true;
+		s->version = proto[1] - '0';
+		snprintf(headers, size,
+			 "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+			 "X-Stream-Protocol-Version: %s\r\n", proto);
+		return NULL;
+	}
+	if (up == NULL || strcasecmp(up, "websocket") != 0 ||
+	    ws_accept_key(http_req_header(req, "Sec-WebSocket-Key"), accept) != 0)
+		return "exec needs a websocket (v5.channel.k8s.io) or SPDY/3.1 upgrade";
+	proto = ws_pick_protocol(http_req_header(req, "Sec-WebSocket-Protocol"), ws_protocols);
+	if (proto == NULL)
+		return "exec speaks v5.channel.k8s.io or v4.channel.k8s.io only";
+	s->v5 = strcmp(proto, ws_protocols[0]) == 0;
+	snprintf(headers, size,
+		 "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+		 "Sec-WebSocket-Protocol: %s\r\n", accept, proto);
+	return NULL;
+}
+
+static void session_abandon(struct exec_session *s)
+{
+	spdy_zin_free(&s->zin);
+	spdy_zout_free(&s->zout);
+	free(s->plain);
+	free(s->rbuf);
+	free(s->frame);
+	free(s->msg);
+	free(s);
+}
+
 void exec_serve(uv_loop_t *loop, struct exec_group *g, struct http_req *req,
 		const struct exec_spec *spec)
 {
-	static const char *const protocols[] = {"v5.channel.k8s.io", "v4.channel.k8s.io", NULL};
-	const char *up = http_req_header(req, "Upgrade");
-	const char *proto = ws_pick_protocol(http_req_header(req, "Sec-WebSocket-Protocol"),
-					     protocols);
-	char accept[WS_ACCEPT_SIZE], headers[512];
+	char headers[512];
 	uv_stdio_container_t stdio[3];
 	uv_process_options_t opts;
 	struct exec_session *s;
+	const char *why;
 	int rv;
 
-	if (up == NULL || strcasecmp(up, "websocket") != 0 ||
-	    ws_accept_key(http_req_header(req, "Sec-WebSocket-Key"), accept) != 0) {
-		reply_400(req, "exec needs a websocket upgrade (v5.channel.k8s.io)");
-		return;
-	}
-	if (proto == NULL) {
-		reply_400(req, "exec speaks v5.channel.k8s.io or v4.channel.k8s.io only");
-		return;
-	}
 	if (spec->argv == NULL || spec->argv[0] == NULL) {
 		reply_400(req, "you must specify at least one command for the container");
 		return;
 	}
 	s = calloc(1, sizeof(*s));
-	if (s == NULL || (s->rbuf = malloc(EXEC_MAX_MESSAGE + WS_MAX_HEADER)) == NULL ||
+	if (s == NULL) {
+		http_reply(req, 500, "text/plain", "out of memory", 13);
+		return;
+	}
+	why = negotiate(req, s, headers, sizeof headers);
+	if (why != NULL) {
+		free(s);
+		reply_400(req, why);
+		return;
+	}
+	if ((s->rbuf = malloc(EXEC_MAX_MESSAGE + WS_MAX_HEADER)) == NULL ||
 	    (s->frame = malloc(EXEC_MAX_MESSAGE)) == NULL ||
-	    (s->msg = malloc(EXEC_MAX_MESSAGE)) == NULL) {
-		if (s != NULL) {
-			free(s->rbuf);
-			free(s->frame);
-			free(s);
-		}
+	    (s->msg = malloc(EXEC_MAX_MESSAGE)) == NULL ||
+	    (s->spdy && ((s->plain = malloc(SPDY_MAX_BLOCK)) == NULL ||
+			 spdy_zin_init(&s->zin) != 0 || spdy_zout_init(&s->zout) != 0))) {
+		session_abandon(s);
 		http_reply(req, 500, "text/plain", "out of memory", 13);
 		return;
 	}
@@ -529,10 +982,14 @@ void exec_serve(uv_loop_t *loop, struct exec_group *g, struct http_req *req,
 		g->head->prev = s;
 	g->head = s;
 	g->live++;
-	s->v5 = strcmp(proto, protocols[0]) == 0;
+	s->tty = query_true(req, "tty");
 	s->want_in = query_true(req, "stdin");
 	s->want_out = query_true(req, "stdout");
-	s->want_err = query_true(req, "stderr");
+	/* With a terminal, kubectl opens no stderr stream (stderr goes
+	 * through the terminal). */
+	s->want_err = query_true(req, "stderr") && !(s->spdy && s->tty);
+	s->initial_window = SPDY_DEFAULT_WINDOW;
+	s->session_window = SPDY_DEFAULT_WINDOW;
 	ws_assembler_init(&s->as, s->msg, EXEC_MAX_MESSAGE);
 	format_cmdline(s, spec->argv);
 	uv_timer_init(loop, &s->timer);
@@ -576,9 +1033,6 @@ void exec_serve(uv_loop_t *loop, struct exec_group *g, struct http_req *req,
 	} else {
 		s->running = true;
 	}
-	snprintf(headers, sizeof headers,
-		 "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
-		 "Sec-WebSocket-Protocol: %s\r\n", accept, proto);
 	if (http_upgrade(req, headers, on_client, s, &s->raw) != 0) {
 		s->raw = NULL;
 		session_end(s);
@@ -587,13 +1041,18 @@ void exec_serve(uv_loop_t *loop, struct exec_group *g, struct http_req *req,
 	if (rv != 0) {
 		s->running = false;
 		s->out_eof = s->err_eof = true;
+	}
+	if (s->spdy) {
+		/* Output waits for its streams; so does the status. */
+		uv_timer_start(&s->timer, on_streams_timeout, SPDY_STREAMS_MS, 0);
+		log_debug("exec %s: pid %d, SPDY v%d", s->cmdline, s->proc.pid, s->version);
+		return;
+	}
+	if (rv != 0) {
 		maybe_finish(s);
 		return;
 	}
-	if (s->want_out)
-		uv_read_start((uv_stream_t *)&s->pout, on_out_alloc, on_out_read);
-	if (s->want_err)
-		uv_read_start((uv_stream_t *)&s->perr, on_out_alloc, on_out_read);
+	start_output(s);
 	log_debug("exec %s: pid %d", s->cmdline, s->proc.pid);
 }
 

@@ -13,14 +13,17 @@
  * agent's error answer is passed on as a Status with its text; a client
  * that goes away closes the agent connection.
  *
- * pods/exec takes the same path with a websocket upgrade: the client's
- * Sec-WebSocket-Key and -Protocol go to the agent's /exec endpoint, and
- * once the agent has answered 101 the client gets its own 101 and the two
- * connections are spliced: bytes are copied both ways unparsed (frames from
- * kubectl stay masked, as the agent, a websocket server, expects), until
- * either side ends. A side that reads slower than the other writes stops
- * the reading of the other. A request that is not a websocket upgrade
- * (SPDY, from kubectl 1.29 and older) gets 400. */
+ * pods/exec takes the same path with an upgrade, websocket (kubectl 1.30+)
+ * or SPDY/3.1 (kubectl 1.29 and older): the client's upgrade headers
+ * (Sec-WebSocket-Key and -Protocol, or every X-Stream-Protocol-Version
+ * offered) go to the agent's /exec endpoint, which speaks both, and once
+ * the agent has answered 101 the client gets its own 101 (with the
+ * protocol the agent chose) and the two connections are spliced: bytes are
+ * copied both ways unparsed (websocket frames from kubectl stay masked, as
+ * the agent, a websocket server, expects; SPDY's compressed header blocks
+ * stay in their one compression context per direction), until either side
+ * ends. A side that reads slower than the other writes stops the reading
+ * of the other. A request that is neither upgrade gets 400. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +76,7 @@ struct proxy {
 	bool poll_open;
 	bool agent_paused;
 	int handles;                /* open handles; freed at zero */
+	bool spdy;                  /* SPDY/3.1, not websocket */
 	char key[64], protocols[256];
 };
 
@@ -401,21 +405,30 @@ static void on_client_bytes(struct http_raw *raw, const char *bytes, ssize_t len
  * the agent sent after its headers (frames already). */
 static void exec_upgrade(struct proxy *p, const char *rest, size_t n)
 {
+	const char *name = p->spdy ? "\r\nx-stream-protocol-version:" :
+				     "\r\nsec-websocket-protocol:";
 	char accept[WS_ACCEPT_SIZE], proto[128] = "", headers[512];
-	const char *h = strstr(p->head, "\r\nsec-websocket-protocol:");
+	const char *h = strstr(p->head, name);
 
 	p->answered = true;
 	if (h != NULL) {
-		h += strlen("\r\nsec-websocket-protocol:");
+		h += strlen(name);
 		h += strspn(h, " \t");
 		snprintf(proto, sizeof proto, "%.*s", (int)strcspn(h, " \t\r\n"), h);
 	}
-	if (ws_accept_key(p->key, accept) != 0)
-		accept[0] = '\0';  /* checked before the agent was asked */
-	snprintf(headers, sizeof headers,
-		 "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
-		 "%s%s%s", accept, proto[0] ? "Sec-WebSocket-Protocol: " : "", proto,
-		 proto[0] ? "\r\n" : "");
+	if (p->spdy) {
+		snprintf(headers, sizeof headers,
+			 "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n%s%s%s",
+			 proto[0] ? "X-Stream-Protocol-Version: " : "", proto,
+			 proto[0] ? "\r\n" : "");
+	} else {
+		if (ws_accept_key(p->key, accept) != 0)
+			accept[0] = '\0';  /* checked before the agent was asked */
+		snprintf(headers, sizeof headers,
+			 "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+			 "%s%s%s", accept, proto[0] ? "Sec-WebSocket-Protocol: " : "", proto,
+			 proto[0] ? "\r\n" : "");
+	}
 	if (http_upgrade(p->req, headers, on_client_bytes, p, &p->raw) != 0) {
 		p->raw = NULL;
 		proxy_finish(p, NULL);
@@ -488,14 +501,25 @@ static void build_request(struct proxy *p)
 		p->request = malloc(len);
 		if (p->request == NULL)
 			return;
-		snprintf(p->request, len,
-			 "GET /exec/%s/%s/%s?%s HTTP/1.1\r\nHost: %s:%d\r\n%s%s%s"
-			 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-			 "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n"
-			 "Sec-WebSocket-Protocol: %s\r\n\r\n",
-			 p->ns, p->name, p->container, p->req->query, p->addr, p->port,
-			 proxy_token ? "Authorization: Bearer " : "", proxy_token ? proxy_token : "",
-			 proxy_token ? "\r\n" : "", p->key, p->protocols);
+		if (p->spdy)
+			snprintf(p->request, len,
+				 "GET /exec/%s/%s/%s?%s HTTP/1.1\r\nHost: %s:%d\r\n%s%s%s"
+				 "Upgrade: SPDY/3.1\r\nConnection: Upgrade\r\n"
+				 "X-Stream-Protocol-Version: %s\r\n\r\n",
+				 p->ns, p->name, p->container, p->req->query, p->addr, p->port,
+				 proxy_token ? "Authorization: Bearer " : "",
+				 proxy_token ? proxy_token : "", proxy_token ? "\r\n" : "",
+				 p->protocols);
+		else
+			snprintf(p->request, len,
+				 "GET /exec/%s/%s/%s?%s HTTP/1.1\r\nHost: %s:%d\r\n%s%s%s"
+				 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+				 "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n"
+				 "Sec-WebSocket-Protocol: %s\r\n\r\n",
+				 p->ns, p->name, p->container, p->req->query, p->addr, p->port,
+				 proxy_token ? "Authorization: Bearer " : "",
+				 proxy_token ? proxy_token : "", proxy_token ? "\r\n" : "", p->key,
+				 p->protocols);
 		return;
 	}
 	len = strlen(p->ns) + strlen(p->name) + strlen(p->container) + strlen(q) +
@@ -668,15 +692,24 @@ void podproxy_exec(struct http_req *req, struct kv *kv, const char *ns, const ch
 	const char *up = http_req_header(req, "Upgrade");
 	const char *key = http_req_header(req, "Sec-WebSocket-Key");
 	const char *protos = http_req_header(req, "Sec-WebSocket-Protocol");
-	char accept[WS_ACCEPT_SIZE];
+	char accept[WS_ACCEPT_SIZE], offered[256];
+	bool spdy = up != NULL && strcasecmp(up, "SPDY/3.1") == 0;
 	struct proxy *p;
 
-	if (up == NULL || strcasecmp(up, "websocket") != 0 || key == NULL ||
-	    ws_accept_key(key, accept) != 0 || protos == NULL) {
+	if (spdy) {
+		/* One header line per protocol offered; the agent chooses. */
+		protos = http_req_header_join(req, "X-Stream-Protocol-Version", offered,
+					      sizeof offered);
+		if (protos == NULL) {
+			reply_status_obj(req, api_status_bad_request(
+				"unable to upgrade: missing X-Stream-Protocol-Version"));
+			return;
+		}
+	} else if (up == NULL || strcasecmp(up, "websocket") != 0 || key == NULL ||
+		   ws_accept_key(key, accept) != 0 || protos == NULL) {
 		reply_status_obj(req, api_status_printf(400, "BadRequest",
-			"pods/exec is served over websockets (v5.channel.k8s.io, kubectl 1.30 "
-			"and newer; KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true on 1.29); SPDY is "
-			"not supported"));
+			"pods/exec needs a connection upgrade: websocket (v5.channel.k8s.io) "
+			"or SPDY/3.1 (X-Stream-Protocol-Version v4.channel.k8s.io)"));
 		return;
 	}
 	p = calloc(1, sizeof *p);
@@ -685,7 +718,8 @@ void podproxy_exec(struct http_req *req, struct kv *kv, const char *ns, const ch
 		return;
 	}
 	p->exec = true;
-	snprintf(p->key, sizeof p->key, "%s", key);
+	p->spdy = spdy;
+	snprintf(p->key, sizeof p->key, "%s", spdy ? "" : key);
 	/* Copied into the agent request: printable characters only. */
 	for (size_t i = 0, o = 0; protos[i] != '\0' && o + 1 < sizeof p->protocols; i++)
 		if ((unsigned char)protos[i] >= 0x20 && protos[i] != 0x7f)

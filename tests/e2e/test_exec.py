@@ -1,0 +1,154 @@
+"""End to end: kubectl exec with every supported kubectl. kubectl 1.27-1.29
+speak SPDY/3.1 and 1.30+ websockets (v5.channel.k8s.io); either way the
+command's output arrives whole, stdin reaches it, and its exit code is
+kubectl's."""
+
+import os
+import socket
+import struct
+import sys
+import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kube_harness as kh  # noqa: E402
+import test_pods as tp  # noqa: E402
+
+ct = kh.ct
+
+SPDY_VERSIONS = [v for v in ("1.27", "1.28", "1.29") if os.access(kh.kubectl_path(v), os.X_OK)]
+WS_VERSIONS = [v for v in ("1.33",) if os.access(kh.kubectl_path(v), os.X_OK)]
+
+
+def exec_pod(name, mount):
+    """A running pod with an emptyDir at mount (a path the host does not
+    have), an env var, a working directory, and a file its container wrote
+    into the volume."""
+    tp.agent()
+    tp.create_pod({"container": {"env": [{"name": "GREETING", "value": "from-the-pod"}],
+                                 "workingDir": "/tmp",
+                                 "volumeMounts": [{"name": "scratch", "mountPath": mount}]},
+                   "volumes": [{"name": "scratch", "emptyDir": {}}]},
+                  name, command=["sh", "-c", "echo written-by-the-container > %s/f; "
+                                 "exec sleep 3600" % mount])
+    tp.wait_pod(name, tp.running, what="pod running")
+    return name
+
+
+def test_exec_every_kubectl():
+    """Output, exit codes, stdin, separate stderr and 1 MiB each way, over SPDY (1.27-1.29) and websocket (1.33)."""
+    s = tp.server()
+    name = exec_pod("exec-all", os.path.join(ct.mktemp("capstan-exec-"), "vol"))
+    assert SPDY_VERSIONS and SPDY_VERSIONS[0] == "1.27", SPDY_VERSIONS
+    assert WS_VERSIONS == ["1.33"], WS_VERSIONS
+    seq = "".join("%d\n" % i for i in range(1, 200001))
+    big = "".join("%07d\n" % i for i in range(131072))   # 1 MiB
+    for v in SPDY_VERSIONS + WS_VERSIONS:
+        rc, out, err = s.kubectl(v, "exec", name, "--", "echo", "hi")
+        assert (rc, out) == (0, "hi\n"), (v, rc, out, err)
+        # A non-zero exit is kubectl's exit code, with the kubelet's wording.
+        rc, out, err = s.kubectl(v, "exec", name, "--", "sh", "-c", "exit 3")
+        assert rc == 3 and "command terminated with exit code 3" in err, (v, rc, out, err)
+        # stdin reaches the command and its end ends the command.
+        rc, out, err = s.kubectl(v, "exec", "-i", name, "--", "cat", stdin="abc\n")
+        assert (rc, out) == (0, "abc\n"), (v, rc, out, err)
+        # stderr arrives on kubectl's stderr, not its stdout.
+        rc, out, err = s.kubectl(v, "exec", name, "--", "sh", "-c", "echo out; echo oops >&2")
+        assert rc == 0 and out == "out\n" and "oops" in err and "oops" not in out, (v, rc, out, err)
+        # Large output arrives whole and in order (no flow-control stall).
+        rc, out, err = s.kubectl(v, "exec", name, "--", "seq", "1", "200000", timeout=120)
+        assert rc == 0 and out == seq, (v, rc, len(out), err)
+        # Large input arrives whole.
+        rc, out, err = s.kubectl(v, "exec", "-i", name, "--", "cat", stdin=big, timeout=120)
+        assert rc == 0 and out == big, (v, rc, len(out), err)
+        # A missing command fails with its name; a missing pod is NotFound.
+        rc, out, err = s.kubectl(v, "exec", name, "--", "/no/such/binary")
+        assert rc != 0 and "/no/such/binary" in err, (v, rc, out, err)
+        rc, out, err = s.kubectl(v, "exec", "no-such-pod", "--", "true")
+        assert rc != 0 and "NotFound" in err, (v, rc, out, err)
+    tp.delete_and_wait(name)
+
+
+# ---- raw SPDY, for what kubectl never sends
+
+def spdy_upgrade(port, pod, protocols=("v4.channel.k8s.io",), query="stdout=true"):
+    """Opens a SPDY exec connection by hand; returns (socket, status line and
+    headers)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+    req = ("POST /api/v1/namespaces/default/pods/%s/exec?command=echo&command=raw&%s HTTP/1.1\r\n"
+           "Host: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n" % (pod, query))
+    req += "".join("X-Stream-Protocol-Version: %s\r\n" % p for p in protocols)
+    sock.sendall((req + "Content-Length: 0\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        head += chunk
+    return sock, head.decode("latin-1")
+
+
+def read_all(sock):
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def frames(data):
+    """(control, type or stream id, flags, payload) of each whole frame."""
+    out = []
+    while len(data) >= 8:
+        w0, w1 = struct.unpack(">II", data[:8])
+        n = w1 & 0xFFFFFF
+        if len(data) < 8 + n:
+            break
+        ctl = bool(w0 & 0x80000000)
+        out.append((ctl, (w0 & 0xFFFF) if ctl else (w0 & 0x7FFFFFFF), w1 >> 24, data[8:8 + n]))
+        data = data[8 + n:]
+    return out
+
+
+def test_spdy_bad_input_gets_clear_answers():
+    """Garbage after a SPDY upgrade ends that connection with GOAWAY, an unknown protocol gets 400, and the server and agent keep serving."""
+    s = tp.server()
+    name = exec_pod("exec-raw", os.path.join(ct.mktemp("capstan-exec-"), "vol"))
+    # No protocol in common: a 400 Status before any upgrade.
+    sock, head = spdy_upgrade(s.port, name, protocols=("v9.channel.k8s.io",))
+    body = read_all(sock).decode("latin-1")
+    sock.close()
+    assert head.startswith("HTTP/1.1 400"), head
+    assert "v4.channel.k8s.io" in body, body
+    # Not an upgrade at all: 400 naming both ways to ask.
+    code, st = s.json("POST", "/api/v1/namespaces/default/pods/%s/exec?command=true" % name)
+    assert code == 400 and st["kind"] == "Status" and "SPDY/3.1" in st["message"], (code, st)
+    # A good upgrade, then bytes that are no SPDY frame.
+    sock, head = spdy_upgrade(s.port, name)
+    assert head.startswith("HTTP/1.1 101"), head
+    assert "x-stream-protocol-version: v4.channel.k8s.io" in head.lower(), head
+    sock.sendall(b"\x80\x02\x00\x01" + b"\xff" * 64)
+    got = frames(read_all(sock))
+    sock.close()
+    assert (True, 7, 0) in [f[:3] for f in got], got    # GOAWAY
+    # A SYN_STREAM whose header block is not compressed with the dictionary.
+    sock, head = spdy_upgrade(s.port, name)
+    assert head.startswith("HTTP/1.1 101"), head
+    block = zlib.compress(b"\x00\x00\x00\x01\x00\x00\x00\x0astreamtype\x00\x00\x00\x05error")
+    payload = struct.pack(">IIBB", 1, 0, 0, 0) + block
+    sock.sendall(struct.pack(">II", 0x80030001, len(payload)) + payload)
+    got = frames(read_all(sock))
+    sock.close()
+    assert (True, 7, 0) in [f[:3] for f in got], got
+    # Everyone still serves.
+    for v in (SPDY_VERSIONS[:1] + WS_VERSIONS):
+        assert s.must(v, "exec", name, "--", "echo", "still") == "still\n"
+    tp.delete_and_wait(name)
+
+
+if __name__ == "__main__":
+    ct.run(globals())
