@@ -2408,7 +2408,8 @@ static void serve_logs(struct agent *a, struct http_req *req, const char *ns, co
 	}
 }
 
-/* exec: a command run beside the container, in the same environment. */
+/* exec: a command run inside the container: its namespaces (as root),
+ * directory and environment. */
 static void serve_exec(struct agent *a, struct http_req *req, const char *ns, const char *pod,
 		       const char *ctr)
 {
@@ -2470,6 +2471,17 @@ static void serve_exec(struct agent *a, struct http_req *req, const char *ns, co
 		/* Where the process runtime starts a container without one. */
 		snprintf(dir, sizeof dir, "%s/pods/%s/%s", a->data_dir, p->uid, c->name);
 		wd = dir;
+	}
+	/* Without root the agent cannot join namespaces, and has made none:
+	 * containers run in its own, and so does exec. */
+	if (geteuid() == 0 && c->rc != NULL) {
+		es.ns_pid = runtime_exec_pid(a->rt, c->rc);
+		if (es.ns_pid <= 0) {
+			snprintf(msg, sizeof msg, "container %s is not running yet: its process "
+				 "has not started its command", c->name);
+			reply_text(req, 400, msg);
+			goto out;
+		}
 	}
 	es.argv = argv.v;
 	es.env = env.v;

@@ -37,6 +37,9 @@
  * Back-pressure: a slow client stops the reading of stdout and stderr, a
  * slow stdin stops the reading of the client. */
 #include <errno.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -49,6 +52,7 @@
 #include "lib/url.h"
 #include "lib/websocket.h"
 #include "orchestrator/agent/exec.h"
+#include "orchestrator/agent/nsexec.h"
 
 /* Largest message accepted from the client; kubectl sends stdin in 32 KiB
  * pieces. */
@@ -83,12 +87,17 @@ struct exec_session {
 	struct exec_group *g;
 	struct exec_session *prev, *next;
 	struct http_raw *raw;        /* NULL once closed */
-	uv_process_t proc;
+	pid_t pid;                   /* the command, also its process group; 0: none */
+	int pidfd;                   /* readable when it exits; -1: polled instead */
+	uv_poll_t reap_poll;         /* on pidfd */
+	uv_timer_t reap_timer;       /* without pidfd */
+	bool reaper_open;
 	uv_pipe_t pin, pout, perr;
 	uv_timer_t timer;            /* polls a slow client's queue */
 	uv_shutdown_t shut;
 	int handles_open;
-	bool want_in, want_out, want_err;
+	bool ask_in, ask_out, ask_err;  /* the streams the query asks for */
+	bool want_in, want_out, want_err;  /* ... that have a pipe */
 	bool running;                /* spawned, exit not seen yet */
 	bool out_eof, err_eof;
 	bool out_paused;
@@ -181,6 +190,8 @@ static void session_free(struct exec_session *s)
 		s->next->prev = s->prev;
 	for (int i = 0; i < N_CHANNELS; i++)
 		free(s->held[i].buf);
+	if (s->pidfd >= 0)
+		close(s->pidfd);
 	spdy_zin_free(&s->zin);
 	spdy_zout_free(&s->zout);
 	free(s->plain);
@@ -210,9 +221,20 @@ static void close_handle(struct exec_session *s, uv_handle_t *h)
 
 static void kill_group(struct exec_session *s)
 {
-	/* Spawned detached: the process group id is the pid. */
-	if (s->proc.pid > 0)
-		kill(-s->proc.pid, SIGKILL);
+	/* A session of its own: the process group id is the pid. */
+	if (s->pid > 0)
+		kill(-s->pid, SIGKILL);
+}
+
+static void close_reaper(struct exec_session *s)
+{
+	if (!s->reaper_open)
+		return;
+	s->reaper_open = false;
+	if (s->pidfd >= 0)
+		close_handle(s, (uv_handle_t *)&s->reap_poll);
+	else
+		close_handle(s, (uv_handle_t *)&s->reap_timer);
 }
 
 /* Ends the session: the connection (gracefully), the process group, every
@@ -224,11 +246,12 @@ static void session_end(struct exec_session *s)
 		http_raw_close(s->raw);
 		s->raw = NULL;
 	}
+	/* A running command is killed; its reaper stays until it is reaped,
+	 * and the session is freed after. */
 	if (s->running)
 		kill_group(s);
-	/* The exit callback of a killed process is not needed: closing the
-	 * handle stops it, and libuv reaps the child. */
-	close_handle(s, (uv_handle_t *)&s->proc);
+	else
+		close_reaper(s);
 	close_handle(s, (uv_handle_t *)&s->timer);
 	if (s->want_in)
 		close_handle(s, (uv_handle_t *)&s->pin);
@@ -511,15 +534,60 @@ static void out_pause(struct exec_session *s, bool pause)
 		uv_timer_stop(&s->timer);
 }
 
-static void on_process_exit(uv_process_t *p, int64_t status, int sig)
+/* Reaps the command if it has exited. */
+static void reap(struct exec_session *s)
 {
-	struct exec_session *s = p->data;
+	int st = 0;
+	pid_t r = waitpid(s->pid, &st, WNOHANG);
 
+	if (r == 0 || (r < 0 && errno == EINTR))
+		return;
 	s->running = false;
-	s->exit_code = sig != 0 ? 128 + sig : (int)status;
+	if (r != s->pid)
+		s->exit_code = 128 + SIGKILL;   /* ALWAYS: our child, reaped by us only */
+	else if (WIFSIGNALED(st))
+		s->exit_code = 128 + WTERMSIG(st);
+	else
+		s->exit_code = WEXITSTATUS(st);
 	/* Nothing the command started outlives it. */
-	kill(-p->pid, SIGKILL);
+	kill(-s->pid, SIGKILL);
+	close_reaper(s);
 	maybe_finish(s);
+}
+
+static void on_pidfd(uv_poll_t *h, int status, int events)
+{
+	(void)status;
+	(void)events;
+	reap(h->data);
+}
+
+static void on_reap_timer(uv_timer_t *t)
+{
+	reap(t->data);
+}
+
+/* Watches for the command's exit: a pidfd becomes readable then (Linux
+ * 5.3+); without one, waitpid is polled. Returns 0 or a libuv error. */
+static int start_reaper(uv_loop_t *loop, struct exec_session *s)
+{
+	int rv;
+
+	s->pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
+	if (s->pidfd >= 0) {
+		rv = uv_poll_init(loop, &s->reap_poll, s->pidfd);
+		if (rv != 0)
+			return rv;
+		s->reap_poll.data = s;
+		s->handles_open++;
+		s->reaper_open = true;
+		return uv_poll_start(&s->reap_poll, UV_READABLE, on_pidfd);
+	}
+	uv_timer_init(loop, &s->reap_timer);
+	s->reap_timer.data = s;
+	s->handles_open++;
+	s->reaper_open = true;
+	return uv_timer_start(&s->reap_timer, on_reap_timer, 50, 50);
 }
 
 /* Starts reading the command's output. */
@@ -564,10 +632,14 @@ static void on_stdin_written(uv_write_t *w, int status)
 		http_raw_pause(s->raw, false);
 }
 
+/* Everything queued is written: closing our end is the command's EOF (a
+ * pipe cannot be shut down half way, so the shutdown itself may fail). */
 static void on_stdin_shut(uv_shutdown_t *r, int status)
 {
-	(void)r;
+	struct exec_session *s = r->handle->data;
+
 	(void)status;
+	close_handle(s, (uv_handle_t *)&s->pin);
 }
 
 static void stdin_close(struct exec_session *s)
@@ -688,9 +760,9 @@ static int channel_of(uint32_t sid, const struct exec_session *s)
 /* Whether every stream the query asked for is open. */
 static bool spdy_all_streams(const struct exec_session *s)
 {
-	return s->sid[CH_ERROR] != 0 && (!s->want_in || s->sid[CH_STDIN] != 0) &&
-	       (!s->want_out || s->sid[CH_STDOUT] != 0) &&
-	       (!s->want_err || s->sid[CH_STDERR] != 0) &&
+	return s->sid[CH_ERROR] != 0 && (!s->ask_in || s->sid[CH_STDIN] != 0) &&
+	       (!s->ask_out || s->sid[CH_STDOUT] != 0) &&
+	       (!s->ask_err || s->sid[CH_STDERR] != 0) &&
 	       (!s->tty || s->version < 3 || s->sid[CH_RESIZE] != 0);
 }
 
@@ -946,11 +1018,10 @@ void exec_serve(uv_loop_t *loop, struct exec_group *g, struct http_req *req,
 		const struct exec_spec *spec)
 {
 	char headers[512];
-	uv_stdio_container_t stdio[3];
-	uv_process_options_t opts;
+	struct nsexec_spec ns = {0};
 	struct exec_session *s;
 	const char *why;
-	int rv;
+	int fds[3];
 
 	if (spec->argv == NULL || spec->argv[0] == NULL) {
 		reply_400(req, "you must specify at least one command for the container");
@@ -961,6 +1032,7 @@ void exec_serve(uv_loop_t *loop, struct exec_group *g, struct http_req *req,
 		http_reply(req, 500, "text/plain", "out of memory", 13);
 		return;
 	}
+	s->pidfd = -1;
 	why = negotiate(req, s, headers, sizeof headers);
 	if (why != NULL) {
 		free(s);
@@ -983,77 +1055,63 @@ void exec_serve(uv_loop_t *loop, struct exec_group *g, struct http_req *req,
 	g->head = s;
 	g->live++;
 	s->tty = query_true(req, "tty");
-	s->want_in = query_true(req, "stdin");
-	s->want_out = query_true(req, "stdout");
+	s->ask_in = s->want_in = query_true(req, "stdin");
+	s->ask_out = s->want_out = query_true(req, "stdout");
 	/* With a terminal, kubectl opens no stderr stream (stderr goes
 	 * through the terminal). */
-	s->want_err = query_true(req, "stderr") && !(s->spdy && s->tty);
+	s->ask_err = s->want_err = query_true(req, "stderr") && !(s->spdy && s->tty);
 	s->initial_window = SPDY_DEFAULT_WINDOW;
 	s->session_window = SPDY_DEFAULT_WINDOW;
 	ws_assembler_init(&s->as, s->msg, EXEC_MAX_MESSAGE);
 	format_cmdline(s, spec->argv);
 	uv_timer_init(loop, &s->timer);
 	s->timer.data = s;
-	s->handles_open = 2;         /* timer, process */
-	memset(stdio, 0, sizeof stdio);
-	{
+	s->handles_open = 1;         /* the timer */
+	ns.argv = spec->argv;
+	ns.env = spec->env;
+	ns.cwd = spec->cwd;
+	ns.ns_pid = spec->ns_pid;
+	ns.pipe[0] = s->want_in;
+	ns.pipe[1] = s->want_out;
+	ns.pipe[2] = s->want_err;
+	s->pid = nsexec_start(&ns, fds, s->spawn_error, sizeof s->spawn_error);
+	if (s->pid > 0) {
 		uv_pipe_t *pipes[3] = {&s->pin, &s->pout, &s->perr};
-		bool want[3] = {s->want_in, s->want_out, s->want_err};
 
+		s->running = true;
 		for (int i = 0; i < 3; i++) {
-			if (!want[i]) {
-				stdio[i].flags = UV_IGNORE;
+			if (fds[i] < 0)
 				continue;
-			}
 			uv_pipe_init(loop, pipes[i], 0);
 			pipes[i]->data = s;
 			s->handles_open++;
-			stdio[i].flags = UV_CREATE_PIPE |
-					 (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
-			stdio[i].data.stream = (uv_stream_t *)pipes[i];
+			if (uv_pipe_open(pipes[i], fds[i]) != 0)
+				close(fds[i]);      /* reads and writes then fail: EOF */
 		}
-	}
-	memset(&opts, 0, sizeof opts);
-	opts.file = spec->argv[0];
-	opts.args = (char **)spec->argv;
-	opts.env = (char **)spec->env;
-	opts.cwd = spec->cwd;
-	opts.stdio = stdio;
-	opts.stdio_count = 3;
-	/* Its own session and process group, as a container's processes have. */
-	opts.flags = UV_PROCESS_DETACHED;
-	opts.exit_cb = on_process_exit;
-	s->proc.data = s;
-	rv = uv_spawn(loop, &s->proc, &opts);
-	if (rv != 0) {
-		snprintf(s->spawn_error, sizeof s->spawn_error,
-			 "failed to exec in container: starting %s: %s", s->cmdline,
-			 uv_strerror(rv));
-		s->proc.pid = 0;
+		if (start_reaper(loop, s) != 0)
+			log_warn("exec %s: cannot watch pid %d", s->cmdline, (int)s->pid);
 	} else {
-		s->running = true;
+		s->pid = 0;
+		/* No pipes were made: nothing to wait for but the status. */
+		s->want_in = s->want_out = s->want_err = false;
 	}
 	if (http_upgrade(req, headers, on_client, s, &s->raw) != 0) {
 		s->raw = NULL;
 		session_end(s);
 		return;
 	}
-	if (rv != 0) {
-		s->running = false;
-		s->out_eof = s->err_eof = true;
-	}
 	if (s->spdy) {
 		/* Output waits for its streams; so does the status. */
 		uv_timer_start(&s->timer, on_streams_timeout, SPDY_STREAMS_MS, 0);
-		log_debug("exec %s: pid %d, SPDY v%d", s->cmdline, s->proc.pid, s->version);
+		log_debug("exec %s: pid %d, SPDY v%d", s->cmdline, (int)s->pid, s->version);
 		return;
 	}
-	if (rv != 0) {
+	if (s->pid == 0) {
 		maybe_finish(s);
 		return;
 	}
 	start_output(s);
-	log_debug("exec %s: pid %d", s->cmdline, s->proc.pid);
+	log_debug("exec %s: pid %d", s->cmdline, (int)s->pid);
 }
 
 void exec_group_abort(struct exec_group *g)

@@ -1,7 +1,8 @@
-/* exec.h — the node agent's exec endpoint: runs a command in a container's
- * environment and speaks the Kubernetes remote-command websocket protocol
- * (v5.channel.k8s.io, or v4) with the client, which is the API server
- * relaying kubectl's connection.
+/* exec.h — the node agent's exec endpoint: runs a command inside a
+ * container (its namespaces, directory and environment; nsexec.h) and
+ * speaks the Kubernetes remote-command protocol with the client, which is
+ * the API server relaying kubectl's connection: over a websocket
+ * (v5.channel.k8s.io, or v4) or over SPDY/3.1 (v4, v3 or v2).
  *
  * Threading: loop thread only. Ownership: a session owns its process, pipes
  * and connection, and frees itself when done; the group is the caller's and
@@ -10,6 +11,7 @@
 #define CAPSTAN_AGENT_EXEC_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "lib/http.h"
@@ -28,7 +30,9 @@ struct exec_group {
 struct exec_spec {
 	char *const *argv;          /* NULL-terminated, argv[0] searched in env's PATH */
 	char *const *env;           /* "K=V", NULL-terminated */
-	const char *cwd;
+	const char *cwd;            /* as the container sees it */
+	pid_t ns_pid;               /* the container's process, whose namespaces
+				     * the command joins; 0: the agent's (no root) */
 };
 
 /* The commands of an exec request: every "command" query parameter, in
@@ -37,7 +41,8 @@ struct exec_spec {
 char **exec_query_command(const char *query);
 
 /* Answers req: 400 unless it is a websocket upgrade offering v5 or v4 of
- * channel.k8s.io; otherwise upgrades, runs the command with pipes for the
+ * channel.k8s.io, or a SPDY/3.1 upgrade offering v4, v3 or v2; otherwise
+ * upgrades, runs the command with pipes for the
  * streams the query asks for (stdin, stdout, stderr; tty is not supported
  * and runs as without), relays them, and reports the exit status on the
  * error channel before closing. */

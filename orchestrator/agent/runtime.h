@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 struct runtime;
@@ -90,6 +91,7 @@ struct runtime_ops {
 	int (*log_path)(struct runtime *rt, const char *pod_uid, const char *name,
 			unsigned attempt, char *buf, size_t size);
 	void (*forget_pod)(struct runtime *rt, const char *pod_uid);
+	pid_t (*exec_pid)(struct runtime_container *c);
 	void (*close)(struct runtime *rt);
 };
 
@@ -149,6 +151,14 @@ static inline int runtime_log_path(struct runtime *rt, const char *pod_uid, cons
 static inline void runtime_forget_pod(struct runtime *rt, const char *pod_uid)
 {
 	rt->ops->forget_pod(rt, pod_uid);
+}
+/* The process whose namespaces kubectl exec joins: the container's own
+ * process, once it runs the container's command (its volumes mounted).
+ * Returns -1 when there is none (not started yet, exited, or a runtime
+ * without processes). */
+static inline pid_t runtime_exec_pid(struct runtime *rt, struct runtime_container *c)
+{
+	return rt->ops->exec_pid(c);
 }
 /* Frees the runtime; containers keep running (an agent restart adopts
  * them). Handles must have been released. */

@@ -931,6 +931,60 @@ static void proc_forget_pod(struct runtime *base, const char *uid)
 		rm_rf(dir);
 }
 
+/* ---- kubectl exec: the process whose namespaces it joins ---- */
+
+/* The shim's only child is the container process. The kernel lists it in
+ * /proc/<shim>/task/<shim>/children; without that file (a kernel built
+ * without CONFIG_PROC_CHILDREN) /proc is searched for it. */
+static pid_t shim_child(pid_t shim)
+{
+	char path[300], text[64];
+	DIR *d;
+	struct dirent *e;
+	pid_t found = -1;
+
+	snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)shim, (int)shim);
+	if (read_file(path, text, sizeof text) == 0)
+		return atoi(text) > 0 ? (pid_t)atoi(text) : -1;
+	d = opendir("/proc");
+	while (d != NULL && found < 0 && (e = readdir(d)) != NULL) {
+		char stat[512], *rp;
+		int ppid;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+		if (read_file(path, stat, sizeof stat) != 0 || (rp = strrchr(stat, ')')) == NULL)
+			continue;
+		if (sscanf(rp + 1, " %*c %d", &ppid) == 1 && ppid == shim)
+			found = (pid_t)atoi(e->d_name);
+	}
+	if (d != NULL)
+		closedir(d);
+	return found;
+}
+
+static pid_t proc_exec_pid(struct runtime_container *base)
+{
+	struct proc_container *c = (struct proc_container *)base;
+	char path[64];
+	struct stat child_exe, shim_exe;
+	pid_t pid;
+
+	if (c->exited || c->pid <= 1 || (pid = shim_child(c->pid)) <= 0)
+		return -1;
+	/* Until it has exec'd, the child is a copy of the shim (its volumes
+	 * not mounted yet): its executable is still the agent's. */
+	snprintf(path, sizeof path, "/proc/%d/exe", (int)c->pid);
+	if (stat(path, &shim_exe) != 0)
+		return -1;
+	snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+	if (stat(path, &child_exe) != 0 ||
+	    (child_exe.st_dev == shim_exe.st_dev && child_exe.st_ino == shim_exe.st_ino))
+		return -1;
+	return pid;
+}
+
 static void on_poll_closed(uv_handle_t *h)
 {
 	free(h->data);
@@ -953,6 +1007,7 @@ static const struct runtime_ops proc_ops = {
 	.discard = proc_discard,
 	.log_path = proc_log_path,
 	.forget_pod = proc_forget_pod,
+	.exec_pid = proc_exec_pid,
 	.close = proc_close,
 };
 

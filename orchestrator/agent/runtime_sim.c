@@ -125,6 +125,12 @@ static void sim_forget_pod(struct runtime *rt, const char *uid)
 	(void)uid;
 }
 
+static pid_t sim_exec_pid(struct runtime_container *c)
+{
+	(void)c;
+	return -1;
+}
+
 static void sim_close(struct runtime *rt)
 {
 	free(rt);
@@ -139,6 +145,7 @@ static const struct runtime_ops sim_ops = {
 	.discard = sim_release,
 	.log_path = sim_log_path,
 	.forget_pod = sim_forget_pod,
+	.exec_pid = sim_exec_pid,
 	.close = sim_close,
 };
 

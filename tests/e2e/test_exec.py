@@ -1,7 +1,8 @@
 """End to end: kubectl exec with every supported kubectl. kubectl 1.27-1.29
 speak SPDY/3.1 and 1.30+ websockets (v5.channel.k8s.io); either way the
-command's output arrives whole, stdin reaches it, and its exit code is
-kubectl's."""
+command runs inside the container (its mount namespace with the volumes at
+their mountPath, its working directory and env, its network namespace),
+its output arrives whole, stdin reaches it, and its exit code is kubectl's."""
 
 import os
 import socket
@@ -32,6 +33,16 @@ def exec_pod(name, mount):
                                  "exec sleep 3600" % mount])
     tp.wait_pod(name, tp.running, what="pod running")
     return name
+
+
+def container_pid(name):
+    """The pid of the container's main process (the shim's child)."""
+    pg = tp.pgid_of(name)
+    assert pg is not None
+    with open("/proc/%d/task/%d/children" % (pg, pg)) as f:
+        kids = f.read().split()
+    assert len(kids) == 1, kids
+    return int(kids[0])
 
 
 def test_exec_every_kubectl():
@@ -65,6 +76,34 @@ def test_exec_every_kubectl():
         assert rc != 0 and "/no/such/binary" in err, (v, rc, out, err)
         rc, out, err = s.kubectl(v, "exec", "no-such-pod", "--", "true")
         assert rc != 0 and "NotFound" in err, (v, rc, out, err)
+    tp.delete_and_wait(name)
+
+
+def test_exec_inside_the_container():
+    """exec sees the container's volume at its mountPath, its env and working directory, and joins its namespaces."""
+    s = tp.server()
+    mount = os.path.join(ct.mktemp("capstan-exec-"), "vol")
+    name = exec_pod("exec-inside", mount)
+    assert not os.path.exists(mount + "/f")        # only inside the container
+    pid = container_pid(name)
+    want_mnt = os.readlink("/proc/%d/ns/mnt" % pid)
+    want_net = os.readlink("/proc/%d/ns/net" % pid)
+    assert want_mnt != os.readlink("/proc/self/ns/mnt")
+    for v in (SPDY_VERSIONS[:1] + WS_VERSIONS):
+        out = ct.wait_until(lambda: (lambda r: r[1] if r[0] == 0 else None)(
+            s.kubectl(v, "exec", name, "--", "cat", mount + "/f")),
+            timeout=20, what="the container's file through exec")
+        assert out == "written-by-the-container\n", (v, out)
+        out = s.must(v, "exec", name, "--", "sh", "-c", 'echo "$GREETING $(pwd)"')
+        assert out == "from-the-pod /tmp\n", (v, out)
+        out = s.must(v, "exec", name, "--", "sh", "-c",
+                     "readlink /proc/self/ns/mnt; readlink /proc/self/ns/net")
+        assert out.split() == [want_mnt, want_net], (v, out, want_mnt, want_net)
+        # What exec writes to the volume the container sees, not the host.
+        s.must(v, "exec", name, "--", "sh", "-c", "echo from-exec-%s > %s/g" % (v, mount))
+        out = s.must(v, "exec", name, "--", "cat", mount + "/g")
+        assert out == "from-exec-%s\n" % v, out
+        assert not os.path.exists(mount + "/g")
     tp.delete_and_wait(name)
 
 
