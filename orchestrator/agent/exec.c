@@ -849,10 +849,10 @@ static long spdy_input(struct exec_session *s, const uint8_t *buf, size_t len)
 		off += (size_t)n;
 		if (!f.control) {
 			ch = channel_of(f.stream_id, s);
+			/* Only stdin carries input (resize messages are a few
+			 * bytes, never near a window, and tty is not run). */
 			if (ch == CH_STDIN)
 				stdin_write(s, f.payload, f.length);
-			else
-				spdy_ack(s, 0);   /* nothing else carries input */
 			if (ch == CH_STDIN && (f.flags & SPDY_FLAG_FIN))
 				stdin_close(s);
 			continue;
