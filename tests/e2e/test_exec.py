@@ -107,6 +107,35 @@ def test_exec_inside_the_container():
     tp.delete_and_wait(name)
 
 
+def test_exec_joins_the_containers_network_and_uts_namespaces():
+    """A container in network and UTS namespaces of its own: exec sees its hostname and its interfaces, not the host's."""
+    s = tp.server()
+    tp.agent()
+    name = "exec-ns"
+    tp.create_pod({}, name, command=["/usr/bin/unshare", "--net", "--uts", "/bin/sh", "-c",
+                                     "hostname exec-uts-test; ip link set lo up; "
+                                     "exec sleep 3600"])
+    tp.wait_pod(name, tp.running, what="pod running")
+    pid = container_pid(name)
+    host_net = os.readlink("/proc/self/ns/net")
+    # unshare makes the namespaces after it starts: wait for them.
+    net = ct.wait_until(lambda: (lambda n: n if n != host_net else None)(
+        os.readlink("/proc/%d/ns/net" % pid)), timeout=20, what="the container's own netns")
+    with open("/proc/net/dev") as f:
+        host_ifaces = sorted(line.split(":")[0].strip() for line in f.readlines()[2:])
+    for v in (SPDY_VERSIONS[:1] + WS_VERSIONS):
+        out = ct.wait_until(lambda: (lambda r: r[1] if r[0] == 0 and "exec-uts-test" in r[1]
+                                     else None)(s.kubectl(v, "exec", name, "--", "hostname")),
+                            timeout=20, what="the container's hostname through exec")
+        assert out == "exec-uts-test\n", (v, out)
+        out = s.must(v, "exec", name, "--", "sh", "-c",
+                     "readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1")
+        lines = [w.strip() for w in out.splitlines()]
+        assert lines[0] == net and lines[1:] == ["lo"], (v, out, host_ifaces)
+    assert os.uname().nodename != "exec-uts-test"
+    tp.delete_and_wait(name)
+
+
 # ---- raw SPDY, for what kubectl never sends
 
 def spdy_upgrade(port, pod, protocols=("v4.channel.k8s.io",), query="stdout=true"):

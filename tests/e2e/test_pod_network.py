@@ -196,9 +196,9 @@ class Cluster:
                       what="both nodes Ready with a pod range and the pod network up")
         return self
 
-    def kubectl(self, *args, stdin=None, timeout=60):
+    def kubectl(self, *args, stdin=None, timeout=60, version=KUBECTL):
         p = subprocess.run(["nsenter", "--net=/run/netns/%s" % self.net.nodes[0], "--",
-                            kh.kubectl_path(KUBECTL), "--kubeconfig", self.kubeconfig] + list(args),
+                            kh.kubectl_path(version), "--kubeconfig", self.kubeconfig] + list(args),
                            input=stdin.encode() if stdin else None, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=timeout)
         return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
@@ -345,6 +345,18 @@ def test_containers_of_a_pod_share_ip_and_localhost():
         out = ct.wait_until(side_done, timeout=60, interval=0.5, what="%s's sidecar reaching localhost" % pod)
         assert "inet %s/%s" % (ip, MASK) in out, out
         assert "hello from %s" % pod in out, out
+
+
+def test_exec_runs_in_the_pods_network():
+    """kubectl exec (SPDY with 1.27, websocket with the newest) sees the pod's IP on eth0 and reaches its other container over localhost."""
+    c = cluster()
+    ip = c.running_ip("web-a")
+    for v in kh.kubectl_versions():
+        rc, out, err = c.kubectl("exec", "web-a", "-c", "side", "--", "sh", "-c",
+                                 "ip -4 -o addr show eth0; wget -q -O - http://127.0.0.1:%d/" % PORT,
+                                 version=v)
+        assert rc == 0, (v, err)
+        assert "inet %s/%s" % (ip, MASK) in out and "hello from web-a" in out, (v, out)
 
 
 def test_pods_reachable_from_nodes_and_across_nodes():
