@@ -909,6 +909,11 @@ static void ctr_start_probes(struct actr *c, char *const *env, const char *cwd)
 			pod_event(p, c, "Warning", "Unhealthy", "%s: %s", kinds[i].field, errmsg);
 			continue;
 		}
+		if (ps.kind == PROBE_EXEC && p->netns[0] != '\0' &&
+		    (ps.netns = strdup(p->netns)) == NULL) {
+			probe_spec_free(&ps);
+			continue;
+		}
 		if ((ps.kind == PROBE_HTTP || ps.kind == PROBE_TCP) && p->netns[0] != '\0' &&
 		    json_object_get(json_object_get(pr, ps.kind == PROBE_HTTP ? "httpGet" :
 						    "tcpSocket"), "host") == NULL) {
@@ -1752,6 +1757,9 @@ static void adopt_found(struct agent *a)
 			free(r);
 			continue;
 		}
+		/* Its probes target the pod's address: find it first. */
+		if (p->ip[0] == '\0')
+			pod_network_up(p);
 		c->restarts = r->attempt;
 		c->ever_started = true;
 		c->started_at = r->started_at;

@@ -115,6 +115,24 @@ static int link_up(struct nl_sock *sk, int ifindex)
 	return rv;
 }
 
+/* Hairpin mode on a bridge port: a frame may go back out the port it came
+ * in, so a pod reaches itself through an address the host rewrites to its
+ * own (a Service's, by the service proxy). */
+static int port_hairpin(struct nl_sock *sk, int ifindex)
+{
+	struct rtnl_link *chg = rtnl_link_alloc();
+	int rv = -NLE_NOMEM;
+	if (chg != NULL) {
+		rtnl_link_set_family(chg, AF_BRIDGE);
+		rtnl_link_set_ifindex(chg, ifindex);
+		rv = rtnl_link_bridge_set_flags(chg, RTNL_BRIDGE_HAIRPIN_MODE);
+		if (rv == 0)
+			rv = rtnl_link_change(sk, chg, chg, 0);
+	}
+	rtnl_link_put(chg);
+	return rv;
+}
+
 static struct nl_addr *nl_ip(uint32_t ip, unsigned prefix)
 {
 	uint32_t be = htonl(ip);
@@ -220,6 +238,30 @@ static void setns_back(int self)
 			  strerror(errno));
 		abort();
 	}
+}
+
+int network_enter(const char *path)
+{
+	int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), fd, e;
+	if (self < 0)
+		return -1;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
+		e = errno;
+		if (fd >= 0)
+			close(fd);
+		close(self);
+		errno = e;
+		return -1;
+	}
+	close(fd);
+	return self;
+}
+
+void network_leave(int saved)
+{
+	setns_back(saved);
+	close(saved);
 }
 
 /* A new namespace bind-mounted at path (what `ip netns add` does), made
@@ -671,6 +713,11 @@ int network_pod_setup(struct network *n, const char *uid, char *ip, char *netns,
 		}
 		rtnl_link_put(orig);
 		rtnl_link_put(chg);
+	}
+	rv = link_index(n->sk, host_if);
+	if (rv < 0 || (rv = port_hairpin(n->sk, rv)) < 0) {
+		cap_errmsg_printf(errmsg, "veth %s: %s", host_if, nl_geterror(rv));
+		goto err;
 	}
 	if (pod_side(n, nsfd, addr, errmsg) != 0)
 		goto err;

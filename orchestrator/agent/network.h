@@ -70,6 +70,15 @@ void network_pod_teardown(struct network *n, const char *uid);
  * pods deleted while no agent watched). */
 void network_gc(struct network *n, bool (*alive)(void *data, const char *uid), void *data);
 
+/* Moves the calling thread into the network namespace at path, so that a
+ * process it forks now (uv_spawn) starts there: returns a descriptor for
+ * network_leave, or -1 with errno. Keep the window short: every netlink or
+ * socket call of the thread meanwhile is in that namespace. */
+int network_enter(const char *path);
+/* Back to the namespace network_enter left (aborts if that fails: the loop
+ * thread must never go on in a pod's namespace); closes saved. */
+void network_leave(int saved);
+
 /* Stops the informer and frees; namespaces and routes stay. */
 void network_close(struct network *n);
 

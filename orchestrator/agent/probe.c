@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "lib/err.h"
+#include "orchestrator/agent/network.h"
 #include "orchestrator/agent/probe.h"
 
 /* ---- specs ---- */
@@ -59,6 +60,7 @@ void probe_spec_free(struct probe_spec *s)
 	strv_free(s->env);
 	strv_free(s->headers);
 	free(s->cwd);
+	free(s->netns);
 	free(s->host);
 	free(s->path);
 	memset(s, 0, sizeof *s);
@@ -71,10 +73,12 @@ int probe_spec_copy(const struct probe_spec *src, struct probe_spec *dst)
 	dst->env = strv_dup(src->env);
 	dst->headers = strv_dup(src->headers);
 	dst->cwd = src->cwd ? strdup(src->cwd) : NULL;
+	dst->netns = src->netns ? strdup(src->netns) : NULL;
 	dst->host = src->host ? strdup(src->host) : NULL;
 	dst->path = src->path ? strdup(src->path) : NULL;
 	if ((src->argv && !dst->argv) || (src->env && !dst->env) ||
 	    (src->headers && !dst->headers) || (src->cwd && !dst->cwd) ||
+	    (src->netns && !dst->netns) ||
 	    (src->host && !dst->host) || (src->path && !dst->path)) {
 		probe_spec_free(dst);
 		return -1;
@@ -308,7 +312,13 @@ static int start_exec(uv_loop_t *loop, struct attempt *a)
 	int rv;
 	a->proc.data = a;
 	a->open_handles++;
-	rv = uv_spawn(loop, &a->proc, &o);
+	{
+		/* An exec probe runs in the pod's network, as its container does. */
+		int saved = a->s->netns != NULL ? network_enter(a->s->netns) : -1;
+		rv = a->s->netns != NULL && saved < 0 ? UV_EPERM : uv_spawn(loop, &a->proc, &o);
+		if (saved >= 0)
+			network_leave(saved);
+	}
 	if (rv != 0) {
 		snprintf(msg, sizeof msg, "exec \"%s\": %s", a->s->argv[0], uv_strerror(rv));
 		attempt_finish(a, PROBE_FAILURE, msg);

@@ -21,6 +21,7 @@ struct probe_spec {
 	char **argv;              /* exec: NULL-terminated */
 	char **env;               /* exec: NULL-terminated "K=V", or NULL to inherit */
 	char *cwd;                /* exec: or NULL */
+	char *netns;              /* exec: the pod's network namespace, or NULL */
 	char *host;               /* http/tcp: IPv4 address (default the pod IP, 127.0.0.1) */
 	int port;                 /* http/tcp */
 	char *path;               /* http: "/" by default */

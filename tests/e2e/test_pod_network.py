@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -236,8 +235,14 @@ class Cluster:
         return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
                 "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [
                     {"name": "httpd", "image": "busybox",
-                     "command": ["httpd", "-f", "-p", str(PORT), "-h", d]},
-                    {"name": "side", "image": "busybox", "command": ["sh", "-c", side]}]}}
+                     "command": ["httpd", "-f", "-p", str(PORT), "-h", d],
+                     # No host: the agent probes the pod's IP.
+                     "readinessProbe": {"httpGet": {"port": PORT}, "periodSeconds": 1}},
+                    {"name": "side", "image": "busybox", "command": ["sh", "-c", side],
+                     # Runs in the pod's network: its localhost is the httpd's.
+                     "readinessProbe": {"exec": {"command": [
+                         "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:%d/" % PORT]},
+                         "periodSeconds": 1}}]}}
 
     def sleeper(self, name, node):
         return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
@@ -246,6 +251,11 @@ class Cluster:
 
     def create(self, obj):
         self.must("apply", "-f", "-", stdin=json.dumps(obj))
+
+    def ready(self, name):
+        p = self.get("pod", name)
+        conds = {c["type"]: c["status"] for c in (p or {}).get("status", {}).get("conditions", [])}
+        return conds.get("Ready") == "True"
 
     def running_ip(self, name, timeout=60):
         def ok():
@@ -345,6 +355,8 @@ def test_containers_of_a_pod_share_ip_and_localhost():
         out = ct.wait_until(side_done, timeout=60, interval=0.5, what="%s's sidecar reaching localhost" % pod)
         assert "inet %s/%s" % (ip, MASK) in out, out
         assert "hello from %s" % pod in out, out
+        # Both probes pass only from inside the pod's network.
+        ct.wait_until(lambda: c.ready(pod), timeout=30, interval=0.5, what="%s Ready" % pod)
 
 
 def test_exec_runs_in_the_pods_network():
@@ -419,6 +431,9 @@ def test_agent_restart_keeps_pod_addresses():
     got = ct.wait_until(lambda: c.fetch_from_node(0, ip_b), timeout=30, interval=0.5,
                         what="web-b from node a after the restart")
     assert got.strip() == "hello from web-b"
+    # The adopted containers' probes (restarted Not Ready, and already
+    # published so: "after" ran since) still reach the pod: Ready again.
+    ct.wait_until(lambda: c.ready("web-b"), timeout=30, interval=0.5, what="web-b Ready")
     c.delete_pods("after")
 
 
