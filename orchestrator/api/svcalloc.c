@@ -78,17 +78,72 @@ static int node_port_of(json_t *port)
 	return json_is_integer(np) ? (int)json_integer_value(np) : 0;
 }
 
+static bool wants_health_check_port(json_t *svc)
+{
+	const char *etp = str_of(spec_of(svc), "externalTrafficPolicy");
+	return strcmp(type_of(svc), "LoadBalancer") == 0 && etp != NULL &&
+	       strcmp(etp, "Local") == 0;
+}
+
+static int health_check_port_of(json_t *svc)
+{
+	json_t *v = json_object_get(spec_of(svc), "healthCheckNodePort");
+	return json_is_integer(v) ? (int)json_integer_value(v) : 0;
+}
+
+/* How many node ports svc can hold at most (room for held_ports). */
+static size_t max_ports(json_t *svc)
+{
+	return json_array_size(json_object_get(spec_of(svc), "ports")) + 1;
+}
+
+/* The distinct node ports svc holds: its ports' nodePorts (one number for
+ * TCP and UDP is one) and its healthCheckNodePort. out has max_ports(svc)
+ * room. Returns the count. */
+static size_t held_ports(json_t *svc, int *out)
+{
+	json_t *p;
+	size_t i, n = 0;
+	int v;
+	if (svc == NULL || !may_have_node_ports(svc))
+		return 0;
+	json_array_foreach(json_object_get(spec_of(svc), "ports"), i, p) {
+		bool dup = false;
+		v = node_port_of(p);
+		for (size_t k = 0; k < n; k++)
+			dup = dup || out[k] == v;
+		if (v > 0 && !dup)
+			out[n++] = v;
+	}
+	v = health_check_port_of(svc);
+	if (v > 0) {
+		bool dup = false;
+		for (size_t k = 0; k < n; k++)
+			dup = dup || out[k] == v;
+		if (!dup)
+			out[n++] = v;
+	}
+	return n;
+}
+
 /* Whether svc holds node port np. */
 static bool holds_port(json_t *svc, int np)
 {
-	json_t *p;
-	size_t i;
-	if (svc == NULL || !may_have_node_ports(svc) || np <= 0)
+	int buf[64], *held;
+	size_t n, m;
+	bool found = false;
+	if (svc == NULL || np <= 0)
 		return false;
-	json_array_foreach(json_object_get(spec_of(svc), "ports"), i, p)
-		if (node_port_of(p) == np)
-			return true;
-	return false;
+	m = max_ports(svc);
+	held = m <= 64 ? buf : calloc(m, sizeof *held);
+	if (held == NULL)
+		return false;
+	n = held_ports(svc, held);
+	for (size_t i = 0; i < n; i++)
+		found = found || held[i] == np;
+	if (held != buf)
+		free(held);
+	return found;
 }
 
 static bool empty_str(const char *s)
@@ -158,6 +213,13 @@ void svcalloc_patch_update(json_t *next, json_t *cur)
 			if (np != 0 && old != NULL && node_port_of(old) == np)
 				json_object_del(p, "nodePort");
 		}
+		/* So does what only externally reachable types have. */
+		if (json_equal(json_object_get(ns, "externalTrafficPolicy"),
+			       json_object_get(cs, "externalTrafficPolicy")))
+			json_object_del(ns, "externalTrafficPolicy");
+		if (json_equal(json_object_get(ns, "allocateLoadBalancerNodePorts"),
+			       json_object_get(cs, "allocateLoadBalancerNodePorts")))
+			json_object_del(ns, "allocateLoadBalancerNodePorts");
 	} else if (may_have_node_ports(cur) && may_have_node_ports(next)) {
 		json_array_foreach(json_object_get(ns, "ports"), i, p) {
 			json_t *old;
@@ -168,6 +230,13 @@ void svcalloc_patch_update(json_t *next, json_t *cur)
 				json_object_set_new(p, "nodePort", json_integer(node_port_of(old)));
 		}
 	}
+	if (wants_health_check_port(cur) && wants_health_check_port(next) &&
+	    health_check_port_of(next) == 0 && health_check_port_of(cur) > 0)
+		json_object_set_new(ns, "healthCheckNodePort",
+				    json_integer(health_check_port_of(cur)));
+	else if (wants_health_check_port(cur) && !wants_health_check_port(next) &&
+		 health_check_port_of(next) == health_check_port_of(cur))
+		json_object_del(ns, "healthCheckNodePort");
 }
 
 /* ---- planning ---- */
@@ -370,7 +439,7 @@ static json_t *plan_ports(const struct svc_ranges *r, struct wc *cache,
 	if (u.a == NULL)
 		return api_status_printf(500, "InternalError", "out of memory");
 	wc_range(cache, SVCALLOC_PORT_PREFIX, NULL, mark_used, &u);
-	taken = calloc(json_array_size(ports) + 1, sizeof *taken);
+	taken = calloc(json_array_size(ports) + 2, sizeof *taken);
 	if (taken == NULL) {
 		rangealloc_free(u.a);
 		return api_status_printf(500, "InternalError", "out of memory");
@@ -424,6 +493,37 @@ static json_t *plan_ports(const struct svc_ranges *r, struct wc *cache,
 			taken[ntaken++] = np;
 		}
 	}
+	if (wants_health_check_port(next)) {
+		/* externalTrafficPolicy Local: a port for load balancers to ask
+		 * nodes whether they have endpoints. */
+		int hc = health_check_port_of(next);
+		bool mine = holds_port(cur, hc);
+		for (i = 0; i < ntaken; i++)
+			mine = mine || taken[i] == hc;
+		if (hc > 0 && !mine) {
+			enum rangealloc_result rr = rangealloc_allocate(u.a, (uint32_t)hc);
+			if (rr != RANGEALLOC_OK) {
+				snprintf(msg, sizeof msg, "Invalid value: %d: %s", hc,
+					 rr == RANGEALLOC_TAKEN ? "provided port is already allocated"
+								: "provided port is not in the valid "
+								  "range");
+				st = invalid(res, name, "spec.healthCheckNodePort", msg);
+				goto out;
+			}
+			taken[ntaken++] = hc;
+		} else if (hc <= 0) {
+			uint32_t v;
+			if (rangealloc_allocate_next(u.a, seed(), &v) != RANGEALLOC_OK) {
+				st = api_status_printf(500, "InternalError",
+						       "Internal error occurred: failed to allocate a "
+						       "healthCheckNodePort: range is full");
+				goto out;
+			}
+			json_object_set_new(spec_of(next), "healthCheckNodePort",
+					    json_integer((int)v));
+			taken[ntaken++] = (int)v;
+		}
+	}
 	for (i = 0; i < ntaken; i++) {
 		json_t *rec = port_record(taken[i], ns, name);
 		port_key(taken[i], key, sizeof key);
@@ -431,25 +531,17 @@ static json_t *plan_ports(const struct svc_ranges *r, struct wc *cache,
 		json_array_append_new(ops, op_put(key, rec));
 		json_decref(rec);
 	}
-	/* What cur held and next does not is released (each number once). */
-	if (cur != NULL && may_have_node_ports(cur)) {
-		json_t *cports = json_object_get(spec_of(cur), "ports");
-		json_array_foreach(cports, i, p) {
-			int np = node_port_of(p);
-			bool dup = false;
-			if (np <= 0 || holds_port(next, np))
+	/* What cur held and next does not is released. */
+	if (cur != NULL) {
+		int *held = calloc(max_ports(cur), sizeof *held);
+		size_t n = held != NULL ? held_ports(cur, held) : 0;
+		for (i = 0; i < n; i++) {
+			if (holds_port(next, held[i]))
 				continue;
-			json_array_foreach(cports, j, cp) {
-				if (j >= i)
-					break;
-				if (node_port_of(cp) == np)
-					dup = true;
-			}
-			if (dup)
-				continue;
-			port_key(np, key, sizeof key);
+			port_key(held[i], key, sizeof key);
 			json_array_append_new(ops, op_del(key));
 		}
+		free(held);
 	}
 out:
 	free(taken);
@@ -484,30 +576,21 @@ json_t *svcalloc_plan(const struct svc_ranges *r, struct wc *cache,
 
 void svcalloc_release(json_t *svc, json_t *ops)
 {
-	json_t *p, *cp;
-	size_t i, j;
+	int *held;
+	size_t n;
 	uint32_t ip;
 	char key[128];
 	if (held_ip(svc, &ip)) {
 		ip_key(ip, key, sizeof key);
 		json_array_append_new(ops, op_del(key));
 	}
-	if (!may_have_node_ports(svc))
-		return;
-	json_array_foreach(json_object_get(spec_of(svc), "ports"), i, p) {
-		int np = node_port_of(p);
-		bool dup = false;
-		json_array_foreach(json_object_get(spec_of(svc), "ports"), j, cp) {
-			if (j >= i)
-				break;
-			if (node_port_of(cp) == np)
-				dup = true;
-		}
-		if (np <= 0 || dup)
-			continue;
-		port_key(np, key, sizeof key);
+	held = calloc(max_ports(svc), sizeof *held);
+	n = held != NULL ? held_ports(svc, held) : 0;
+	for (size_t i = 0; i < n; i++) {
+		port_key(held[i], key, sizeof key);
 		json_array_append_new(ops, op_del(key));
 	}
+	free(held);
 }
 
 /* ---- the keeper ---- */
@@ -740,10 +823,11 @@ struct repair {
 static bool collect_service(void *data, const char *key, json_t *svc, int64_t rev)
 {
 	struct repair *rp = data;
-	json_t *meta = json_object_get(svc, "metadata"), *p;
+	json_t *meta = json_object_get(svc, "metadata");
 	char owner[600], a[20], pn[16];
 	uint32_t ip;
-	size_t i;
+	int *held;
+	size_t n;
 	(void)key;
 	snprintf(owner, sizeof owner, "%s/%s", str_of(meta, "namespace") ?: "",
 		 str_of(meta, "name") ?: "");
@@ -752,13 +836,13 @@ static bool collect_service(void *data, const char *key, json_t *svc, int64_t re
 		ipv4_format(ip, a, sizeof a);
 		json_object_set_new(rp->ips, a, json_string(owner));
 	}
-	if (may_have_node_ports(svc))
-		json_array_foreach(json_object_get(spec_of(svc), "ports"), i, p) {
-			if (node_port_of(p) <= 0)
-				continue;
-			snprintf(pn, sizeof pn, "%d", node_port_of(p));
-			json_object_set_new(rp->ports, pn, json_string(owner));
-		}
+	held = calloc(max_ports(svc), sizeof *held);
+	n = held != NULL ? held_ports(svc, held) : 0;
+	for (size_t i = 0; i < n; i++) {
+		snprintf(pn, sizeof pn, "%d", held[i]);
+		json_object_set_new(rp->ports, pn, json_string(owner));
+	}
+	free(held);
 	return true;
 }
 

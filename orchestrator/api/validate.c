@@ -700,6 +700,15 @@ static void validate_service(struct errs *e, json_t *obj, json_t *old)
 				}
 		}
 	}
+	{
+		json_t *hc = json_object_get(spec, "healthCheckNodePort");
+		const char *etp = json_string_value(json_object_get(spec, "externalTrafficPolicy"));
+		if (json_is_integer(hc) && json_integer_value(hc) != 0 &&
+		    (strcmp(type, "LoadBalancer") != 0 || etp == NULL || strcmp(etp, "Local") != 0))
+			invalid(e, "spec.healthCheckNodePort", hc,
+				"may only be set when `type` is 'LoadBalancer' and "
+				"`externalTrafficPolicy` is 'Local'");
+	}
 	if (old != NULL) {
 		/* The primary cluster IP never changes once set, unless the
 		 * Service becomes or stops being ExternalName (Kubernetes words

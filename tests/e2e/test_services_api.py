@@ -279,6 +279,35 @@ def test_release_and_reuse():
 
 
 @own_servers
+def test_health_check_node_port():
+    """A LoadBalancer with externalTrafficPolicy Local gets a healthCheckNodePort
+    from the node-port range, kept on updates and released when the policy
+    goes back to Cluster; other Services may not set one."""
+    srv = kh.ApiServer().start()
+    code, body = srv.json("POST", NS + "/services",
+                          svc("lb", [{"port": 80}], "LoadBalancer",
+                              externalTrafficPolicy="Local"))
+    assert code == 201, body
+    hc = body["spec"]["healthCheckNodePort"]
+    assert 30000 <= hc <= 32767 and hc != body["spec"]["ports"][0]["nodePort"], body
+    code, body = srv.json("PATCH", NS + "/services/lb", {"metadata": {"labels": {"a": "b"}}},
+                          MERGE)
+    assert code == 200 and body["spec"]["healthCheckNodePort"] == hc, body
+    expect_422(srv, "POST", NS + "/services", svc("x", [{"port": 1, "nodePort": hc}],
+                                                  "NodePort"),
+               "spec.ports[0].nodePort", "provided port is already allocated")
+    code, body = srv.json("PATCH", NS + "/services/lb",
+                          {"spec": {"externalTrafficPolicy": "Cluster"}}, MERGE)
+    assert code == 200 and "healthCheckNodePort" not in body["spec"], body
+    code, body = srv.json("POST", NS + "/services", svc("x", [{"port": 1, "nodePort": hc}],
+                                                        "NodePort"))
+    assert code == 201, body
+    expect_422(srv, "POST", NS + "/services",
+               svc("y", [{"port": 1}], "NodePort", healthCheckNodePort=31111),
+               "spec.healthCheckNodePort", "may only be set when `type` is 'LoadBalancer'")
+
+
+@own_servers
 def test_allocations_survive_restart():
     """After a restart the server still refuses values taken before it, hands
     out new ones that do not collide, and keeps the kubernetes Service."""
