@@ -199,18 +199,32 @@ int jsonx_get_array(json_t *obj, const char *name, json_t **out, char *errmsg)
 	return CAP_OK;
 }
 
+/* Decimal digits of v, written backwards from end; returns the start. */
+static char *u64_digits(uint64_t v, char *end)
+{
+	do {
+		*--end = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	return end;
+}
+
 json_t *jsonx_i64(int64_t v)
 {
 	char buf[24];
-	snprintf(buf, sizeof buf, "%" PRId64, v);
-	return json_stringn_nocheck(buf, strlen(buf));
+	char *end = buf + sizeof buf;
+	char *p = u64_digits(v < 0 ? 0 - (uint64_t)v : (uint64_t)v, end);
+	if (v < 0)
+		*--p = '-';
+	return json_stringn_nocheck(p, (size_t)(end - p));
 }
 
 json_t *jsonx_u64(uint64_t v)
 {
 	char buf[24];
-	snprintf(buf, sizeof buf, "%" PRIu64, v);
-	return json_stringn_nocheck(buf, strlen(buf));
+	char *end = buf + sizeof buf;
+	char *p = u64_digits(v, end);
+	return json_stringn_nocheck(p, (size_t)(end - p));
 }
 
 json_t *jsonx_bytes(const uint8_t *p, size_t n)
@@ -302,11 +316,43 @@ static void dump_by_jansson(struct dbuf *b, const json_t *v)
 	free(t);
 }
 
+/* Whether s[0..n) needs no escape and is ASCII, eight bytes at a time
+ * (base64 values are most of what is written): a byte below 0x20, a quote,
+ * a backslash or a high bit anywhere says no. */
+static bool plain_ascii(const char *s, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, q, bs;
+		memcpy(&x, s + i, 8);
+		q = x ^ (ones * '"');
+		bs = x ^ (ones * '\\');
+		if ((((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs) | x) & highs)
+			return false;
+	}
+	for (; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+			return false;
+	}
+	return true;
+}
+
 static void dump_string(struct dbuf *b, const char *s, size_t n, const json_t *v)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t i, run = 0;
 
+	if (plain_ascii(s, n)) {
+		if (!dbuf_reserve(b, n + 2))
+			return;
+		b->p[b->len++] = '"';
+		memcpy(b->p + b->len, s, n);
+		b->len += n;
+		b->p[b->len++] = '"';
+		return;
+	}
 	for (i = 0; i < n; i++)
 		if ((unsigned char)s[i] >= 0x80) {
 			if (v != NULL) {

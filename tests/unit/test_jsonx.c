@@ -125,6 +125,25 @@ static void test_load(void **state)
 	}
 }
 
+/* 64-bit integers are answered as decimal strings, extremes included. */
+static void test_integers_as_strings(void **state)
+{
+	(void)state;
+	static const struct {
+		int64_t v;
+		const char *s;
+	} cases[] = {{0, "0"}, {7, "7"}, {-1, "-1"}, {1234567890123, "1234567890123"},
+		     {INT64_MAX, "9223372036854775807"}, {INT64_MIN, "-9223372036854775808"}};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		json_t *v = jsonx_i64(cases[i].v);
+		assert_string_equal(json_string_value(v), cases[i].s);
+		json_decref(v);
+	}
+	json_t *u = jsonx_u64(UINT64_MAX);
+	assert_string_equal(json_string_value(u), "18446744073709551615");
+	json_decref(u);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -132,6 +151,7 @@ int main(void)
 		cmocka_unit_test(test_escapes),
 		cmocka_unit_test(test_invalid_utf8),
 		cmocka_unit_test(test_load),
+		cmocka_unit_test(test_integers_as_strings),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
