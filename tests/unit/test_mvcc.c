@@ -1115,6 +1115,41 @@ static void test_corrupt_file_refused(void **state)
 	assert_int_equal(mvcc_open(f->path, &f->m, errmsg), CAP_OK);
 }
 
+/* Values compressed one after another with the one reused lz4 state each
+ * decode on their own: no block depends on the value before it. */
+static void test_compression_blocks_independent(void **state)
+{
+	struct fx *f = *state;
+	static const size_t sizes[] = {256, 300, 4096, 70000, 257, 65536, 1000};
+	uint8_t *vals[7];
+	char key[16];
+	struct mvcc_kvs kvs = {0};
+	int64_t count;
+	bool more;
+
+	assert_int_equal(mvcc_begin(f->m), CAP_OK);
+	for (size_t k = 0; k < 7; k++) {
+		vals[k] = malloc(sizes[k]);
+		assert_non_null(vals[k]);
+		for (size_t i = 0; i < sizes[k]; i++)
+			vals[k][i] = (uint8_t)("abcabcabd"[(i + k) % 9] + (i / 512) % (k + 2));
+		snprintf(key, sizeof key, "z%zu", k);
+		assert_int_equal(mvcc_put(f->m, (const uint8_t *)key, strlen(key), vals[k], sizes[k], 0,
+					  NULL, NULL), CAP_OK);
+	}
+	assert_int_equal(mvcc_commit(f->m, 1), CAP_OK);
+	for (size_t k = 0; k < 7; k++) {
+		snprintf(key, sizeof key, "z%zu", k);
+		assert_int_equal(mvcc_range(f->m, (const uint8_t *)key, strlen(key), NULL, 0, NULL, &kvs,
+					    &count, &more), CAP_OK);
+		assert_int_equal(kvs.n, 1);
+		assert_int_equal(kvs.v[0].value_len, sizes[k]);
+		assert_memory_equal(kvs.v[0].value, vals[k], sizes[k]);
+		mvcc_kvs_clear(&kvs);
+		free(vals[k]);
+	}
+}
+
 /* A large compressible value round-trips intact and is stored compressed. */
 static void test_compression_roundtrip(void **state)
 {
@@ -1226,6 +1261,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_restore, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_file_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compression_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compression_blocks_independent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_misuse_refused, setup, teardown),
 	};
