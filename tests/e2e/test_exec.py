@@ -138,11 +138,12 @@ def test_exec_joins_the_containers_network_and_uts_namespaces():
 
 # ---- raw SPDY, for what kubectl never sends
 
-def spdy_upgrade(port, pod, protocols=("v4.channel.k8s.io",), query="stdout=true"):
+def spdy_upgrade(port, pod, protocols=("v4.channel.k8s.io",),
+                 query="command=echo&command=raw&stdout=true"):
     """Opens a SPDY exec connection by hand; returns (socket, status line and
     headers)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-    req = ("POST /api/v1/namespaces/default/pods/%s/exec?command=echo&command=raw&%s HTTP/1.1\r\n"
+    req = ("POST /api/v1/namespaces/default/pods/%s/exec?%s HTTP/1.1\r\n"
            "Host: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n" % (pod, query))
     req += "".join("X-Stream-Protocol-Version: %s\r\n" % p for p in protocols)
     sock.sendall((req + "Content-Length: 0\r\n\r\n").encode())
@@ -182,6 +183,104 @@ def frames(data):
     return out
 
 
+def ctrl(ftype, flags, payload):
+    return struct.pack(">HHI", 0x8003, ftype, flags << 24 | len(payload)) + payload
+
+
+def data(sid, flags, payload):
+    return struct.pack(">II", sid, flags << 24 | len(payload)) + payload
+
+
+def nv_block(**headers):
+    out = struct.pack(">I", len(headers))
+    for k, v in headers.items():
+        out += struct.pack(">I", len(k)) + k.encode() + struct.pack(">I", len(v)) + v.encode()
+    return out
+
+
+class SpdyClient:
+    """A SPDY client by hand, for what kubectl never does (flow control).
+    Its header blocks are compressed without the dictionary (zlib allows
+    that, and so does the server); it never reads the server's blocks."""
+
+    def __init__(self, port, pod, command, query):
+        q = "&".join("command=" + c for c in command) + "&" + query
+        self.sock, self.head = spdy_upgrade(port, pod, query=q)
+        assert self.head.startswith("HTTP/1.1 101"), self.head
+        self.comp = zlib.compressobj()
+        self.buf = b""
+        self.frames = []
+        self.next_sid = 1
+
+    def stream(self, streamtype, fin=False):
+        sid = self.next_sid
+        self.next_sid += 2
+        block = self.comp.compress(nv_block(streamtype=streamtype)) + self.comp.flush(zlib.Z_SYNC_FLUSH)
+        self.sock.sendall(ctrl(1, 1 if fin else 0, struct.pack(">IIBB", sid, 0, 0, 0) + block))
+        return sid
+
+    def read_until(self, pred):
+        """Reads frames until pred(all frames so far) holds; False at EOF."""
+        while not pred(self.frames):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return False
+            self.buf += chunk
+            got = frames(self.buf)
+            used = sum(8 + len(f[3]) for f in got)
+            self.buf = self.buf[used:]
+            self.frames += got
+        return True
+
+    def data_on(self, sid):
+        return b"".join(f[3] for f in self.frames if not f[0] and f[1] == sid)
+
+    def fin_on(self, sid):
+        return any(not f[0] and f[1] == sid and f[2] & 1 for f in self.frames)
+
+
+def test_spdy_flow_control_honoured_when_the_peer_uses_it():
+    """A SPDY client that announces a 4 KiB window gets 4 KiB until its WINDOW_UPDATE, then the rest; stdin is acknowledged with WINDOW_UPDATE."""
+    s = tp.server()
+    name = exec_pod("exec-flow", os.path.join(ct.mktemp("capstan-exec-"), "vol"))
+    want = "".join("%d\n" % i for i in range(1, 30001)).encode()
+    c = SpdyClient(s.port, name, ["seq", "1", "30000"], "stdout=true")
+    # SETTINGS: INITIAL_WINDOW_SIZE (7) = 4096.
+    c.sock.sendall(ctrl(4, 0, struct.pack(">III", 1, 7, 4096)))
+    err, out = c.stream("error"), c.stream("stdout")
+    assert c.read_until(lambda fs: len(c.data_on(out)) >= 4096)
+    # Whatever the command has written meanwhile, nothing beyond the window
+    # comes before the server answers a PING sent after it.
+    c.sock.sendall(ctrl(6, 0, struct.pack(">I", 1)))
+    assert c.read_until(lambda fs: any(f[0] and f[1] == 6 for f in fs))
+    assert len(c.data_on(out)) == 4096, len(c.data_on(out))
+    # Open the stream's and the session's windows: the rest comes, then the
+    # status and GOAWAY.
+    c.sock.sendall(ctrl(9, 0, struct.pack(">II", out, 1 << 30)) +
+                   ctrl(9, 0, struct.pack(">II", 0, 1 << 30)))
+    assert c.read_until(lambda fs: c.fin_on(err) and any(f[0] and f[1] == 7 for f in fs))
+    assert c.data_on(out) == want, len(c.data_on(out))
+    assert b'"status":"Success"' in c.data_on(err), c.data_on(err)
+    c.sock.close()
+    # stdin: 100 KiB to cat come back whole, and the server acknowledges
+    # what cat consumed with WINDOW_UPDATE on the stdin stream.
+    payload = os.urandom(50 * 1024).hex().encode()
+    c = SpdyClient(s.port, name, ["cat"], "stdin=true&stdout=true")
+    err, sin, out = c.stream("error"), c.stream("stdin"), c.stream("stdout")
+    # Each stream is answered with SYN_REPLY before any data goes.
+    assert c.read_until(lambda fs: len([f for f in fs if f[0] and f[1] == 2]) == 3)
+    for i in range(0, len(payload), 16384):
+        c.sock.sendall(data(sin, 0, payload[i:i + 16384]))
+    c.sock.sendall(data(sin, 1, b""))
+    assert c.read_until(lambda fs: c.fin_on(err))
+    assert c.data_on(out) == payload, len(c.data_on(out))
+    acked = sum(struct.unpack(">II", f[3])[1] for f in c.frames
+                if f[0] and f[1] == 9 and struct.unpack(">II", f[3])[0] == sin)
+    assert 32768 <= acked <= len(payload), acked
+    c.sock.close()
+    tp.delete_and_wait(name)
+
+
 def test_spdy_bad_input_gets_clear_answers():
     """Garbage after a SPDY upgrade ends that connection with GOAWAY, an unknown protocol gets 400, and the server and agent keep serving."""
     s = tp.server()
@@ -203,12 +302,12 @@ def test_spdy_bad_input_gets_clear_answers():
     got = frames(read_all(sock))
     sock.close()
     assert (True, 7, 0) in [f[:3] for f in got], got    # GOAWAY
-    # A SYN_STREAM whose header block is not compressed with the dictionary.
+    # A SYN_STREAM whose header block needs another dictionary than SPDY's.
     sock, head = spdy_upgrade(s.port, name)
     assert head.startswith("HTTP/1.1 101"), head
-    block = zlib.compress(b"\x00\x00\x00\x01\x00\x00\x00\x0astreamtype\x00\x00\x00\x05error")
-    payload = struct.pack(">IIBB", 1, 0, 0, 0) + block
-    sock.sendall(struct.pack(">II", 0x80030001, len(payload)) + payload)
+    comp = zlib.compressobj(zdict=b"not the spdy dictionary")
+    block = comp.compress(nv_block(streamtype="error")) + comp.flush(zlib.Z_SYNC_FLUSH)
+    sock.sendall(ctrl(1, 0, struct.pack(">IIBB", 1, 0, 0, 0) + block))
     got = frames(read_all(sock))
     sock.close()
     assert (True, 7, 0) in [f[:3] for f in got], got
