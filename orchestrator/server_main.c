@@ -18,6 +18,8 @@
 #include "lib/url.h"
 #include "orchestrator/agent/agent.h"
 #include "orchestrator/api/apiserver.h"
+#include "orchestrator/agent/proxy.h"
+#include "orchestrator/agent/proxy_rules.h"
 #include "orchestrator/api/podproxy.h"
 #include "orchestrator/controllers/controllers.h"
 #include "orchestrator/scheduler/scheduler.h"
@@ -41,6 +43,8 @@ struct options {
 	/* the pod network */
 	const char *node_ip;
 	bool host_network;
+	const char *proxy_mode;
+	const char *nodeport_addresses;
 	struct controller_options copts;
 	struct sched_options sopts;
 	struct svc_ranges ranges;
@@ -80,6 +84,9 @@ static void usage(FILE *out)
 		"  --node-ip ADDR                   the local agent's InternalIP (default 127.0.0.1)\n"
 		"  --pod-network bridge|host        the local agent's pod network (default bridge\n"
 		"                                   when root: a namespace and an IP per pod)\n"
+		"  --proxy-mode MODE                the local agent's Service proxy: nftables,\n"
+		"                                   userspace or none (default nftables as root)\n"
+		"  --nodeport-addresses CIDRS       where nodePorts answer (default every local address)\n"
 		"Controllers and scheduler (run while this server holds their Lease):\n"
 		"  --controllers LIST               all, or a comma list (-name leaves one out)\n"
 		"  --no-scheduler                   do not run the scheduler\n"
@@ -282,6 +289,8 @@ int main(int argc, char **argv)
 		{"snapshot-count", required_argument, NULL, 'S'},
 		{"store-endpoints", required_argument, NULL, 'e'},
 		{"no-agent", no_argument, NULL, 'A'},
+		{"proxy-mode", required_argument, NULL, 1001},
+		{"nodeport-addresses", required_argument, NULL, 1002},
 		{"watch-bookmark-interval", required_argument, NULL, 'B'},
 		{"log-level", required_argument, NULL, 'l'},
 		{"controllers", required_argument, NULL, 'C'},
@@ -326,6 +335,24 @@ int main(int argc, char **argv)
 		case 'S': o.snapshot_count = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'e': o.store_endpoints = optarg; break;
 		case 'A': o.no_agent = true; break;
+		case 1001: {
+			enum proxy_mode pm;
+			if (proxy_parse_mode(optarg, &pm) != 0) {
+				fprintf(stderr, "capstan-server: --proxy-mode is nftables, userspace or none\n");
+				return 2;
+			}
+			o.proxy_mode = optarg;
+			break;
+		}
+		case 1002: {
+			char canon[1024], perr[CAP_ERRMSG_SIZE];
+			if (proxy_parse_cidrs(optarg, canon, sizeof canon, perr) != 0) {
+				fprintf(stderr, "capstan-server: bad --nodeport-addresses: %s\n", perr);
+				return 2;
+			}
+			o.nodeport_addresses = optarg;
+			break;
+		}
 		case 'B': o.bookmark_ms = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'C': o.controllers = optarg; break;
 		case 'N': o.no_scheduler = true; break;
@@ -528,7 +555,8 @@ int main(int argc, char **argv)
 	struct agent_config agc = {.server = self_url, .node_name = hn, .data_dir = adir,
 				   .listen_host = "127.0.0.1", .listen_port = 0, .token = token[0] ? token : NULL,
 				   .node_ip = o.node_ip, .host_network = o.host_network,
-				   .cluster_cidr = o.copts.cluster_cidr, .service_cidr = o.ranges.cidr};
+				   .cluster_cidr = o.copts.cluster_cidr, .service_cidr = o.ranges.cidr,
+				   .proxy_mode = o.proxy_mode, .nodeport_addresses = o.nodeport_addresses};
 	if (!o.no_agent && agent_start(a.loop, &agc, &a.agent, errmsg) != 0)
 		log_error("cannot start the node agent: %s", errmsg);
 

@@ -47,6 +47,7 @@
 #include "orchestrator/agent/exec.h"
 #include "orchestrator/agent/network.h"
 #include "orchestrator/agent/probe.h"
+#include "orchestrator/agent/proxy.h"
 #include "orchestrator/agent/runtime.h"
 #include "orchestrator/kube/informer.h"
 #include "orchestrator/kube/kclient.h"
@@ -159,6 +160,7 @@ struct agent {
 	struct runtime *rt;
 	struct informer *inf;
 	struct http_server *http;
+	struct proxy *proxy;         /* the Service proxy, or NULL */
 	uv_timer_t lease_timer, status_timer, sync_timer;
 	bool node_registered;
 	bool lease_exists;
@@ -2679,6 +2681,15 @@ int agent_start(uv_loop_t *loop, const struct agent_config *cfg, struct agent **
 		cap_errmsg_printf(errmsg, "cannot start the pod informer");
 		goto err_http;
 	}
+	if (!a->simulate) {
+		struct proxy_config pc = {.nodeport_addresses = cfg->nodeport_addresses};
+		if (proxy_parse_mode(cfg->proxy_mode, &pc.mode) != 0) {
+			cap_errmsg_printf(errmsg, "unknown proxy mode \"%s\"", cfg->proxy_mode);
+			goto err_http;
+		}
+		if (proxy_start(loop, a->kc, &pc, &a->proxy, errmsg) != 0)
+			goto err_http;
+	}
 	uv_timer_init(loop, &a->lease_timer);
 	uv_timer_init(loop, &a->status_timer);
 	uv_timer_init(loop, &a->sync_timer);
@@ -2737,6 +2748,13 @@ static void on_agent_execs_drained(void *data)
 	agent_maybe_done(a);
 }
 
+static void on_agent_proxy_closed(void *data)
+{
+	struct agent *a = data;
+	a->open_handles--;
+	agent_maybe_done(a);
+}
+
 static void on_agent_http_closed(void *data)
 {
 	struct agent *a = data;
@@ -2769,6 +2787,12 @@ void agent_close(struct agent *a, void (*cb)(void *data), void *data)
 		a->found = r->next;
 		runtime_release(a->rt, r->rc);
 		free(r);
+	}
+	/* The proxy's informers use the client: stop them first. */
+	if (a->proxy != NULL) {
+		a->open_handles++;
+		proxy_close(a->proxy, on_agent_proxy_closed, a);
+		a->proxy = NULL;
 	}
 	/* Outstanding calls end here, with their callbacks. */
 	kclient_close(a->kc);

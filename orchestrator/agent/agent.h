@@ -41,6 +41,9 @@ struct agent_config {
 	bool host_network;           /* --pod-network=host: pods share the node's network */
 	const char *cluster_cidr;    /* the cluster's pod range; NULL: 10.244.0.0/16 */
 	const char *service_cidr;    /* the service range; NULL: 10.96.0.0/12 */
+	/* The Service proxy (proxy.h); hollow nodes run none. */
+	const char *proxy_mode;      /* "nftables", "userspace", "none"; NULL: auto */
+	const char *nodeport_addresses; /* CIDR list; NULL: every local address */
 };
 
 /* Starts registering the node and watching its pods (retried until the API

@@ -16,6 +16,8 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "orchestrator/agent/agent.h"
+#include "orchestrator/agent/proxy.h"
+#include "orchestrator/agent/proxy_rules.h"
 
 struct app {
 	uv_loop_t *loop;
@@ -42,8 +44,13 @@ static void usage(FILE *out)
 		"  --token-file FILE       bearer token the endpoint requires (default: agent-token\n"
 		"                          beside the kubeconfig, as capstan-server writes it)\n"
 		"  --image-dir DIR         the local image catalog (*.json)\n"
+		"  --proxy-mode MODE       the Service proxy: nftables (kernel rules, the default\n"
+		"                          as root), userspace (TCP splicing, the default otherwise)\n"
+		"                          or none\n"
+		"  --nodeport-addresses CIDRS  where nodePorts answer, e.g. 10.0.0.0/8,192.168.1.5\n"
+		"                          (default every local address)\n"
 		"  --simulate N            run N hollow nodes NAME-0..NAME-(N-1) on the simulated\n"
-		"                          runtime (no processes, no endpoint)\n"
+		"                          runtime (no processes, no endpoint, no proxy)\n"
 		"Pod network (as root: a namespace and an IP per pod on bridge cbr0):\n"
 		"  --node-ip ADDR          the Node's InternalIP, where other nodes route this\n"
 		"                          node's pods (default 127.0.0.1)\n"
@@ -116,6 +123,8 @@ int main(int argc, char **argv)
 		{"token-file", required_argument, NULL, 't'},
 		{"image-dir", required_argument, NULL, 'i'},
 		{"simulate", required_argument, NULL, 'S'},
+		{"proxy-mode", required_argument, NULL, 1001},
+		{"nodeport-addresses", required_argument, NULL, 1002},
 		{"log-level", required_argument, NULL, 'l'},
 		{"node-ip", required_argument, NULL, 'I'},
 		{"pod-network", required_argument, NULL, 'P'},
@@ -128,6 +137,7 @@ int main(int argc, char **argv)
 	const char *kubeconfig = NULL, *server = NULL, *node = NULL, *data_dir = "capstan-agent-data";
 	const char *listen = NULL, *token_file = NULL, *image_dir = NULL;
 	char hostname[256], host[256], deflisten[32], token[128] = "", tokpath[PATH_MAX], errmsg[CAP_ERRMSG_SIZE];
+	const char *proxy_mode = NULL, *nodeport_addresses = NULL;
 	const char *node_ip = NULL, *cluster_cidr = NULL, *service_cidr = NULL;
 	bool host_network = false;
 	struct cidr cidr_check;
@@ -173,6 +183,24 @@ int main(int argc, char **argv)
 			else
 				service_cidr = optarg;
 			break;
+		case 1001: {
+			enum proxy_mode pm;
+			if (proxy_parse_mode(optarg, &pm) != 0) {
+				fprintf(stderr, "capstan-agent: --proxy-mode is nftables, userspace or none\n");
+				return 2;
+			}
+			proxy_mode = optarg;
+			break;
+		}
+		case 1002: {
+			char canon[1024], perr[CAP_ERRMSG_SIZE];
+			if (proxy_parse_cidrs(optarg, canon, sizeof canon, perr) != 0) {
+				fprintf(stderr, "capstan-agent: bad --nodeport-addresses: %s\n", perr);
+				return 2;
+			}
+			nodeport_addresses = optarg;
+			break;
+		}
 		case 'S':
 			simulate = strtol(optarg, &end, 10);
 			if (*end != '\0' || simulate < 1 || simulate > 100000) {
@@ -257,6 +285,8 @@ int main(int argc, char **argv)
 			.host_network = host_network,
 			.cluster_cidr = cluster_cidr,
 			.service_cidr = service_cidr,
+			.proxy_mode = proxy_mode,
+			.nodeport_addresses = nodeport_addresses,
 		};
 		if (simulate > 0) {
 			snprintf(name, sizeof name, "%s-%zu", node, i);

@@ -161,8 +161,8 @@ static int addr_add(struct nl_sock *sk, int ifindex, uint32_t ip, unsigned prefi
 	return rv;
 }
 
-/* Creates or replaces the route to dst: unreachable (type), or via gw
- * (0: none) out of oif (0: any). */
+/* Creates or replaces the route to dst: unreachable or local on oif
+ * (type), or via gw (0: none) out of oif (0: any). */
 static int route_set(struct nl_sock *sk, const struct cidr *dst, uint8_t type, uint32_t gw,
 		     int oif)
 {
@@ -176,11 +176,11 @@ static int route_set(struct nl_sock *sk, const struct cidr *dst, uint8_t type, u
 	rtnl_route_set_table(r, RT_TABLE_MAIN);
 	rtnl_route_set_protocol(r, RTPROT_STATIC);
 	rtnl_route_set_type(r, type);
-	rtnl_route_set_scope(r, type == RTN_UNICAST && gw == 0 ? RT_SCOPE_LINK
-							      : RT_SCOPE_UNIVERSE);
+	rtnl_route_set_scope(r, type == RTN_LOCAL ? RT_SCOPE_HOST :
+				type == RTN_UNICAST && gw == 0 ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE);
 	if (rtnl_route_set_dst(r, d) != 0)
 		goto out;
-	if (type == RTN_UNICAST) {
+	if (type == RTN_UNICAST || type == RTN_LOCAL) {
 		nh = rtnl_route_nh_alloc();
 		if (nh == NULL)
 			goto out;
@@ -428,9 +428,13 @@ static int bridge_setup(struct network *n, const struct cidr *range, char *errms
 		return -1;
 	}
 	/* What no more specific route claims (this node's range is on the
-	 * bridge, other nodes' via their addresses) stays here. */
+	 * bridge, other nodes' via their addresses) stays here. The service
+	 * range is local (every clusterIP an address of this node, on lo):
+	 * the node's own processes can connect to a clusterIP, which the
+	 * Service proxy's output DNAT then rewrites to an endpoint; a clusterIP
+	 * without rules is refused at once; nothing in the range leaves. */
 	if ((rv = route_set(n->sk, &n->cluster, RTN_UNREACHABLE, 0, 0)) < 0 ||
-	    (rv = route_set(n->sk, &n->service, RTN_UNREACHABLE, 0, 0)) < 0) {
+	    (rv = route_set(n->sk, &n->service, RTN_LOCAL, 0, (int)if_nametoindex("lo"))) < 0) {
 		cap_errmsg_printf(errmsg, "unreachable routes: %s", nl_geterror(rv));
 		return -1;
 	}

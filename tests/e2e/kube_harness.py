@@ -31,12 +31,13 @@ def kubectl_versions():
 class ApiServer:
     """One capstan-server process with its own data directory and ports."""
 
-    def __init__(self, extra=None, data_dir=None, peer_port=None):
+    def __init__(self, extra=None, data_dir=None, peer_port=None, agent=False):
         self.data_dir = data_dir or ct.mktemp("capstan-e2e-")
         self.port = ct.free_port()
         # A restarted member keeps its peer address: it is its raft identity.
         self.peer_port = peer_port or ct.free_port()
         self.extra = list(extra or [])
+        self.agent = agent      # run the server's own node agent
         self.proc = None
         self.keep = True
         self.log_path = os.path.join(self.data_dir, "server.log")
@@ -47,8 +48,9 @@ class ApiServer:
             raise AssertionError("capstan-server not built at %s" % SERVER_BIN)
         argv = [SERVER_BIN, "--data-dir", self.data_dir,
                 "--listen", "127.0.0.1:%d" % self.port,
-                "--listen-peer-urls", "http://127.0.0.1:%d" % self.peer_port,
-                "--no-agent"] + self.extra
+                "--listen-peer-urls", "http://127.0.0.1:%d" % self.peer_port]
+        argv += [] if self.agent else ["--no-agent"]
+        argv += self.extra
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log,
                                      start_new_session=True)

@@ -56,7 +56,8 @@ class Agent:
     def start(self):
         argv = [AGENT_BIN, "--kubeconfig", self.server.kubeconfig, "--node-name", self.node,
                 "--data-dir", self.data_dir, "--listen", "127.0.0.1:%d" % self.port,
-                "--pod-network", "host"]   # no bridge on the host's own network
+                # No bridge and no Service rules on the host's own network.
+                "--pod-network", "host", "--proxy-mode=none"]
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log,
                                      start_new_session=True)

@@ -74,7 +74,8 @@ class Agent:
     def start(self):
         argv = [AGENT_BIN, "--kubeconfig", self.server.kubeconfig, "--node-name", self.node,
                 "--data-dir", self.data_dir, "--listen", "127.0.0.1:0",
-                "--pod-network", "host"] + self.extra   # no bridge on the host's own network
+                # No bridge and no Service rules on the host's own network.
+                "--pod-network", "host", "--proxy-mode=none"] + self.extra
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log,
                                      start_new_session=True)
@@ -559,7 +560,7 @@ def test_server_runs_local_agent():
     log = open(os.path.join(data, "server.log"), "ab")
     proc = subprocess.Popen([SERVER_BIN, "--data-dir", data, "--listen", "127.0.0.1:%d" % port,
                              "--listen-peer-urls", "http://127.0.0.1:%d" % peer,
-                             "--pod-network", "host"],
+                             "--pod-network", "host", "--proxy-mode=none"],
                             stdout=subprocess.PIPE, stderr=log, start_new_session=True)
 
     class Stopper:
