@@ -46,7 +46,7 @@ def container_pid(name):
 
 
 def test_exec_every_kubectl():
-    """Output, exit codes, stdin, separate stderr and 1 MiB each way, over SPDY (1.27-1.29) and websocket (1.33)."""
+    """Output, exit codes, stdin, separate stderr and 1 MiB each way, over SPDY (1.27-1.29, and 1.33 told to) and websocket (1.33)."""
     s = tp.server()
     name = exec_pod("exec-all", os.path.join(ct.mktemp("capstan-exec-"), "vol"))
     assert SPDY_VERSIONS and SPDY_VERSIONS[0] == "1.27", SPDY_VERSIONS
@@ -76,6 +76,15 @@ def test_exec_every_kubectl():
         assert rc != 0 and "/no/such/binary" in err, (v, rc, out, err)
         rc, out, err = s.kubectl(v, "exec", "no-such-pod", "--", "true")
         assert rc != 0 and "NotFound" in err, (v, rc, out, err)
+    # kubectl 1.30+ told not to use websockets speaks SPDY, offering v5
+    # first: the server picks v4, and everything works the same.
+    os.environ["KUBECTL_REMOTE_COMMAND_WEBSOCKETS"] = "false"
+    try:
+        rc, out, err = s.kubectl("1.33", "exec", "-i", name, "--", "sh", "-c", "cat; exit 4",
+                                 stdin="via spdy\n")
+        assert (rc, out) == (4, "via spdy\n") and "exit code 4" in err, (rc, out, err)
+    finally:
+        del os.environ["KUBECTL_REMOTE_COMMAND_WEBSOCKETS"]
     tp.delete_and_wait(name)
 
 
