@@ -93,7 +93,8 @@ struct exec_session {
 	uv_timer_t reap_timer;       /* without pidfd */
 	bool reaper_open;
 	uv_pipe_t pin, pout, perr;
-	uv_timer_t timer;            /* polls a slow client's queue */
+	uv_timer_t timer;            /* polls a slow client's queue; before that,
+				      * the SPDY streams' deadline */
 	uv_shutdown_t shut;
 	int handles_open;
 	bool ask_in, ask_out, ask_err;  /* the streams the query asks for */
@@ -125,8 +126,8 @@ struct exec_session {
 	char cmdline[512];           /* "[sh -c exit 3]", for messages */
 	uint8_t *rbuf;               /* client bytes not parsed yet */
 	size_t rlen;
-	uint8_t *frame;              /* one frame's payload */
-	uint8_t *msg;                /* one message, reassembled */
+	uint8_t *frame;              /* websocket: one frame's payload */
+	uint8_t *msg;                /* websocket: one message, reassembled */
 	struct ws_assembler as;
 };
 
@@ -1040,8 +1041,8 @@ void exec_serve(uv_loop_t *loop, struct exec_group *g, struct http_req *req,
 		return;
 	}
 	if ((s->rbuf = malloc(EXEC_MAX_MESSAGE + WS_MAX_HEADER)) == NULL ||
-	    (s->frame = malloc(EXEC_MAX_MESSAGE)) == NULL ||
-	    (s->msg = malloc(EXEC_MAX_MESSAGE)) == NULL ||
+	    (!s->spdy && ((s->frame = malloc(EXEC_MAX_MESSAGE)) == NULL ||
+			  (s->msg = malloc(EXEC_MAX_MESSAGE)) == NULL)) ||
 	    (s->spdy && ((s->plain = malloc(SPDY_MAX_BLOCK)) == NULL ||
 			 spdy_zin_init(&s->zin) != 0 || spdy_zout_init(&s->zout) != 0))) {
 		session_abandon(s);
@@ -1062,7 +1063,8 @@ void exec_serve(uv_loop_t *loop, struct exec_group *g, struct http_req *req,
 	s->ask_err = s->want_err = query_true(req, "stderr") && !(s->spdy && s->tty);
 	s->initial_window = SPDY_DEFAULT_WINDOW;
 	s->session_window = SPDY_DEFAULT_WINDOW;
-	ws_assembler_init(&s->as, s->msg, EXEC_MAX_MESSAGE);
+	if (!s->spdy)
+		ws_assembler_init(&s->as, s->msg, EXEC_MAX_MESSAGE);
 	format_cmdline(s, spec->argv);
 	uv_timer_init(loop, &s->timer);
 	s->timer.data = s;
