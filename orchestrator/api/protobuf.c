@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "lib/err.h"
+#include "lib/jsonx.h"
 
 enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
 
@@ -217,6 +218,8 @@ enum pb_kind {
 	PK_STRINGS,    /* repeated string */
 	PK_MSGS,       /* repeated message */
 	PK_INTORSTR,   /* intstr.IntOrString {type=1, intVal=2, strVal=3} */
+	PK_INTPTR,     /* pointer int32 or int64: present means set, 0 included */
+	PK_BYTESMAP,   /* map<string, bytes>: values base64 in JSON */
 };
 
 struct pb_desc {
@@ -280,6 +283,110 @@ static const struct pb_desc namespace_desc[] = {
 	{0, NULL, PK_STRING, NULL},
 };
 
+static const struct pb_desc config_map_desc[] = {
+	{1, "metadata", PK_MSG, object_meta_desc}, {2, "data", PK_MAP, NULL},
+	{3, "binaryData", PK_BYTESMAP, NULL}, {4, "immutable", PK_BOOLPTR, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc secret_desc[] = {
+	{1, "metadata", PK_MSG, object_meta_desc}, {2, "data", PK_BYTESMAP, NULL},
+	{4, "stringData", PK_MAP, NULL}, {3, "type", PK_STRING, NULL},
+	{5, "immutable", PK_BOOLPTR, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc service_account_desc[] = {
+	{1, "metadata", PK_MSG, object_meta_desc},
+	{3, "automountServiceAccountToken", PK_BOOLPTR, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+/* The pod fields `kubectl create deployment` fills (and the common ones
+ * next to them); others are skipped, as for any unknown field. */
+static const struct pb_desc container_port_desc[] = {
+	{1, "name", PK_STRING, NULL}, {2, "hostPort", PK_INT, NULL},
+	{3, "containerPort", PK_INT, NULL}, {4, "protocol", PK_STRING, NULL},
+	{5, "hostIP", PK_STRING, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc env_var_desc[] = {
+	{1, "name", PK_STRING, NULL}, {2, "value", PK_STRING, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc container_desc[] = {
+	{1, "name", PK_STRING, NULL}, {2, "image", PK_STRING, NULL},
+	{3, "command", PK_STRINGS, NULL}, {4, "args", PK_STRINGS, NULL},
+	{5, "workingDir", PK_STRING, NULL}, {6, "ports", PK_MSGS, container_port_desc},
+	{7, "env", PK_MSGS, env_var_desc}, {13, "terminationMessagePath", PK_STRING, NULL},
+	{14, "imagePullPolicy", PK_STRING, NULL}, {16, "stdin", PK_BOOL, NULL},
+	{17, "stdinOnce", PK_BOOL, NULL}, {18, "tty", PK_BOOL, NULL},
+	{20, "terminationMessagePolicy", PK_STRING, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc toleration_desc[] = {
+	{1, "key", PK_STRING, NULL}, {2, "operator", PK_STRING, NULL},
+	{3, "value", PK_STRING, NULL}, {4, "effect", PK_STRING, NULL},
+	{5, "tolerationSeconds", PK_INTPTR, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc pod_spec_desc[] = {
+	{20, "initContainers", PK_MSGS, container_desc}, {2, "containers", PK_MSGS, container_desc},
+	{3, "restartPolicy", PK_STRING, NULL},
+	{4, "terminationGracePeriodSeconds", PK_INTPTR, NULL},
+	{5, "activeDeadlineSeconds", PK_INTPTR, NULL}, {6, "dnsPolicy", PK_STRING, NULL},
+	{7, "nodeSelector", PK_MAP, NULL}, {8, "serviceAccountName", PK_STRING, NULL},
+	{10, "nodeName", PK_STRING, NULL}, {11, "hostNetwork", PK_BOOL, NULL},
+	{16, "hostname", PK_STRING, NULL}, {17, "subdomain", PK_STRING, NULL},
+	{19, "schedulerName", PK_STRING, NULL}, {22, "tolerations", PK_MSGS, toleration_desc},
+	{24, "priorityClassName", PK_STRING, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc pod_template_desc[] = {
+	{1, "metadata", PK_MSG, object_meta_desc}, {2, "spec", PK_MSG, pod_spec_desc},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc selector_requirement_desc[] = {
+	{1, "key", PK_STRING, NULL}, {2, "operator", PK_STRING, NULL},
+	{3, "values", PK_STRINGS, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc label_selector_desc[] = {
+	{1, "matchLabels", PK_MAP, NULL},
+	{2, "matchExpressions", PK_MSGS, selector_requirement_desc},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc rolling_update_desc[] = {
+	{1, "maxUnavailable", PK_INTORSTR, NULL}, {2, "maxSurge", PK_INTORSTR, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc strategy_desc[] = {
+	{1, "type", PK_STRING, NULL}, {2, "rollingUpdate", PK_MSG, rolling_update_desc},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc deployment_spec_desc[] = {
+	{1, "replicas", PK_INTPTR, NULL}, {2, "selector", PK_MSG, label_selector_desc},
+	{3, "template", PK_MSG, pod_template_desc}, {4, "strategy", PK_MSG, strategy_desc},
+	{5, "minReadySeconds", PK_INT, NULL}, {6, "revisionHistoryLimit", PK_INTPTR, NULL},
+	{7, "paused", PK_BOOL, NULL}, {9, "progressDeadlineSeconds", PK_INTPTR, NULL},
+	{0, NULL, PK_STRING, NULL},
+};
+
+static const struct pb_desc deployment_desc[] = {
+	{1, "metadata", PK_MSG, object_meta_desc}, {2, "spec", PK_MSG, deployment_spec_desc},
+	{0, NULL, PK_STRING, NULL},
+};
+
 static const struct {
 	const char *api_version;
 	const char *kind;
@@ -287,6 +394,10 @@ static const struct {
 } pb_types[] = {
 	{"v1", "Service", service_desc},
 	{"v1", "Namespace", namespace_desc},
+	{"v1", "ConfigMap", config_map_desc},
+	{"v1", "Secret", secret_desc},
+	{"v1", "ServiceAccount", service_account_desc},
+	{"apps/v1", "Deployment", deployment_desc},
 };
 
 static json_t *pb_string(const struct pb_field *f)
@@ -296,8 +407,9 @@ static json_t *pb_string(const struct pb_field *f)
 
 static json_t *decode_msg(const struct pb_desc *desc, const uint8_t *p, size_t len, int depth);
 
-/* {key=1, value=2} of a map<string,string> entry into o. */
-static int decode_map_entry(json_t *o, const struct pb_field *f)
+/* {key=1, value=2} of a map<string,string> (or map<string,bytes>, values
+ * then base64 as JSON has them) entry into o. */
+static int decode_map_entry(json_t *o, const struct pb_field *f, bool bytes)
 {
 	const uint8_t *p = f->bytes, *end = f->bytes + f->len;
 	struct pb_field g;
@@ -308,7 +420,8 @@ static int decode_map_entry(json_t *o, const struct pb_field *f)
 			continue;
 		json_t **slot = g.number == 1 ? &key : &val;
 		json_decref(*slot);
-		*slot = pb_string(&g);
+		*slot = bytes && g.number == 2 ? jsonx_bytes(g.len ? g.bytes : (const uint8_t *)"", g.len)
+					       : pb_string(&g);
 		if (*slot == NULL)
 			rv = -1;
 		if (rv < 0)
@@ -356,7 +469,8 @@ static int decode_field(json_t *o, const struct pb_desc *d, const struct pb_fiel
 {
 	json_t *v = NULL, *arr;
 	bool want_len = d->kind == PK_STRING || d->kind == PK_MSG || d->kind == PK_MAP ||
-			d->kind == PK_STRINGS || d->kind == PK_MSGS || d->kind == PK_INTORSTR;
+			d->kind == PK_STRINGS || d->kind == PK_MSGS || d->kind == PK_INTORSTR ||
+			d->kind == PK_BYTESMAP;
 	if (want_len != (f->wire == WIRE_LEN))
 		return -1;
 	switch (d->kind) {
@@ -378,6 +492,9 @@ static int decode_field(json_t *o, const struct pb_desc *d, const struct pb_fiel
 	case PK_BOOLPTR:
 		v = json_boolean(f->varint != 0);
 		break;
+	case PK_INTPTR:
+		v = json_integer((json_int_t)(int64_t)f->varint);
+		break;
 	case PK_MSG:
 		v = decode_msg(d->sub, f->bytes, f->len, depth + 1);
 		break;
@@ -385,12 +502,13 @@ static int decode_field(json_t *o, const struct pb_desc *d, const struct pb_fiel
 		v = decode_int_or_string(f);
 		break;
 	case PK_MAP:
+	case PK_BYTESMAP:
 		v = json_object_get(o, d->name);
 		if (v == NULL) {
 			v = json_object();
 			json_object_set_new(o, d->name, v);
 		}
-		return decode_map_entry(v, f);
+		return decode_map_entry(v, f, d->kind == PK_BYTESMAP);
 	case PK_STRINGS:
 	case PK_MSGS:
 		arr = json_object_get(o, d->name);

@@ -1,7 +1,9 @@
 /* protobuf.h — the little of Kubernetes' protobuf wire format the API server
  * reads: the "k8s\0" envelope (runtime.Unknown), DeleteOptions, and the
- * objects `kubectl create <kind>` sends as protobuf from 1.32 on (so far
- * Service and Namespace). Anything else answers 415.
+ * objects `kubectl create <kind>` sends as protobuf from 1.32 on (Service,
+ * Namespace, ConfigMap, Secret, ServiceAccount, Deployment: the fields
+ * kubectl fills and the common ones beside them). Anything else answers
+ * 415.
  *
  * Parsing untrusted bytes: every length is checked against the buffer and
  * nothing is read past it (tests/fuzz/fuzz_protobuf.c). */

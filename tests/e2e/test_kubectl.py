@@ -322,19 +322,34 @@ def test_create_namespace_configmap_secret():
     assert rc == 1 and "not found" in err, err
 
 
-def test_protobuf_create_is_refused_clearly():
-    """kubectl 1.33 create configmap (a protobuf body) gets a 415 and nothing is stored."""
+def test_protobuf_create_is_decoded_or_refused_clearly():
+    """kubectl 1.33 create configmap, secret, serviceaccount and deployment (protobuf
+    bodies) store what 1.31's JSON does; a kind the server cannot decode is a 415."""
     s = server()
     v = "1.33"
-    if not os.access(kh.kubectl_path(v), os.X_OK):
-        v = kh.kubectl_versions()[-1]
-    rc, _, err = s.kubectl(v, "create", "configmap", "pb" + tag(v), "--from-literal=a=b")
-    if v >= "1.32":
-        assert rc == 1 and "unknown format" in err, err
-        rc, _, err = s.kubectl(v, "get", "cm", "pb" + tag(v))
-        assert rc == 1 and "not found" in err
-    else:
-        assert rc == 0, err
+    assert os.access(kh.kubectl_path(v), os.X_OK), "kubectl.1.33 missing"
+    s.must(v, "create", "configmap", "pb", "--from-literal=a=b")
+    s.must(v, "create", "secret", "generic", "pb", "--from-literal=p=secret")
+    s.must(v, "create", "serviceaccount", "pb")
+    s.must(v, "create", "deployment", "pb", "--image=busybox", "--replicas=0", "--port=8080",
+           "--", "sleep", "60")
+    assert s.must(v, "get", "cm", "pb", "-o", "jsonpath={.data.a}") == "b"
+    assert s.must(v, "get", "secret", "pb", "-o", "jsonpath={.data.p}") == "c2VjcmV0"
+    assert s.must(v, "get", "secret", "pb", "-o", "jsonpath={.type}") == "Opaque"
+    code, d = s.json("GET", "/apis/apps/v1/namespaces/default/deployments/pb")
+    assert code == 200 and d["spec"]["replicas"] == 0, d
+    assert d["spec"]["selector"] == {"matchLabels": {"app": "pb"}}, d
+    c = d["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == "busybox" and c["command"] == ["sleep", "60"], c
+    assert c["ports"] == [{"containerPort": 8080, "protocol": "TCP"}], c
+    # A Pod is not decoded from protobuf: 415, and nothing stored.
+    body = (b"k8s\x00" + b"\x0a\x09\x0a\x02v1\x12\x03Pod" +
+            b"\x12\x07\x0a\x05\x0a\x03pbx")
+    code, data, _ = s.request("POST", "/api/v1/namespaces/default/pods", body,
+                              {"Content-Type": "application/vnd.kubernetes.protobuf"})
+    assert code == 415 and b"unknown format" in data, (code, data)
+    code, _ = s.json("GET", "/api/v1/namespaces/default/pods/pbx")
+    assert code == 404
 
 
 def test_get_events_lists_them():

@@ -181,15 +181,9 @@ def rollout_ok(srv, ver, name, timeout="60s"):
 
 
 def create_deployment(srv, ver, name, replicas, image="busybox"):
-    if ver == "1.27":
-        srv.must(ver, "create", "deployment", name, "--image=" + image,
-                 "--replicas=%d" % replicas)
-    else:
-        # kubectl 1.32+ sends `create deployment` as protobuf, which the API
-        # server does not decode (docs/api.md): go through apply instead.
-        manifest = srv.must(ver, "create", "deployment", name, "--image=" + image,
-                            "--replicas=%d" % replicas, "--dry-run=client", "-o", "json")
-        srv.must(ver, "apply", "-f", "-", stdin=manifest)
+    # JSON from kubectl 1.27, protobuf from 1.32 on.
+    srv.must(ver, "create", "deployment", name, "--image=" + image,
+             "--replicas=%d" % replicas)
 
 
 def image_of(obj):

@@ -1,6 +1,5 @@
 /* fuzz_protobuf.c — arbitrary bytes through the protobuf envelope, the
- * DeleteOptions decoder and the typed object decoders (Service,
- * Namespace): never a crash or an out-of-bounds read, and a decoded body is
+ * DeleteOptions decoder and every typed object decoder: never a crash or an out-of-bounds read, and a decoded body is
  * always a JSON object. */
 #include <stdlib.h>
 #include <string.h>
@@ -34,12 +33,18 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, unsigned long size)
 	/* The message decoders on their own, too. */
 	o = pb_delete_options_to_json(buf, size, errmsg);
 	json_decref(o);
-	o = pb_object_to_json("v1", "Service", buf, size, errmsg);
-	if (o != NULL && !json_is_object(o))
-		abort();
-	json_decref(o);
-	o = pb_object_to_json("v1", "Namespace", buf, size, errmsg);
-	json_decref(o);
+	{
+		static const char *const types[][2] = {
+			{"v1", "Service"}, {"v1", "Namespace"}, {"v1", "ConfigMap"},
+			{"v1", "Secret"}, {"v1", "ServiceAccount"}, {"apps/v1", "Deployment"},
+		};
+		for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+			o = pb_object_to_json(types[i][0], types[i][1], buf, size, errmsg);
+			if (o != NULL && !json_is_object(o))
+				abort();
+			json_decref(o);
+		}
+	}
 	free(buf);
 	return 0;
 }

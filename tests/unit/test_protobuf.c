@@ -145,7 +145,48 @@ static void test_service_from_kubectl(void **state)
 	json_decref(o);
 	/* A truncated object is refused, never half-read. */
 	assert_null(pb_object_to_json(av, kind, raw, raw_len - 3, errmsg));
-	assert_false(pb_object_known("apps/v1", "Deployment"));
+	assert_false(pb_object_known("v1", "Pod"));
+	free(buf);
+}
+
+/* kubectl 1.33's `create deployment web --image=nginx --replicas=3`
+ * (captured) decodes with its replicas, selector, template and the
+ * strategy object kubectl leaves empty. */
+static void test_deployment_from_kubectl(void **state)
+{
+	static const char body[] =
+		"\x6b\x38\x73\x00\x0a\x15\x0a\x07\x61\x70\x70\x73\x2f\x76\x31\x12\x0a\x44\x65\x70\x6c\x6f"
+		"\x79\x6d\x65\x6e\x74\x12\xab\x01\x0a\x1f\x0a\x03\x77\x65\x62\x12\x00\x1a\x00\x22\x00\x2a"
+		"\x00\x32\x00\x38\x00\x42\x00\x5a\x0a\x0a\x03\x61\x70\x70\x12\x03\x77\x65\x62\x12\x7a\x08"
+		"\x03\x12\x0c\x0a\x0a\x0a\x03\x61\x70\x70\x12\x03\x77\x65\x62\x1a\x60\x0a\x1c\x0a\x00\x12"
+		"\x00\x1a\x00\x22\x00\x2a\x00\x32\x00\x38\x00\x42\x00\x5a\x0a\x0a\x03\x61\x70\x70\x12\x03"
+		"\x77\x65\x62\x12\x40\x12\x22\x0a\x05\x6e\x67\x69\x6e\x78\x12\x05\x6e\x67\x69\x6e\x78\x2a"
+		"\x00\x42\x00\x6a\x00\x72\x00\x80\x01\x00\x88\x01\x00\x90\x01\x00\xa2\x01\x00\x1a\x00\x32"
+		"\x00\x42\x00\x4a\x00\x52\x00\x58\x00\x60\x00\x68\x00\x82\x01\x00\x8a\x01\x00\x9a\x01\x00"
+		"\xc2\x01\x00\x22\x02\x0a\x00\x28\x00\x38\x00\x1a\x0c\x08\x00\x10\x00\x18\x00\x20\x00\x28"
+		"\x00\x38\x00\x1a\x00\x22\x00";
+	uint8_t *buf = dup_exact(body, sizeof body - 1);
+	const uint8_t *raw;
+	size_t raw_len;
+	char kind[32], av[32], errmsg[CAP_ERRMSG_SIZE];
+	json_t *o, *want;
+	(void)state;
+	assert_int_equal(pb_unwrap(buf, sizeof body - 1, &raw, &raw_len, kind, sizeof kind, av,
+				   sizeof av), 0);
+	assert_string_equal(av, "apps/v1");
+	o = pb_object_to_json(av, kind, raw, raw_len, errmsg);
+	assert_non_null(o);
+	want = json_loads("{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{"
+			  "\"name\":\"web\",\"labels\":{\"app\":\"web\"}},\"spec\":{\"replicas\":3,"
+			  "\"selector\":{\"matchLabels\":{\"app\":\"web\"}},\"template\":{\"metadata\":"
+			  "{\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":[{\"name\":\"nginx\","
+			  "\"image\":\"nginx\"}]}},\"strategy\":{}}}", 0, NULL);
+	if (!json_equal(o, want)) {
+		char *d = json_dumps(o, JSON_SORT_KEYS);
+		fail_msg("decoded %s", d);
+	}
+	json_decref(want);
+	json_decref(o);
 	free(buf);
 }
 
@@ -167,6 +208,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_fields_skipped),
 		cmocka_unit_test(test_content_type),
 		cmocka_unit_test(test_service_from_kubectl),
+		cmocka_unit_test(test_deployment_from_kubectl),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
