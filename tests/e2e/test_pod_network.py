@@ -437,6 +437,33 @@ def test_agent_restart_keeps_pod_addresses():
     c.delete_pods("after")
 
 
+def test_unprivileged_agent_falls_back_to_host_network():
+    """An agent that is not root runs pods on the node's network with the node's IP, and its Node says why."""
+    c = cluster()
+    d = ct.mktemp("capstan-pn-nobody-")
+    os.chmod(d, 0o755)
+    os.chown(d, 65534, 65534)
+    a = Proc(c.net, c.net.nodes[1], [
+        "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+        AGENT_BIN, "--server", c.server_url, "--node-name", "pn-nobody", "--data-dir", d,
+        "--node-ip", c.net.ips[1], "--listen", "127.0.0.1:0", "--cluster-cidr", CLUSTER_CIDR],
+        os.path.join(c.dir, "nobody.log"), data_dir=d).start()
+
+    def condition():
+        n = c.get("node", "pn-nobody")
+        conds = {x["type"]: x for x in (n or {}).get("status", {}).get("conditions", [])}
+        return conds.get("NetworkUnavailable")
+    cond = ct.wait_until(condition, timeout=30, interval=0.5, what="pn-nobody's NetworkUnavailable")
+    assert cond["status"] == "True" and cond["reason"] == "NoPodNetwork", cond
+    assert "not root" in cond["message"], cond
+    c.create(c.sleeper("on-nobody", "pn-nobody"))
+    assert c.running_ip("on-nobody") == c.net.ips[1]
+    c.delete_pods("on-nobody")
+    assert a.terminate() == 0, a.log_tail()
+    c.net.procs.remove(a)
+    c.must("delete", "node", "pn-nobody")
+
+
 def test_deleting_pods_removes_their_namespaces():
     """Deleting every pod removes each pod's namespace, veth and address; the agents and server exit 0."""
     c = cluster()
