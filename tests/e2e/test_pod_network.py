@@ -129,6 +129,9 @@ class Proc:
         self.log.close()
         return rc
 
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
     def pgids(self):
         out = []
         root = os.path.join(self.data_dir or "/nonexistent", "pods")
@@ -282,7 +285,8 @@ class Cluster:
                                     timeout=90)
         assert rc == 0, err
         for a in self.agents.values():
-            assert a.terminate() == 0, a.log_tail()
+            if a.running():
+                assert a.terminate() == 0, a.log_tail()
         assert self.server.terminate() == 0, self.server.log_tail()
         self.net._hard_stop()
 
@@ -311,15 +315,29 @@ def test_nodes_get_distinct_pod_ranges():
     assert addrs == {NODES[0]: [c.net.ips[0]], NODES[1]: [c.net.ips[1]]}, addrs
 
 
+def cidr_not_available(c, node):
+    return [e for e in (c.get("events", "-A") or {"items": []})["items"]
+            if e["reason"] == "CIDRNotAvailable" and e["involvedObject"]["name"] == node]
+
+
 def test_exhausted_cluster_range_is_reported():
-    """A third Node finds no range left: it gets none and a CIDRNotAvailable event says why."""
+    """A third Node finds no range left: it gets none and a CIDRNotAvailable event says why, also after a server restart."""
     c = cluster()
     c.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "pn-extra"}})
-    ct.wait_until(lambda: any(e["reason"] == "CIDRNotAvailable" and
-                              e["involvedObject"]["name"] == "pn-extra"
-                              for e in c.get("events", "-A")["items"]),
-                  timeout=30, interval=0.5, what="a CIDRNotAvailable event")
+    ct.wait_until(lambda: cidr_not_available(c, "pn-extra"), timeout=30, interval=0.5,
+                  what="a CIDRNotAvailable event")
     assert not c.get("node", "pn-extra").get("spec", {}).get("podCIDR")
+    # A restarted server's controller rebuilds the ranges in use from the
+    # Nodes before handing any out: it reports the same exhaustion again
+    # rather than give pn-extra a range another node holds.
+    seen = len(cidr_not_available(c, "pn-extra"))
+    ranges = [c.pod_cidr(n) for n in NODES]
+    assert c.server.terminate() == 0, c.server.log_tail()
+    c.server.start()
+    ct.wait_until(lambda: len(cidr_not_available(c, "pn-extra")) > seen, timeout=60, interval=0.5,
+                  what="CIDRNotAvailable from the restarted server")
+    assert not c.get("node", "pn-extra").get("spec", {}).get("podCIDR")
+    assert [c.pod_cidr(n) for n in NODES] == ranges
     c.must("delete", "node", "pn-extra")
 
 
@@ -465,7 +483,7 @@ def test_unprivileged_agent_falls_back_to_host_network():
 
 
 def test_deleting_pods_removes_their_namespaces():
-    """Deleting every pod removes each pod's namespace, veth and address; the agents and server exit 0."""
+    """Deleting every pod removes each pod's namespace, veth and address; a deleted Node's range goes to a waiting one."""
     c = cluster()
     c.delete_pods("web-a", "web-b")
     for i, node in enumerate(NODES):
@@ -479,6 +497,18 @@ def test_deleting_pods_removes_their_namespaces():
         assert "unreachable %s" % CLUSTER_CIDR in routes and "local 10.96.0.0/12 dev lo" in routes, routes
         other = c.pod_cidr(NODES[1 - i])
         assert "%s via %s" % (other, c.net.ips[1 - i]) in routes, routes
+    # A deleted Node's range goes back: a waiting Node gets it, and the
+    # other node's route to it goes.
+    freed = c.pod_cidr(NODES[1])
+    c.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "pn-late"}})
+    ct.wait_until(lambda: cidr_not_available(c, "pn-late"), timeout=30, interval=0.5,
+                  what="pn-late waiting for a range")
+    assert c.agents[NODES[1]].terminate() == 0, c.agents[NODES[1]].log_tail()
+    c.must("delete", "node", NODES[1])
+    ct.wait_until(lambda: (c.get("node", "pn-late") or {}).get("spec", {}).get("podCIDR") == freed,
+                  timeout=30, interval=0.5, what="pn-late getting the freed range")
+    ct.wait_until(lambda: freed not in sh("ip", "route", "show", ns=c.net.nodes[0]).stdout.decode(),
+                  timeout=30, interval=0.5, what="node a's route to the deleted node's range gone")
     c.stop()
 
 
