@@ -74,6 +74,9 @@
 #define SPDY_STREAMS_MS 30000
 /* Received bytes acknowledged with one WINDOW_UPDATE. */
 #define SPDY_ACK_BYTES 32768
+/* With a terminal, how long the end waits for kubectl's first terminal
+ * size (see maybe_finish). */
+#define EXEC_RESIZE_WAIT_MS 5000
 /* Decompressed header blocks larger than this end the connection. */
 #define SPDY_MAX_BLOCK 16384
 
@@ -105,7 +108,7 @@ struct exec_session {
 	bool in_closing;
 	bool finished;               /* the status is sent or the client is gone */
 	bool v5;
-	/* SPDY */
+	bool await_resize;           /* tty: kubectl's first terminal size not seen */
 	bool spdy;
 	int version;                 /* of channel.k8s.io: 4, 3 or 2 */
 	bool tty;
@@ -435,6 +438,8 @@ static void send_status(struct exec_session *s)
 	json_decref(st);
 }
 
+static void on_resize_wait(uv_timer_t *t);
+
 static void maybe_finish(struct exec_session *s)
 {
 	if (s->finished || s->running || (s->want_out && !s->out_eof) ||
@@ -442,6 +447,15 @@ static void maybe_finish(struct exec_session *s)
 		return;
 	if (s->spdy && (!s->streams_ready || spdy_holding(s)))
 		return;
+	/* With a terminal kubectl sends its size once the streams are up,
+	 * from a goroutine of its own; ending the session before that makes
+	 * it log an error ("EOF", "websocket: close sent") after a command
+	 * that ended at once. So the end waits for that size, boundedly. */
+	if (s->await_resize) {
+		uv_timer_stop(&s->timer);
+		uv_timer_start(&s->timer, on_resize_wait, EXEC_RESIZE_WAIT_MS, 0);
+		return;
+	}
 	if (s->spdy) {
 		/* Every stream ends before the status, and the status before
 		 * the connection. */
@@ -456,6 +470,23 @@ static void maybe_finish(struct exec_session *s)
 		send_close(s, WS_CLOSE_NORMAL);
 	}
 	session_end(s);
+}
+
+static void on_resize_wait(uv_timer_t *t)
+{
+	struct exec_session *s = t->data;
+
+	s->await_resize = false;
+	maybe_finish(s);
+}
+
+/* A terminal size came (it is not applied: no terminal is allocated). */
+static void resize_seen(struct exec_session *s)
+{
+	if (!s->await_resize)
+		return;
+	s->await_resize = false;
+	maybe_finish(s);
 }
 
 /* ---- from the process ---- */
@@ -690,8 +721,9 @@ static void on_message(struct exec_session *s, const uint8_t *m, size_t n)
 			stdin_close(s);
 		break;
 	case CH_RESIZE:
+		resize_seen(s);
+		break;
 	default:
-		/* No terminal, so nothing to resize. */
 		break;
 	}
 }
@@ -854,6 +886,8 @@ static long spdy_input(struct exec_session *s, const uint8_t *buf, size_t len)
 			 * bytes, never near a window, and tty is not run). */
 			if (ch == CH_STDIN)
 				stdin_write(s, f.payload, f.length);
+			else if (ch == CH_RESIZE && f.length > 0)
+				resize_seen(s);
 			if (ch == CH_STDIN && (f.flags & SPDY_FLAG_FIN))
 				stdin_close(s);
 			continue;
@@ -1056,6 +1090,8 @@ void exec_serve(uv_loop_t *loop, struct exec_group *g, struct http_req *req,
 	g->head = s;
 	g->live++;
 	s->tty = query_true(req, "tty");
+	/* Only v5/v4 websockets and SPDY v3+ carry terminal sizes. */
+	s->await_resize = s->tty && (!s->spdy || s->version >= 3);
 	s->ask_in = s->want_in = query_true(req, "stdin");
 	s->ask_out = s->want_out = query_true(req, "stdout");
 	/* With a terminal, kubectl opens no stderr stream (stderr goes
@@ -1076,6 +1112,10 @@ void exec_serve(uv_loop_t *loop, struct exec_group *g, struct http_req *req,
 	ns.pipe[0] = s->want_in;
 	ns.pipe[1] = s->want_out;
 	ns.pipe[2] = s->want_err;
+	/* With a terminal kubectl asks for no stderr: on a terminal it would
+	 * show with stdout, so without one it goes with stdout too rather
+	 * than nowhere. */
+	ns.err_to_out = s->tty && s->want_out && !s->want_err;
 	s->pid = nsexec_start(&ns, fds, s->spawn_error, sizeof s->spawn_error);
 	if (s->pid > 0) {
 		uv_pipe_t *pipes[3] = {&s->pin, &s->pout, &s->perr};

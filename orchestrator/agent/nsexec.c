@@ -115,6 +115,8 @@ static _Noreturn void child_main(const struct nsexec_spec *spec, const int child
 		if (fd >= 0)
 			dup2(fd, i);
 	}
+	if (spec->err_to_out)
+		dup2(1, 2);
 	for (size_t i = 0; i < N_NS; i++)
 		if (ns_fds[i] >= 0 && setns(ns_fds[i], namespaces[i].type) != 0)
 			child_fail(errfd, STEP_SETNS, errno);

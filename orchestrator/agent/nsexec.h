@@ -25,6 +25,7 @@ struct nsexec_spec {
 	const char *cwd;            /* inside the container's mount namespace */
 	pid_t ns_pid;               /* the container's process, or 0: stay in ours */
 	bool pipe[3];               /* stdin, stdout, stderr; /dev/null when false */
+	bool err_to_out;            /* stderr goes where stdout goes (pipe[2] false) */
 };
 
 /* Starts the command. On success returns its pid (also its process group)

@@ -5,8 +5,11 @@ their mountPath, its working directory and env, its network namespace),
 its output arrives whole, stdin reaches it, and its exit code is kubectl's."""
 
 import os
+import pty
+import select
 import socket
 import struct
+import subprocess
 import sys
 import zlib
 
@@ -142,6 +145,48 @@ def test_exec_joins_the_containers_network_and_uts_namespaces():
         lines = [w.strip() for w in out.splitlines()]
         assert lines[0] == net and lines[1:] == ["lo"], (v, out, host_ifaces)
     assert os.uname().nodename != "exec-uts-test"
+    tp.delete_and_wait(name)
+
+
+def kubectl_on_terminal(s, version, *args):
+    """Runs kubectl with a pseudo-terminal as its stdin and stdout (what -t
+    needs); returns (exit code, what it wrote to the terminal, stderr)."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen(s.kubectl_argv(version, *args), stdin=slave, stdout=slave,
+                         stderr=subprocess.PIPE)
+    os.close(slave)
+    out = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 60)
+            assert ready, "kubectl %s %s hangs" % (version, args)
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:     # EIO: kubectl has exited and closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        rc = p.wait(60)
+        return rc, out.decode(errors="replace"), p.stderr.read().decode(errors="replace")
+    finally:
+        os.close(master)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stderr.close()
+
+
+def test_exec_with_a_terminal():
+    """kubectl exec -it (no terminal is allocated): stdout and stderr both show on the user's terminal, the exit code is kubectl's, and kubectl logs no error."""
+    s = tp.server()
+    name = exec_pod("exec-tty", os.path.join(ct.mktemp("capstan-exec-"), "vol"))
+    for v in (SPDY_VERSIONS[:1] + WS_VERSIONS):
+        rc, out, err = kubectl_on_terminal(s, v, "exec", "-it", name, "--", "sh", "-c",
+                                           "echo out; echo err >&2; exit 5")
+        # Nothing but the exit: no error from kubectl's terminal-size writer.
+        assert rc == 5 and err == "command terminated with exit code 5\n", (v, rc, out, err)
+        assert out.split() == ["out", "err"], (v, out, err)
     tp.delete_and_wait(name)
 
 

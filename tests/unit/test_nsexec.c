@@ -89,6 +89,28 @@ static void test_streams_not_asked_for(void **state)
 	assert_int_equal(wait_exit(pid), 1);
 }
 
+/* With err_to_out (a terminal was asked for), stderr comes on the stdout
+ * pipe, in order. */
+static void test_err_to_out(void **state)
+{
+	char *argv[] = {"sh", "-c", "echo out; echo err >&2; echo out2", NULL};
+	char *env[] = {"PATH=/usr/bin:/bin", NULL};
+	struct nsexec_spec spec = {.argv = argv, .env = env, .cwd = "/",
+				   .pipe = {false, true, false}, .err_to_out = true};
+	char err[256], out[256];
+	int fds[3];
+	pid_t pid;
+
+	(void)state;
+	pid = nsexec_start(&spec, fds, err, sizeof err);
+	assert_true(pid > 0);
+	assert_int_equal(fds[2], -1);
+	read_all(fds[1], out, sizeof out);
+	close(fds[1]);
+	assert_string_equal(out, "out\nerr\nout2\n");
+	assert_int_equal(wait_exit(pid), 0);
+}
+
 /* A bare name is searched in the command's PATH, not the agent's. */
 static void test_path_is_the_containers(void **state)
 {
@@ -152,6 +174,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_env_cwd_pipes_session),
 		cmocka_unit_test(test_streams_not_asked_for),
+		cmocka_unit_test(test_err_to_out),
 		cmocka_unit_test(test_path_is_the_containers),
 		cmocka_unit_test(test_missing_binary_and_directory),
 		cmocka_unit_test(test_gone_process),
