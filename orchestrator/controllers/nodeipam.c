@@ -13,7 +13,11 @@
  * retried with back-off (a 404 means the node is gone); an exhausted set
  * records a CIDRNotAvailable Event on the Node (once per node) and retries
  * every 10 s, so deleting a node frees a range for a waiting one. A range
- * outside the cluster range (set by hand) is left alone and not tracked. */
+ * outside the cluster range (set by hand) is left alone and not tracked.
+ * Hollow nodes (label node.capstan.io/runtime=simulated) get none: they run
+ * no pod network, and a range each would exhaust the cluster range long
+ * before a scale test's node count (256 /24s by default), with an Event for
+ * every node after. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +38,15 @@ struct ipam_ctl {
 	json_t *reported;       /* node name -> true: CIDRNotAvailable already recorded */
 	bool rebuilt;
 };
+
+static bool wants_range(json_t *node)
+{
+	const char *rt = json_string_value(json_object_get(
+		json_object_get(json_object_get(node, "metadata"), "labels"),
+		"node.capstan.io/runtime"));
+
+	return rt == NULL || strcmp(rt, "simulated") != 0;
+}
 
 static const char *node_pod_cidr(json_t *node)
 {
@@ -82,7 +95,7 @@ static void queue_unassigned(void *data, json_t *node)
 {
 	struct ipam_ctl *c = data;
 
-	if (node_pod_cidr(node) == NULL)
+	if (node_pod_cidr(node) == NULL && wants_range(node))
 		ctl_enqueue_obj(&c->base, node);
 }
 
@@ -149,7 +162,7 @@ static int ipam_sync(void *data, const char *key)
 		c->rebuilt = true;
 	}
 	node = informer_get(c->node_inf, key);
-	if (node == NULL || ctl_deleting(node))
+	if (node == NULL || ctl_deleting(node) || !wants_range(node))
 		return 0;
 	if (node_pod_cidr(node) != NULL) {
 		occupy(c, key, node_pod_cidr(node));
@@ -180,7 +193,7 @@ static void node_add(void *data, json_t *node)
 		return;
 	if (node_pod_cidr(node) != NULL && c->rebuilt)
 		occupy(c, ctl_name(node), node_pod_cidr(node));
-	else if (node_pod_cidr(node) == NULL)
+	else if (node_pod_cidr(node) == NULL && wants_range(node))
 		ctl_enqueue_obj(&c->base, node);
 }
 

@@ -546,6 +546,16 @@ def test_simulated_nodes():
     for i in range(3):
         ct.wait_until(lambda: s.json("GET", "/api/v1/nodes/hollow-%d" % i)[0] == 200,
                       timeout=20, what="hollow node %d" % i)
+    # Hollow nodes run no pod network: the node IPAM controller gives them no
+    # range. A Node created after them is synced after them (one queue, in
+    # order), so once it has its range theirs were decided.
+    assert s.json("POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node",
+                                             "metadata": {"name": "after-hollow"}})[0] == 201
+    ct.wait_until(lambda: s.json("GET", "/api/v1/nodes/after-hollow")[1]["spec"].get("podCIDR"),
+                  timeout=20, what="a pod range for after-hollow")
+    for i in range(3):
+        assert "podCIDR" not in s.json("GET", "/api/v1/nodes/hollow-%d" % i)[1].get("spec", {})
+    assert s.json("DELETE", "/api/v1/nodes/after-hollow")[0] == 200
     create_pod({}, "ghost", None, image="anything:1", node="hollow-1")
     p = wait_pod("ghost", running, what="simulated pod running")
     assert ctr_status(p)["ready"] is True
