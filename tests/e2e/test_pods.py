@@ -551,7 +551,7 @@ def test_simulated_nodes():
     # order), so once it has its range theirs were decided.
     assert s.json("POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node",
                                              "metadata": {"name": "after-hollow"}})[0] == 201
-    ct.wait_until(lambda: s.json("GET", "/api/v1/nodes/after-hollow")[1]["spec"].get("podCIDR"),
+    ct.wait_until(lambda: s.json("GET", "/api/v1/nodes/after-hollow")[1].get("spec", {}).get("podCIDR"),
                   timeout=20, what="a pod range for after-hollow")
     for i in range(3):
         assert "podCIDR" not in s.json("GET", "/api/v1/nodes/hollow-%d" % i)[1].get("spec", {})
