@@ -257,9 +257,9 @@ class SpdyClient:
     Its header blocks are compressed without the dictionary (zlib allows
     that, and so does the server); it never reads the server's blocks."""
 
-    def __init__(self, port, pod, command, query):
+    def __init__(self, port, pod, command, query, protocols=("v4.channel.k8s.io",)):
         q = "&".join("command=" + c for c in command) + "&" + query
-        self.sock, self.head = spdy_upgrade(port, pod, query=q)
+        self.sock, self.head = spdy_upgrade(port, pod, protocols=protocols, query=q)
         assert self.head.startswith("HTTP/1.1 101"), self.head
         self.comp = zlib.compressobj()
         self.buf = b""
@@ -332,6 +332,24 @@ def test_spdy_flow_control_honoured_when_the_peer_uses_it():
                 if f[0] and f[1] == 9 and struct.unpack(">II", f[3])[0] == sin)
     assert 32768 <= acked <= len(payload), acked
     c.sock.close()
+    tp.delete_and_wait(name)
+
+
+def test_spdy_older_protocols():
+    """A client offering only v3 or v2 of channel.k8s.io gets it: success is an empty error stream, failure a plain message."""
+    s = tp.server()
+    name = exec_pod("exec-old", os.path.join(ct.mktemp("capstan-exec-"), "vol"))
+    for proto in ("v3.channel.k8s.io", "v2.channel.k8s.io"):
+        for script, want in (("echo fine", b""), ("echo bad; exit 3", b"exit code 3")):
+            c = SpdyClient(s.port, name, ["sh", "-c", script.replace(" ", "+").replace(";", "%3B")],
+                           "stdout=true", protocols=(proto,))
+            assert "x-stream-protocol-version: %s" % proto in c.head.lower(), c.head
+            err, out = c.stream("error"), c.stream("stdout")
+            assert c.read_until(lambda fs: c.fin_on(err)), c.frames
+            assert c.data_on(out).startswith(b"fine" if not want else b"bad"), c.frames
+            got = c.data_on(err)
+            assert (got == b"") if not want else (want in got and b"{" not in got), (proto, got)
+            c.sock.close()
     tp.delete_and_wait(name)
 
 
