@@ -492,34 +492,32 @@ static void build_request(struct proxy *p)
 					      "%%%02X" : "%c", (unsigned char)*c);
 	}
 	if (p->exec) {
+		/* The upgrade the client asked for, with what it offered. */
+		char upgrade[sizeof p->key + sizeof p->protocols + 160];
+
+		if (p->spdy)
+			snprintf(upgrade, sizeof upgrade,
+				 "Upgrade: SPDY/3.1\r\nConnection: Upgrade\r\n"
+				 "X-Stream-Protocol-Version: %s\r\n", p->protocols);
+		else
+			snprintf(upgrade, sizeof upgrade,
+				 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+				 "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n"
+				 "Sec-WebSocket-Protocol: %s\r\n", p->key, p->protocols);
 		/* The query goes as it came: several command= parameters, each
 		 * already escaped by the client (and the parser admits no blanks
 		 * or line breaks in it). */
 		len = strlen(p->ns) + strlen(p->name) + strlen(p->container) +
-		      strlen(p->req->query) + strlen(p->key) + strlen(p->protocols) +
-		      (proxy_token ? strlen(proxy_token) : 0) + 512;
+		      strlen(p->req->query) + strlen(upgrade) +
+		      (proxy_token ? strlen(proxy_token) : 0) + 256;
 		p->request = malloc(len);
 		if (p->request == NULL)
 			return;
-		if (p->spdy)
-			snprintf(p->request, len,
-				 "GET /exec/%s/%s/%s?%s HTTP/1.1\r\nHost: %s:%d\r\n%s%s%s"
-				 "Upgrade: SPDY/3.1\r\nConnection: Upgrade\r\n"
-				 "X-Stream-Protocol-Version: %s\r\n\r\n",
-				 p->ns, p->name, p->container, p->req->query, p->addr, p->port,
-				 proxy_token ? "Authorization: Bearer " : "",
-				 proxy_token ? proxy_token : "", proxy_token ? "\r\n" : "",
-				 p->protocols);
-		else
-			snprintf(p->request, len,
-				 "GET /exec/%s/%s/%s?%s HTTP/1.1\r\nHost: %s:%d\r\n%s%s%s"
-				 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-				 "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n"
-				 "Sec-WebSocket-Protocol: %s\r\n\r\n",
-				 p->ns, p->name, p->container, p->req->query, p->addr, p->port,
-				 proxy_token ? "Authorization: Bearer " : "",
-				 proxy_token ? proxy_token : "", proxy_token ? "\r\n" : "", p->key,
-				 p->protocols);
+		snprintf(p->request, len,
+			 "GET /exec/%s/%s/%s?%s HTTP/1.1\r\nHost: %s:%d\r\n%s%s%s%s\r\n",
+			 p->ns, p->name, p->container, p->req->query, p->addr, p->port,
+			 proxy_token ? "Authorization: Bearer " : "", proxy_token ? proxy_token : "",
+			 proxy_token ? "\r\n" : "", upgrade);
 		return;
 	}
 	len = strlen(p->ns) + strlen(p->name) + strlen(p->container) + strlen(q) +
