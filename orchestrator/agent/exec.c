@@ -1,8 +1,9 @@
-/* exec.c — one exec session: a process in the container's environment,
- * its pipes, and the connection it is driven through: a websocket
- * (v5/v4.channel.k8s.io, kubectl 1.30+) or SPDY/3.1 (v4/v3/v2, kubectl
- * 1.29 and older, and newer ones falling back). The process side is one;
- * only the framing differs (the "transport" sections below).
+/* exec.c — one exec session: a process inside the container (started by
+ * nsexec.c, watched through a pidfd), its pipes, and the connection it is
+ * driven through: a websocket (v5/v4.channel.k8s.io, kubectl 1.30+) or
+ * SPDY/3.1 (v4/v3/v2, kubectl 1.29 and older, and newer ones falling
+ * back). The process side is one; only the framing differs (the
+ * "transport" sections below).
  *
  * Happy path (websocket): check the upgrade (a valid key, v5 or v4 of
  * channel.k8s.io); spawn the command in a new session (so its process group
@@ -28,24 +29,24 @@
  * WINDOW_UPDATE, so holding it to the 64 KiB default would stall every
  * large output; TCP's back-pressure bounds what is queued instead.
  *
- * Failure modes: a request that is no websocket or SPDY upgrade gets 400; a command
- * that cannot be started is a Failure Status on channel 3 (kubectl prints
- * it); a client that goes away, closes, or breaks the protocol gets the
- * process group killed. When the process exits, whatever it left behind in
+ * Failure modes: a request that is no websocket or SPDY upgrade gets 400;
+ * a command that cannot be started is a Failure Status on the error
+ * channel (kubectl prints it); a client that goes away, closes, or breaks
+ * the protocol gets the process group killed. When the process exits, whatever it left behind in
  * its group is killed too, as the process runtime does for containers, so
  * a background child holding stdout cannot keep the session open.
  * Back-pressure: a slow client stops the reading of stdout and stderr, a
  * slow stdin stops the reading of the client. */
 #include <errno.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "lib/log.h"
 #include "lib/spdy.h"
