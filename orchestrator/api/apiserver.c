@@ -43,6 +43,10 @@
 
 #define REGISTRY "/registry/"
 #define UPDATE_ATTEMPTS 8
+/* Service writes that lose an allocation race: each retry waits for the
+ * cache to show the winner, so every lost round means another write won;
+ * many writers picking from a nearly full range may need more rounds. */
+#define ALLOC_ATTEMPTS 32
 /* How long a consistent list waits for the cache before reading the store. */
 #define CONSISTENT_WAIT_MS 500
 #define WATCH_DEFAULT_TIMEOUT_S 1800
@@ -714,7 +718,7 @@ static void on_create_txn(void *data, json_t *answer, json_t *err)
 	if (q->alloc_cmp != NULL &&
 	    kv_i64(json_object_get(json_array_get(resp, json_array_size(resp) - 1),
 				   "response_range"), "count") == 0 &&
-	    q->attempts++ < UPDATE_ATTEMPTS) {
+	    q->attempts++ < ALLOC_ATTEMPTS) {
 		/* Not there, so an address or port went to someone else first. */
 		after_cache(q, answer, on_create_retry);
 		return;
@@ -1492,7 +1496,7 @@ static void on_update_txn(void *data, json_t *answer, json_t *err)
 		return;
 	}
 	if (!json_is_true(json_object_get(answer, "succeeded"))) {
-		if (q->attempts++ < UPDATE_ATTEMPTS) {
+		if (q->attempts++ < (q->alloc_cmp != NULL ? ALLOC_ATTEMPTS : UPDATE_ATTEMPTS)) {
 			json_decref(q->cur);
 			json_decref(q->next);
 			q->cur = q->next = NULL;
