@@ -647,9 +647,30 @@ static void validate_service(struct errs *e, json_t *obj, json_t *old)
 		snprintf(m, sizeof m, "may not be set to 'None' for %s services", type);
 		invalid_str(e, "spec.clusterIPs[0]", cip, m);
 	}
+	check_labels(e, json_object_get(spec, "selector"), "spec.selector");
 	json_array_foreach(ports, i, p) {
 		json_t *np = json_object_get(p, "nodePort");
 		const char *name = json_string_value(json_object_get(p, "name"));
+		const char *proto = json_string_value(json_object_get(p, "protocol"));
+
+		/* One Service port per (port, protocol); Kubernetes prints the
+		 * key as Go's %#v of a ServicePort holding just those two. */
+		for (size_t j = 0; j < i; j++) {
+			json_t *o = json_array_get(ports, j);
+			const char *op = json_string_value(json_object_get(o, "protocol"));
+			if (json_is_integer(json_object_get(p, "port")) &&
+			    json_equal(json_object_get(o, "port"), json_object_get(p, "port")) &&
+			    strcmp(op ? op : "TCP", proto ? proto : "TCP") == 0) {
+				snprintf(f, sizeof(f), "spec.ports[%zu]", i);
+				add_cause(e, "FieldValueDuplicate", f,
+					  "Duplicate value: core.ServicePort{Name:\"\", Protocol:\"%s\", "
+					  "AppProtocol:(*string)(nil), Port:%" JSON_INTEGER_FORMAT ", "
+					  "TargetPort:intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}, "
+					  "NodePort:0}", proto ? proto : "TCP",
+					  json_integer_value(json_object_get(p, "port")));
+				break;
+			}
+		}
 
 		snprintf(f, sizeof(f), "spec.ports[%zu].name", i);
 		if (json_array_size(ports) > 1 && (name == NULL || *name == '\0'))

@@ -281,6 +281,13 @@ static void test_service_rules(void **state)
 		     NULL, "spec.type", "FieldValueNotSupported",
 		     "Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", "
 		     "\"LoadBalancer\", \"NodePort\"");
+	expect_cause("services", "metadata:\n  name: web\nspec:\n  ports: [{port: 80, name: a}, {port: 80, name: b}]\n",
+		     NULL, "spec.ports[1]", "FieldValueDuplicate",
+		     "Duplicate value: core.ServicePort{Name:\"\", Protocol:\"TCP\", AppProtocol:(*string)(nil), Port:80, ");
+	expect_valid("services", "metadata:\n  name: web\nspec:\n  ports: [{port: 53, name: a}, {port: 53, name: b, protocol: UDP}]\n",
+		     NULL);
+	expect_cause("services", "metadata:\n  name: web\nspec:\n  selector: {\"a b\": x}\n  ports: [{port: 80}]\n",
+		     NULL, "spec.selector", "FieldValueInvalid", "Invalid value: \"a b\"");
 	/* The node-port range is the allocator's (it is configurable). */
 	expect_valid("services", "metadata:\n  name: web\nspec:\n  type: NodePort\n  ports: [{port: 80, nodePort: 8080}]\n",
 		     NULL);
