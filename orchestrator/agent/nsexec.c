@@ -134,8 +134,8 @@ static _Noreturn void child_main(const struct nsexec_spec *spec, const int child
 	child_fail(errfd, STEP_EXEC, child_exec(spec->argv, spec->env));
 }
 
-/* Opens the namespaces of pid that differ from ours (-1 for the others).
- * Returns 0, or an errno. */
+/* Opens the namespaces of pid that differ from ours (-1 for the others):
+ * the calling thread's, which the child inherits. Returns 0, or an errno. */
 static int open_namespaces(pid_t pid, int ns_fds[N_NS])
 {
 	for (size_t i = 0; i < N_NS; i++) {
@@ -144,7 +144,7 @@ static int open_namespaces(pid_t pid, int ns_fds[N_NS])
 
 		ns_fds[i] = -1;
 		snprintf(theirs, sizeof theirs, "/proc/%d/ns/%s", (int)pid, namespaces[i].name);
-		snprintf(ours, sizeof ours, "/proc/self/ns/%s", namespaces[i].name);
+		snprintf(ours, sizeof ours, "/proc/thread-self/ns/%s", namespaces[i].name);
 		if (stat(theirs, &a) != 0)
 			return errno;
 		if (stat(ours, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
