@@ -604,13 +604,12 @@ static void on_reap_timer(uv_timer_t *t)
  * 5.3+); without one, waitpid is polled. Returns 0 or a libuv error. */
 static int start_reaper(uv_loop_t *loop, struct exec_session *s)
 {
-	int rv;
-
 	s->pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
+	if (s->pidfd >= 0 && uv_poll_init(loop, &s->reap_poll, s->pidfd) != 0) {
+		close(s->pidfd);
+		s->pidfd = -1;
+	}
 	if (s->pidfd >= 0) {
-		rv = uv_poll_init(loop, &s->reap_poll, s->pidfd);
-		if (rv != 0)
-			return rv;
 		s->reap_poll.data = s;
 		s->handles_open++;
 		s->reaper_open = true;
