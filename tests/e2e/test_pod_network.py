@@ -235,7 +235,7 @@ class Cluster:
             f.write("hello from %s\n" % name)
         side = ("ip -4 -o addr show eth0; until wget -q -O - http://127.0.0.1:%d/; do sleep 0.2; "
                 "done; echo side-done; exec sleep 3600" % PORT)
-        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
                 "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [
                     {"name": "httpd", "image": "busybox",
                      "command": ["httpd", "-f", "-p", str(PORT), "-h", d],
@@ -268,10 +268,10 @@ class Cluster:
             return p["status"]["podIP"]
         return ct.wait_until(ok, timeout=timeout, interval=0.3, what="pod %s Running with an IP" % name)
 
-    def fetch_from_node(self, i, ip):
+    def fetch_from_node(self, i, ip, port=PORT):
         # busybox wget's own -T crashes in Debian 12's busybox-static: bound it here.
         try:
-            r = sh("busybox", "wget", "-q", "-O", "-", "http://%s:%d/" % (ip, PORT),
+            r = sh("busybox", "wget", "-q", "-O", "-", "http://%s:%d/" % (ip, port),
                    check=False, ns=self.net.nodes[i], timeout=5)
         except subprocess.TimeoutExpired:
             return None
@@ -407,6 +407,47 @@ def test_pods_reachable_from_nodes_and_across_nodes():
                   timeout=60, interval=0.5, what="the client pod on node a fetching from web-b")
     assert "hello from web-b" in c.must("logs", "client-a"), c.must("logs", "client-a")
     c.delete_pods("client-a")
+
+
+def test_services_reach_pods_on_both_nodes():
+    """A Service's clusterIP (from a pod) and nodePort (from the other node) reach the replicas on both nodes."""
+    c = cluster()
+    c.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+              "spec": {"type": "NodePort", "selector": {"app": "web"},
+                       "ports": [{"port": 80, "targetPort": PORT}]}})
+    svc = c.get("service", "web")
+    cip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
+    want = {"hello from web-a", "hello from web-b"}
+
+    def endpoints():
+        ep = c.get("endpoints", "web") or {}
+        return sorted(a["ip"] for s in ep.get("subsets") or [] for a in s.get("addresses") or [])
+    ct.wait_until(lambda: endpoints() == sorted([c.running_ip("web-a"), c.running_ip("web-b")]),
+                  timeout=30, interval=0.5, what="both web pods behind the service")
+    c.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "svc-client"},
+              "spec": {"nodeName": NODES[0], "restartPolicy": "Never",
+                       "containers": [{"name": "c", "image": "busybox", "command": [
+                           "sh", "-c", "n=0; while [ $n -lt 40 ]; do timeout 5 wget -q -O - "
+                           "http://%s/ && n=$((n+1)); sleep 0.05; done" % cip]}]}})
+    ct.wait_until(lambda: (c.get("pod", "svc-client") or {}).get("status", {}).get("phase")
+                  == "Succeeded", timeout=90, interval=0.5, what="40 requests to the clusterIP")
+    got = set(line.strip() for line in c.must("logs", "svc-client").splitlines() if line.strip())
+    assert got == want, got
+    c.delete_pods("svc-client")
+    # A replica reaches the service too, itself included (hairpin).
+    out = c.must("exec", "web-a", "-c", "side", "--", "sh", "-c",
+                 "n=0; while [ $n -lt 30 ]; do timeout 5 wget -q -O - http://%s/ && n=$((n+1)); "
+                 "done" % cip)
+    got = set(line.strip() for line in out.splitlines() if line.strip())
+    assert got == want, got
+    # nodePort on node a, from node b: the replica on b is reached through a.
+    seen = set()
+    for _ in range(40):
+        r = c.fetch_from_node(1, c.net.ips[0], node_port)
+        if r:
+            seen.add(r.strip())
+    assert seen == want, seen
+    c.must("delete", "service", "web")
 
 
 def test_addresses_released_on_delete_and_never_shared():
