@@ -208,6 +208,11 @@ void sched_pod_init(struct sched_pod *p, json_t *pod)
 	p->req.memory += json_quantity(json_object_get(overhead, "memory"), false);
 	p->req.pods = 1;
 	p->nonzero.pods = 1;
+	p->node_selector = json_object_get(spec, "nodeSelector");
+	p->required_affinity = json_object_get(
+		json_object_get(json_object_get(spec, "affinity"), "nodeAffinity"),
+		"requiredDuringSchedulingIgnoredDuringExecution");
+	p->node_name = json_string_value(json_object_get(spec, "nodeName"));
 }
 
 void sched_pod_free(struct sched_pod *p)
@@ -284,7 +289,7 @@ bool sched_filter_unschedulable(const struct sched_node *n, const struct sched_p
 bool sched_filter_node_name(const struct sched_node *n, const struct sched_pod *p,
 			    struct sched_verdict *v)
 {
-	const char *want = sget(json_object_get(p->pod, "spec"), "nodeName");
+	const char *want = p->node_name;
 
 	if (want == NULL || want[0] == '\0' || strcmp(want, n->name) == 0)
 		return true;
@@ -383,22 +388,22 @@ static bool term_matches(json_t *term, json_t *labels, json_t *fields)
 bool sched_filter_affinity(const struct sched_node *n, const struct sched_pod *p,
 			   struct sched_verdict *v)
 {
-	json_t *spec = json_object_get(p->pod, "spec");
-	json_t *labels = json_object_get(json_object_get(n->node, "metadata"), "labels");
-	json_t *sel = json_object_get(spec, "nodeSelector");
-	json_t *req, *terms, *term, *fields, *val;
+	json_t *labels, *sel = p->node_selector, *req = p->required_affinity;
+	json_t *terms, *term, *fields, *val;
 	const char *k;
 	size_t i;
 	bool any = false;
 
+	/* Most pods constrain nothing: skip the node's labels. */
+	if (json_object_size(sel) == 0 && req == NULL)
+		return true;
+	labels = json_object_get(json_object_get(n->node, "metadata"), "labels");
 	json_object_foreach(sel, k, val) {
 		const char *have = sget(labels, k);
 
 		if (have == NULL || !json_is_string(val) || strcmp(have, json_string_value(val)) != 0)
 			return reason(v, "node(s) didn't match Pod's node affinity/selector");
 	}
-	req = json_object_get(json_object_get(json_object_get(spec, "affinity"), "nodeAffinity"),
-			      "requiredDuringSchedulingIgnoredDuringExecution");
 	if (req == NULL)
 		return true;
 	terms = json_object_get(req, "nodeSelectorTerms");

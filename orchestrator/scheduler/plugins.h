@@ -49,6 +49,11 @@ struct sched_pod {
 	struct sched_resources req;  /* pods = 1 */
 	struct sched_resources nonzero;
 	json_t *ports;               /* new array of {"p","i","n"} with hostPort > 0 */
+	/* Looked up once per pod rather than once per node (borrowed from pod):
+	 * spec.nodeSelector, the required node affinity, spec.nodeName. */
+	json_t *node_selector;
+	json_t *required_affinity;
+	const char *node_name;
 };
 
 /* "100m", "1", "1.5", "128Mi", "1Gi", "1e3", "2k", "-1": 0 and the value in
