@@ -26,6 +26,7 @@
 #include "lib/jsonx.h"
 #include "lib/log.h"
 #include "orchestrator/api/apiserver.h"
+#include "orchestrator/api/cachedobj.h"
 #include "orchestrator/api/podproxy.h"
 #include "orchestrator/api/protobuf.h"
 #include "orchestrator/api/defaults.h"
@@ -111,6 +112,7 @@ struct rq {
 	/* lists and watches */
 	struct label_selector *lsel;
 	struct field_selector *fsel;
+	bool fsel_in_view;   /* the field selector reads only cached views */
 	long limit;
 	char *cont_start;
 	int64_t cont_rev;
@@ -277,8 +279,9 @@ static json_t *decode_value(json_t *kvo, int64_t *rev)
  * store's mod_revision and is set on the way out. */
 static json_t *encode_value(json_t *obj)
 {
+	/* Shallow copies: only metadata's own member is dropped. */
 	json_t *copy = json_copy(obj);
-	json_t *meta = json_deep_copy(json_object_get(obj, "metadata"));
+	json_t *meta = json_copy(json_object_get(obj, "metadata"));
 	char *text;
 	json_t *j;
 	json_object_del(meta, "resourceVersion");
@@ -953,6 +956,7 @@ static json_t *parse_selectors(struct rq *q)
 		q->fsel = NULL;
 		return api_status_bad_request(errmsg[0] ? errmsg : "unable to parse fieldSelector");
 	}
+	q->fsel_in_view = cobj_view_covers(q->fsel);
 	return NULL;
 }
 
@@ -969,6 +973,22 @@ static bool matches(struct rq *q, json_t *obj)
 	if (q->fsel != NULL && !field_selector_matches(q->fsel, obj))
 		return false;
 	return true;
+}
+
+/* matches() over a cached object: its small view when that holds every
+ * field the selectors read, else the whole object parsed from its text. */
+static bool matches_cached(struct rq *q, const struct cobj *o)
+{
+	json_t *tree;
+	bool ok;
+	if (o == NULL)
+		return false;
+	if (q->fsel == NULL || q->fsel_in_view)
+		return matches(q, cobj_view(o));
+	tree = cobj_tree(o);
+	ok = matches(q, tree);
+	json_decref(tree);
+	return ok;
 }
 
 /* A boolean query parameter as Go's strconv.ParseBool reads it (clients
@@ -1083,22 +1103,128 @@ static void finish_list(struct rq *q)
 	reply(q, 200, out);
 }
 
-static bool collect_item(void *data, const char *key, json_t *obj, int64_t rev)
+/* What a list from the cache borrows from it while it is answered (in the
+ * same loop turn, so the cache cannot change meanwhile). */
+struct cached_items {
+	const char **keys;
+	struct cobj **objs;
+	size_t n, cap;
+	bool failed;
+};
+
+static bool collect_item(void *data, const char *key, struct cobj *obj, int64_t rev)
 {
-	struct rq *q = data;
+	struct cached_items *ci = data;
 	(void)rev;
-	json_array_append_new(q->keys, json_string(key));
-	json_array_append(q->objs, obj);
+	if (ci->n == ci->cap) {
+		size_t ncap = ci->cap ? ci->cap * 2 : 64;
+		const char **nk = realloc(ci->keys, ncap * sizeof *nk);
+		struct cobj **no;
+		if (nk != NULL)
+			ci->keys = nk;
+		no = nk != NULL ? realloc(ci->objs, ncap * sizeof *no) : NULL;
+		if (no == NULL) {
+			ci->failed = true;
+			return false;
+		}
+		ci->objs = no;
+		ci->cap = ncap;
+	}
+	ci->keys[ci->n] = key;
+	ci->objs[ci->n++] = obj;
 	return true;
+}
+
+/* The list as JSON, spliced from the cached texts: the same bytes as
+ * finish_list's reply, without building and serializing a tree per item. */
+static void reply_cached_list(struct rq *q, struct cached_items *ci)
+{
+	json_t *meta = json_object();
+	size_t i, k, nsel = 0, total, off;
+	size_t *sel = malloc((ci->n ? ci->n : 1) * sizeof *sel);
+	char rvs[32], kind[96], av[96], head[256];
+	char *cont = NULL, *mtext = NULL, *buf = NULL;
+	long remaining = -1;
+	int hlen;
+	if (sel == NULL || meta == NULL)
+		goto oom;
+	for (i = 0; i < ci->n; i++) {
+		if (q->limit > 0 && (long)nsel >= q->limit)
+			break;
+		if (matches_cached(q, ci->objs[i]))
+			sel[nsel++] = i;
+	}
+	if (i < ci->n) {
+		cont = continue_token(ci->keys[i], q->list_rev);
+		/* Kubernetes counts what is left only for unfiltered lists. */
+		if (!has_query(q->req, "labelSelector") && !has_query(q->req, "fieldSelector"))
+			remaining = (long)(ci->n - i);
+	}
+	snprintf(rvs, sizeof rvs, "%lld", (long long)q->list_rev);
+	json_object_set_new(meta, "resourceVersion", json_string(rvs));
+	if (cont != NULL)
+		json_object_set_new(meta, "continue", json_string(cont));
+	if (remaining > 0)
+		json_object_set_new(meta, "remainingItemCount", json_integer(remaining));
+	free(cont);
+	mtext = json_dumps(meta, JSON_COMPACT);
+	if (mtext == NULL)
+		goto oom;
+	list_kind(q->res, kind, sizeof kind);
+	api_resource_api_version(q->res, av, sizeof av);
+	hlen = snprintf(head, sizeof head, "{\"kind\":\"%s\",\"apiVersion\":\"%s\",\"metadata\":",
+			kind, av);
+	total = (size_t)hlen + strlen(mtext) + sizeof ",\"items\":[]}";
+	for (k = 0; k < nsel; k++)
+		total += cobj_len(ci->objs[sel[k]]) + 1;
+	buf = malloc(total);
+	if (buf == NULL)
+		goto oom;
+	off = (size_t)snprintf(buf, total, "%s%s,\"items\":[", head, mtext);
+	for (k = 0; k < nsel; k++) {
+		const struct cobj *o = ci->objs[sel[k]];
+		if (k > 0)
+			buf[off++] = ',';
+		memcpy(buf + off, cobj_text(o), cobj_len(o));
+		off += cobj_len(o);
+	}
+	memcpy(buf + off, "]}", 2);
+	off += 2;
+	http_reply(q->req, 200, CT_JSON, buf, off);
+	free(buf);
+	free(mtext);
+	free(sel);
+	json_decref(meta);
+	rq_done(q);
+	return;
+oom:
+	free(mtext);
+	free(sel);
+	json_decref(meta);
+	reply_status(q, api_status_printf(500, "InternalError", "out of memory"));
 }
 
 static void list_from_cache(struct rq *q)
 {
-	q->keys = json_array();
-	q->objs = json_array();
+	struct cached_items ci = {0};
 	q->list_rev = wc_revision(q->s->cache);
-	wc_range(q->s->cache, q->prefix, NULL, collect_item, q);
-	finish_list(q);
+	wc_range_cached(q->s->cache, q->prefix, NULL, collect_item, &ci);
+	if (ci.failed) {
+		reply_status(q, api_status_printf(500, "InternalError", "out of memory"));
+	} else if (q->table) {
+		/* A Table is built from trees (and lists for people are small). */
+		q->keys = json_array();
+		q->objs = json_array();
+		for (size_t i = 0; i < ci.n; i++) {
+			json_array_append_new(q->keys, json_string(ci.keys[i]));
+			json_array_append_new(q->objs, cobj_tree(ci.objs[i]));
+		}
+		finish_list(q);
+	} else {
+		reply_cached_list(q, &ci);
+	}
+	free(ci.keys);
+	free(ci.objs);
 }
 
 static void on_direct_range(void *data, json_t *answer, json_t *err)
@@ -1267,6 +1393,46 @@ static void watch_stop(struct rq *q)
 	uv_close((uv_handle_t *)&q->bookmark_timer, watch_handle_closed);
 }
 
+static void watch_line_sent(struct rq *q, int rv)
+{
+	if (rv != 0 || http_stream_pending(q->req) > WATCH_MAX_PENDING) {
+		if (rv == 0)
+			log_warn("watch on %s: the client is too slow; ending its stream", q->prefix);
+		watch_stop(q);
+	}
+}
+
+static void watch_write(struct rq *q, const char *type, json_t *obj);
+
+/* A watch event of a cached object: its text spliced into the event line
+ * (the same bytes as serializing {"type", "object"}); a Table is built from
+ * the tree. */
+static void watch_write_cached(struct rq *q, const char *type, const struct cobj *o)
+{
+	char head[48];
+	size_t hlen, n;
+	char *line;
+	if (q->stopped)
+		return;
+	if (q->table) {
+		json_t *tree = cobj_tree(o);
+		if (tree != NULL)
+			watch_write(q, type, tree);
+		json_decref(tree);
+		return;
+	}
+	hlen = (size_t)snprintf(head, sizeof head, "{\"type\":\"%s\",\"object\":", type);
+	n = hlen + cobj_len(o) + 2;
+	line = malloc(n + 1);
+	if (line == NULL)
+		return;
+	memcpy(line, head, hlen);
+	memcpy(line + hlen, cobj_text(o), cobj_len(o));
+	memcpy(line + hlen + cobj_len(o), "}\n", 3);
+	watch_line_sent(q, http_stream_write(q->req, line, n));
+	free(line);
+}
+
 static void watch_write(struct rq *q, const char *type, json_t *obj)
 {
 	json_t *ev, *payload = obj;
@@ -1298,34 +1464,30 @@ static void watch_write(struct rq *q, const char *type, json_t *obj)
 		rv = http_stream_write(q->req, line, n + 1);
 		free(line);
 	}
-	if (rv != 0 || http_stream_pending(q->req) > WATCH_MAX_PENDING) {
-		if (rv == 0)
-			log_warn("watch on %s: the client is too slow; ending its stream", q->prefix);
-		watch_stop(q);
-	}
+	watch_line_sent(q, rv);
 }
 
 static void on_watch_event(void *data, const struct wc_event *ev)
 {
 	struct rq *q = data;
-	bool now = matches(q, ev->obj);
-	bool before = ev->prev != NULL && matches(q, ev->prev);
+	bool now = matches_cached(q, ev->obj);
+	bool before = ev->prev != NULL && matches_cached(q, ev->prev);
 	switch (ev->type) {
 	case WC_ADDED:
 		if (now)
-			watch_write(q, "ADDED", ev->obj);
+			watch_write_cached(q, "ADDED", ev->obj);
 		break;
 	case WC_MODIFIED:
 		if (now && before)
-			watch_write(q, "MODIFIED", ev->obj);
+			watch_write_cached(q, "MODIFIED", ev->obj);
 		else if (now)
-			watch_write(q, "ADDED", ev->obj);
+			watch_write_cached(q, "ADDED", ev->obj);
 		else if (before)
-			watch_write(q, "DELETED", ev->obj);
+			watch_write_cached(q, "DELETED", ev->obj);
 		break;
 	case WC_DELETED:
 		if (before)
-			watch_write(q, "DELETED", ev->obj);
+			watch_write_cached(q, "DELETED", ev->obj);
 		break;
 	}
 }
@@ -1362,13 +1524,13 @@ static void on_bookmark(uv_timer_t *t)
 	json_decref(obj);
 }
 
-static bool initial_item(void *data, const char *key, json_t *obj, int64_t rev)
+static bool initial_item(void *data, const char *key, struct cobj *obj, int64_t rev)
 {
 	struct rq *q = data;
 	(void)key;
 	(void)rev;
-	if (matches(q, obj))
-		watch_write(q, "ADDED", obj);
+	if (matches_cached(q, obj))
+		watch_write_cached(q, "ADDED", obj);
 	return !q->stopped;
 }
 
@@ -1401,7 +1563,7 @@ static void watch_begin(void *data, bool ok)
 			       q->s->bookmark_ms);
 	if (rvq == NULL || rvq[0] == '\0' || strcmp(rvq, "0") == 0) {
 		q->after = wc_revision(q->s->cache);
-		wc_range(q->s->cache, q->prefix, NULL, initial_item, q);
+		wc_range_cached(q->s->cache, q->prefix, NULL, initial_item, q);
 		if (q->stopped)
 			return;
 	} else {
@@ -1539,9 +1701,10 @@ static bool spec_changed(json_t *a, json_t *b)
 /* Whether two versions of an object differ only in resourceVersion. */
 static bool same_object(json_t *a, json_t *b)
 {
+	/* Shallow copies: only metadata's own member is dropped. */
 	json_t *ca = json_copy(a), *cb = json_copy(b);
-	json_t *ma = json_deep_copy(json_object_get(a, "metadata"));
-	json_t *mb = json_deep_copy(json_object_get(b, "metadata"));
+	json_t *ma = json_copy(json_object_get(a, "metadata"));
+	json_t *mb = json_copy(json_object_get(b, "metadata"));
 	bool same;
 	json_object_del(ma, "resourceVersion");
 	json_object_del(mb, "resourceVersion");
@@ -1862,7 +2025,8 @@ static json_t *mutate_binding(struct rq *q, json_t *cur, json_t **status)
 		*status = api_status_conflict(q->res, q->name, why);
 		return NULL;
 	}
-	out = json_deep_copy(cur);
+	/* cur is this request's private copy: change it in place. */
+	out = json_incref(cur);
 	json_object_set_new(json_object_get(out, "spec"), "nodeName", json_string(node));
 	return out;
 }

@@ -427,6 +427,30 @@ static json_t *stripped(json_t *obj, bool ignore_status)
 	return c;
 }
 
+/* stripped() for reading only: shares everything with obj but the top
+ * level and metadata, which is all stripped() removes from. Callers must
+ * not change what it returns below those two levels. */
+static json_t *stripped_view(json_t *obj, bool ignore_status)
+{
+	static const char *const meta_fields[] = { "name", "namespace", "creationTimestamp",
+						   "selfLink", "uid", "clusterName", "generation",
+						   "managedFields", "resourceVersion", NULL };
+	json_t *c = json_is_object(obj) ? json_copy(obj) : json_object();
+	json_t *meta = json_object_get(c, "metadata");
+
+	json_object_del(c, "apiVersion");
+	json_object_del(c, "kind");
+	if (ignore_status)
+		json_object_del(c, "status");
+	if (json_is_object(meta)) {
+		meta = json_copy(meta);
+		json_object_set_new(c, "metadata", meta);
+		for (int i = 0; meta_fields[i] != NULL; i++)
+			json_object_del(meta, meta_fields[i]);
+	}
+	return c;
+}
+
 static void applied_value(json_t *v, const struct mfield *f, json_t *node);
 
 static void applied_map(json_t *obj, const struct mtype *t, json_t *node)
@@ -624,7 +648,7 @@ static void cmp_value(json_t *a, json_t *b, const struct mfield *f, struct dnode
 /* before may be NULL (a create). Free with diff_free. */
 static struct diff compare(json_t *before, json_t *after, bool ignore_status)
 {
-	json_t *a = stripped(before, ignore_status), *b = stripped(after, ignore_status);
+	json_t *a = stripped_view(before, ignore_status), *b = stripped_view(after, ignore_status);
 	struct diff d = { json_object(), json_object(), json_object() };
 	struct dnode n = { d.added, d.modified, d.removed };
 

@@ -728,6 +728,16 @@ bool field_selector_matches(const struct field_selector *s, json_t *obj)
 	return true;
 }
 
+size_t field_selector_size(const struct field_selector *s)
+{
+	return s->n;
+}
+
+const char *field_selector_path(const struct field_selector *s, size_t i)
+{
+	return s->reqs[i].path;
+}
+
 const char *field_selector_equals(const struct field_selector *s, const char *path)
 {
 	for (size_t i = 0; i < s->n; i++)

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 struct label_selector;
 
@@ -41,6 +42,11 @@ bool field_selector_matches(const struct field_selector *s, json_t *obj);
  * the selector has no equality requirement on path (lets a caller narrow a
  * list by metadata.name or metadata.namespace before matching). */
 const char *field_selector_equals(const struct field_selector *s, const char *path);
+/* The number of requirements, and the dotted path of the i-th (borrowed
+ * from s): lets a caller tell whether a partial copy of an object holds
+ * every field the selector reads. */
+size_t field_selector_size(const struct field_selector *s);
+const char *field_selector_path(const struct field_selector *s, size_t i);
 void field_selector_free(struct field_selector *s);
 
 #endif

@@ -16,15 +16,15 @@
 
 struct entry {
 	char *key;
-	json_t *obj;
+	struct cobj *obj;
 	int64_t rev;
 };
 
 struct ring_ev {
 	enum wc_type type;
 	char *key;
-	json_t *obj;
-	json_t *prev;
+	struct cobj *obj;
+	struct cobj *prev;
 	int64_t rev;
 };
 
@@ -103,11 +103,11 @@ static size_t find(const struct wc *c, const char *key, bool *found)
 
 /* Takes the reference to obj. Returns the previous object (a reference the
  * caller owns) or NULL. */
-static json_t *put(struct wc *c, const char *key, json_t *obj, int64_t rev)
+static struct cobj *put(struct wc *c, const char *key, struct cobj *obj, int64_t rev)
 {
 	bool found;
 	size_t i = find(c, key, &found);
-	json_t *prev;
+	struct cobj *prev;
 	if (found) {
 		prev = c->items[i].obj;
 		c->items[i].obj = obj;
@@ -118,7 +118,7 @@ static json_t *put(struct wc *c, const char *key, json_t *obj, int64_t rev)
 		size_t ncap = c->cap ? c->cap * 2 : 256;
 		struct entry *ni = realloc(c->items, ncap * sizeof *ni);
 		if (ni == NULL) {
-			json_decref(obj);
+			cobj_unref(obj);
 			return NULL;
 		}
 		c->items = ni;
@@ -132,11 +132,11 @@ static json_t *put(struct wc *c, const char *key, json_t *obj, int64_t rev)
 	return NULL;
 }
 
-static json_t *del(struct wc *c, const char *key)
+static struct cobj *del(struct wc *c, const char *key)
 {
 	bool found;
 	size_t i = find(c, key, &found);
-	json_t *prev;
+	struct cobj *prev;
 	if (!found)
 		return NULL;
 	prev = c->items[i].obj;
@@ -150,7 +150,7 @@ static void clear_items(struct wc *c)
 {
 	for (size_t i = 0; i < c->n; i++) {
 		free(c->items[i].key);
-		json_decref(c->items[i].obj);
+		cobj_unref(c->items[i].obj);
 	}
 	c->n = 0;
 }
@@ -160,14 +160,38 @@ static void clear_ring(struct wc *c)
 	for (size_t k = 0; k < c->ring_len; k++) {
 		struct ring_ev *e = &c->ring[(c->ring_head + k) % RING_SIZE];
 		free(e->key);
-		json_decref(e->obj);
-		json_decref(e->prev);
+		cobj_unref(e->obj);
+		cobj_unref(e->prev);
 	}
 	c->ring_head = c->ring_len = 0;
 }
 
+struct tree_range {
+	wc_item_fn fn;
+	void *data;
+};
+
+static bool tree_item(void *data, const char *key, struct cobj *obj, int64_t rev)
+{
+	struct tree_range *tr = data;
+	json_t *tree = cobj_tree(obj);
+	bool more;
+	if (tree == NULL)
+		return true;
+	more = tr->fn(tr->data, key, tree, rev);
+	json_decref(tree);
+	return more;
+}
+
 void wc_range(const struct wc *c, const char *prefix, const char *from, wc_item_fn fn,
 	      void *data)
+{
+	struct tree_range tr = {fn, data};
+	wc_range_cached(c, prefix, from, tree_item, &tr);
+}
+
+void wc_range_cached(const struct wc *c, const char *prefix, const char *from,
+		     wc_cached_fn fn, void *data)
 {
 	bool found;
 	size_t plen = strlen(prefix);
@@ -212,9 +236,9 @@ static int64_t i64_field(json_t *o, const char *name)
 	return v;
 }
 
-/* The object stored in kv (a gateway kv object), with resourceVersion set to
+/* The tree stored in kv (a gateway kv object), with resourceVersion set to
  * its mod_revision; NULL if it is not JSON. */
-static json_t *decode_kv(json_t *kvo, char **key, int64_t *rev)
+static json_t *decode_tree(json_t *kvo, char **key, int64_t *rev)
 {
 	size_t klen, vlen;
 	char *k = b64_field(kvo, "key", &klen);
@@ -245,10 +269,26 @@ out:
 	return obj;
 }
 
+/* The same as a cached object. */
+static struct cobj *decode_kv(json_t *kvo, char **key, int64_t *rev)
+{
+	json_t *tree = decode_tree(kvo, key, rev);
+	struct cobj *o;
+	if (tree == NULL)
+		return NULL;
+	o = cobj_new(tree);
+	json_decref(tree);
+	if (o == NULL) {
+		free(*key);
+		*key = NULL;
+	}
+	return o;
+}
+
 /* ---- events ---- */
 
-static void ring_push(struct wc *c, enum wc_type type, const char *key, json_t *obj,
-		      json_t *prev, int64_t rev)
+static void ring_push(struct wc *c, enum wc_type type, const char *key, struct cobj *obj,
+		      struct cobj *prev, int64_t rev)
 {
 	struct ring_ev *e;
 	if (c->ring_len == RING_SIZE) {
@@ -256,16 +296,16 @@ static void ring_push(struct wc *c, enum wc_type type, const char *key, json_t *
 		/* Resuming after the dropped event's revision is no longer possible. */
 		c->oldest = e->rev;
 		free(e->key);
-		json_decref(e->obj);
-		json_decref(e->prev);
+		cobj_unref(e->obj);
+		cobj_unref(e->prev);
 		c->ring_head = (c->ring_head + 1) % RING_SIZE;
 		c->ring_len--;
 	}
 	e = &c->ring[(c->ring_head + c->ring_len) % RING_SIZE];
 	e->type = type;
 	e->key = strdup(key);
-	e->obj = json_incref(obj);
-	e->prev = json_incref(prev);
+	e->obj = cobj_ref(obj);
+	e->prev = cobj_ref(prev);
 	e->rev = rev;
 	c->ring_len++;
 }
@@ -352,7 +392,8 @@ static void apply_event(struct wc *c, json_t *ev)
 	int64_t rev = 0;
 	if (is_delete) {
 		size_t klen;
-		json_t *prev, *last, *meta;
+		struct cobj *prev, *last;
+		json_t *tree, *meta;
 		char rvs[32];
 		key = b64_field(kvo, "key", &klen);
 		rev = i64_field(kvo, "mod_revision");
@@ -362,10 +403,19 @@ static void apply_event(struct wc *c, json_t *ev)
 		if (prev != NULL) {
 			/* The last state, stamped with the revision of its deletion, as
 			 * the real server sends DELETED events. */
-			last = json_deep_copy(prev);
-			meta = json_object_get(last, "metadata");
+			tree = cobj_tree(prev);
+			meta = json_object_get(tree, "metadata");
 			snprintf(rvs, sizeof rvs, "%lld", (long long)rev);
 			json_object_set_new(meta, "resourceVersion", json_string(rvs));
+			last = cobj_new(tree);
+			json_decref(tree);
+			if (last == NULL) {
+				/* Out of memory: the copy no longer matches the store. */
+				cobj_unref(prev);
+				free(key);
+				log_error("watch cache: out of memory on a delete");
+				return;
+			}
 			out.type = WC_DELETED;
 			out.key = key;
 			out.obj = last;
@@ -375,18 +425,18 @@ static void apply_event(struct wc *c, json_t *ev)
 			if (rev > c->rev)
 				c->rev = rev;
 			dispatch(c, &out);
-			json_decref(last);
-			json_decref(prev);
+			cobj_unref(last);
+			cobj_unref(prev);
 		}
 		free(key);
 		return;
 	}
-	json_t *obj = decode_kv(kvo, &key, &rev);
+	struct cobj *obj = decode_kv(kvo, &key, &rev);
 	if (obj == NULL) {
 		log_warn("watch cache: a value under %s is not a JSON object; skipped", c->prefix);
 		return;
 	}
-	json_t *prev = put(c, key, json_incref(obj), rev);
+	struct cobj *prev = put(c, key, cobj_ref(obj), rev);
 	out.type = prev != NULL ? WC_MODIFIED : WC_ADDED;
 	out.key = key;
 	out.obj = obj;
@@ -396,8 +446,8 @@ static void apply_event(struct wc *c, json_t *ev)
 	if (rev > c->rev)
 		c->rev = rev;
 	dispatch(c, &out);
-	json_decref(obj);
-	json_decref(prev);
+	cobj_unref(obj);
+	cobj_unref(prev);
 	free(key);
 }
 
@@ -509,10 +559,10 @@ static void on_range(void *data, json_t *answer, json_t *err)
 	json_array_foreach(kvs, i, kvo) {
 		char *key = NULL;
 		int64_t rev = 0;
-		json_t *obj = decode_kv(kvo, &key, &rev);
+		struct cobj *obj = decode_kv(kvo, &key, &rev);
 		if (obj == NULL)
 			continue;
-		json_decref(put(c, key, obj, rev));
+		cobj_unref(put(c, key, obj, rev));
 		free(key);
 	}
 	c->rev = i64_field(json_object_get(answer, "header"), "revision");

@@ -1,7 +1,8 @@
 /* watchcache.h — an in-memory copy of every object under a key prefix of the
- * store (key -> JSON + mod_revision), kept current by one kv watch, with a
+ * store (key -> object + mod_revision), kept current by one kv watch, with a
  * ring of recent events, so lists and watches are served without a trip
- * through Raft.
+ * through Raft. Objects are kept as their JSON text plus a small selector
+ * view (cachedobj.h), not as trees: the text is what lists and watches send.
  *
  * Happy path: wc_start ranges the prefix, then watches it from the next
  * revision; each watch frame updates the copy, appends to the ring and is
@@ -9,9 +10,9 @@
  * range is retried every 250 ms; a watch that ends (compacted, store gone) is
  * a reset: every watcher gets its closed callback, the copy is reloaded.
  *
- * Objects held by the cache are immutable: callers borrow them and must copy
- * before changing anything. The stored JSON gets metadata.resourceVersion set
- * to its mod_revision on the way in.
+ * Objects held by the cache are immutable and reference-counted: callers
+ * borrow them for the call (cobj_ref to keep one). The stored JSON gets
+ * metadata.resourceVersion set to its mod_revision on the way in.
  *
  * Threading: loop thread only. Callbacks may run before the call that
  * registers them returns (replayed events, a wait already satisfied). */
@@ -24,6 +25,7 @@
 #include <uv.h>
 
 #include "lib/kv.h"
+#include "orchestrator/api/cachedobj.h"
 
 struct wc;
 struct wc_watcher;
@@ -33,8 +35,8 @@ enum wc_type { WC_ADDED = 0, WC_MODIFIED, WC_DELETED };
 struct wc_event {
 	enum wc_type type;
 	const char *key;
-	json_t *obj;    /* new state; for DELETED the last state, resourceVersion = deletion */
-	json_t *prev;   /* state before the event, NULL for ADDED */
+	struct cobj *obj;    /* new state; for DELETED the last state, resourceVersion = deletion */
+	struct cobj *prev;   /* state before the event, NULL for ADDED */
 	int64_t rev;
 };
 
@@ -52,10 +54,17 @@ int64_t wc_revision(const struct wc *c);
 int64_t wc_oldest(const struct wc *c);
 
 /* Calls fn for each object whose key is >= from (NULL: the start) and starts
- * with prefix, in key order, until fn returns false. obj is borrowed. */
+ * with prefix, in key order, until fn returns false. obj is a tree parsed
+ * for the call (borrowed; json_incref to keep it): for callers that read
+ * a few small objects. */
 typedef bool (*wc_item_fn)(void *data, const char *key, json_t *obj, int64_t rev);
 void wc_range(const struct wc *c, const char *prefix, const char *from, wc_item_fn fn,
 	      void *data);
+/* The same over the cached objects themselves (borrowed): for lists and
+ * watches, which send their text. */
+typedef bool (*wc_cached_fn)(void *data, const char *key, struct cobj *obj, int64_t rev);
+void wc_range_cached(const struct wc *c, const char *prefix, const char *from,
+		     wc_cached_fn fn, void *data);
 
 /* Calls cb(data, true) once the copy reflects revision rev, or cb(data,
  * false) after timeout_ms. */
