@@ -158,6 +158,10 @@ static void apply_upsert(struct informer *inf, json_t *obj)
 	char key[512];
 	json_t *old;
 
+	/* No user of an informer reads field ownership, and it is a third or
+	 * more of a typical object (client-go's informers allow dropping it
+	 * the same way, with a transform). */
+	json_object_del(json_object_get(obj, "metadata"), "managedFields");
 	informer_key(obj, key, sizeof key);
 	old = json_incref(json_object_get(inf->cache, key));
 	json_object_set(inf->cache, key, obj);

@@ -7,7 +7,11 @@
  * ends is resumed from the last resourceVersion; a 410 Gone (or any refused
  * watch) relists, and the relist is diffed against the cache so handlers see
  * what changed meanwhile (deletions included). resync_ms > 0 replays every
- * cached object as on_update(obj, obj) that often.
+ * cached object as on_update(obj, obj) that often. Cached objects (and
+ * those handed to on_add/on_update) have no metadata.managedFields: nothing
+ * here reads them, and they are much of an object's size; a write of such
+ * an object without the field keeps the stored ownership, as the API
+ * server treats a client that knows nothing of managedFields.
  *
  * Threading: loop thread only. Ownership: objects passed to handlers and
  * returned by informer_get are borrowed (valid until the next event is
