@@ -4,7 +4,9 @@
 Each workload runs for a fraction of a second (about 10 s for the whole file)
 with -w json; the output must parse, count some operations, report no
 errors, and give ordered percentiles. No timing thresholds: speed is the
-benchmark's business (bench/vs-etcd), not a test's.
+benchmark's business (bench/vs-etcd), not a test's. The orchestrator's
+benchmark scripts (bench/sched-bench, bench/deploy-bench) run once each at a
+tiny size: they must finish and print their report.
 """
 
 import json
@@ -127,6 +129,34 @@ def test_unreachable():
                         "put", "--duration", "1s"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 1, (p.returncode, p.stderr)
     assert "Error" in p.stderr, p.stderr
+
+
+def run_bench_script(name, *args, timeout=120):
+    """Runs bench/NAME ARGS --builddir BUILDDIR; returns its one JSON line."""
+    argv = [sys.executable, os.path.join(ct.SRCDIR, "bench", name),
+            "--builddir", ct.BUILDDIR] + list(args)
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 1, "expected one JSON line, got %r" % p.stdout
+    return json.loads(lines[0])
+
+
+def test_sched_bench_small():
+    """bench/sched-bench on a few nodes binds every pod and reports the server's RSS and CPU."""
+    res = run_bench_script("sched-bench", "--nodes", "4", "--pods", "40", "--threads", "2")
+    assert res["bound"] == 40, res
+    assert res["bind_pods_per_s"] > 0 and res["server_peak_rss_mb"] > 0, res
+    assert res["server_cpu_seconds"] >= 0, res
+
+
+def test_deploy_bench_small():
+    """bench/deploy-bench on 3 hollow nodes: available, rolled to a new image, old RS at 0."""
+    res = run_bench_script("deploy-bench", "--nodes", "3", "--replicas", "6", "--json",
+                           "--timeout", "90")
+    assert res["replicas"] == 6 and res["nodes"] == 3, res
+    assert res["create_to_available_seconds"] > 0 and res["rollout_seconds"] > 0, res
+    assert res["server_peak_rss_mb"] > 0 and res["agent_peak_rss_mb"] > 0, res
 
 
 if __name__ == "__main__":
