@@ -86,6 +86,14 @@ int cmd_builder_finish(struct cmd_builder *b, void **buf, size_t *len)
 		return CAP_ENOMEM;
 	memset(b->buf + b->len, 0, padded - b->len);
 	put_u32(b->buf + 21, b->count);
+	/* The entry stays in raft's in-memory log until a snapshot (and its
+	 * trailing entries) let it go: give back the growth slack, up to half
+	 * of the buffer, now rather than then. */
+	if (b->cap > padded) {
+		uint8_t *p = raft_realloc(b->buf, padded);
+		if (p != NULL)
+			b->buf = p;
+	}
 	*buf = b->buf;
 	*len = padded;
 	memset(b, 0, sizeof *b);
