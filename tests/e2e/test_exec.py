@@ -91,6 +91,27 @@ def test_exec_every_kubectl():
     tp.delete_and_wait(name)
 
 
+def test_exec_killed_with_its_client():
+    """When kubectl goes away mid-command (SPDY and websocket), the command is killed, and the agent serves on."""
+    s = tp.server()
+    name = exec_pod("exec-gone", os.path.join(ct.mktemp("capstan-exec-"), "vol"))
+    for v, mark in ((SPDY_VERSIONS[0], "7781"), (WS_VERSIONS[0], "7782")):
+        p = subprocess.Popen(s.kubectl_argv(v, "exec", name, "--", "sh", "-c",
+                                            "echo started; exec sleep %s" % mark),
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            assert p.stdout.readline() == b"started\n"
+            assert len(tp.procs_with("sleep " + mark)) == 1
+        finally:
+            p.kill()
+            p.wait()
+            p.stdout.close()
+        ct.wait_until(lambda: tp.procs_with("sleep " + mark) == [], timeout=20,
+                      what="the command killed after kubectl %s went away" % v)
+        assert s.must(v, "exec", name, "--", "echo", "still") == "still\n"
+    tp.delete_and_wait(name)
+
+
 def test_exec_inside_the_container():
     """exec sees the container's volume at its mountPath, its env and working directory, and joins its namespaces."""
     s = tp.server()
