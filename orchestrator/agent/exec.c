@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -103,6 +104,7 @@ struct exec_session {
 	int handles_open;
 	bool ask_in, ask_out, ask_err;  /* the streams the query asks for */
 	bool want_in, want_out, want_err;  /* ... that have a pipe */
+	bool pty;                    /* a terminal: pout is its master, both ways */
 	bool running;                /* spawned, exit not seen yet */
 	bool out_eof, err_eof;
 	bool out_paused;
@@ -481,13 +483,34 @@ static void on_resize_wait(uv_timer_t *t)
 	maybe_finish(s);
 }
 
-/* A terminal size came (it is not applied: no terminal is allocated). */
-static void resize_seen(struct exec_session *s)
+/* Terminal sizes from kubectl: {"Width":W,"Height":H}, one JSON object a
+ * line (SPDY) or a message (websocket). Applied to the terminal, if any. */
+static void resize_msg(struct exec_session *s, const uint8_t *data, size_t n)
 {
-	if (!s->await_resize)
-		return;
-	s->await_resize = false;
-	maybe_finish(s);
+	while (n > 0) {
+		const uint8_t *nl = memchr(data, '\n', n);
+		size_t len = nl != NULL ? (size_t)(nl - data) : n;
+		json_t *size = len > 0 ? json_loadb((const char *)data, len, 0, NULL) : NULL;
+		json_int_t w = json_integer_value(json_object_get(size, "Width"));
+		json_int_t h = json_integer_value(json_object_get(size, "Height"));
+
+		json_decref(size);
+		if (s->pty && w > 0 && h > 0 && w <= 0xFFFF && h <= 0xFFFF &&
+		    !uv_is_closing((uv_handle_t *)&s->pout)) {
+			struct winsize ws = {.ws_row = (unsigned short)h,
+					     .ws_col = (unsigned short)w};
+			uv_os_fd_t fd;
+
+			if (uv_fileno((uv_handle_t *)&s->pout, &fd) == 0)
+				ioctl(fd, TIOCSWINSZ, &ws);
+		}
+		data += len + (nl != NULL);
+		n -= len + (nl != NULL);
+	}
+	if (s->await_resize) {
+		s->await_resize = false;
+		maybe_finish(s);
+	}
 }
 
 /* ---- from the process ---- */
@@ -650,6 +673,25 @@ static void spdy_ack(struct exec_session *s, size_t n)
 	s->unacked = 0;
 }
 
+/* Where stdin goes: its pipe, or the terminal (which carries the output
+ * too); NULL when there is none or it is closing. */
+static uv_stream_t *stdin_target(struct exec_session *s)
+{
+	uv_handle_t *h = s->pty ? (uv_handle_t *)&s->pout : (uv_handle_t *)&s->pin;
+
+	if (!(s->pty ? s->want_out && s->ask_in : s->want_in) || s->in_closing ||
+	    uv_is_closing(h))
+		return NULL;
+	return (uv_stream_t *)h;
+}
+
+static size_t stdin_queued(struct exec_session *s)
+{
+	uv_handle_t *h = s->pty ? (uv_handle_t *)&s->pout : (uv_handle_t *)&s->pin;
+
+	return uv_is_closing(h) ? 0 : uv_stream_get_write_queue_size((uv_stream_t *)h);
+}
+
 static void on_stdin_written(uv_write_t *w, int status)
 {
 	struct stdin_write *sw = (struct stdin_write *)w;
@@ -659,8 +701,7 @@ static void on_stdin_written(uv_write_t *w, int status)
 	if (!s->finished)
 		spdy_ack(s, sw->len);
 	free(sw);
-	if (s->raw != NULL && !s->finished &&
-	    uv_stream_get_write_queue_size((uv_stream_t *)&s->pin) < EXEC_LOW_WATER)
+	if (s->raw != NULL && !s->finished && stdin_queued(s) < EXEC_LOW_WATER)
 		http_raw_pause(s->raw, false);
 }
 
@@ -674,10 +715,19 @@ static void on_stdin_shut(uv_shutdown_t *r, int status)
 	close_handle(s, (uv_handle_t *)&s->pin);
 }
 
+static void stdin_write(struct exec_session *s, const uint8_t *data, size_t n);
+
 static void stdin_close(struct exec_session *s)
 {
-	if (!s->want_in || s->in_closing || uv_is_closing((uv_handle_t *)&s->pin))
+	if (stdin_target(s) == NULL)
 		return;
+	if (s->pty) {
+		/* A terminal cannot be half closed: its end-of-file character
+		 * is what a user would type. */
+		stdin_write(s, (const uint8_t *)"\x04", 1);
+		s->in_closing = true;
+		return;
+	}
 	s->in_closing = true;
 	/* After the queued writes: the command reads everything, then EOF. */
 	if (uv_shutdown(&s->shut, (uv_stream_t *)&s->pin, on_stdin_shut) != 0)
@@ -686,10 +736,11 @@ static void stdin_close(struct exec_session *s)
 
 static void stdin_write(struct exec_session *s, const uint8_t *data, size_t n)
 {
+	uv_stream_t *in = stdin_target(s);
 	struct stdin_write *sw;
 	uv_buf_t b;
 
-	if (!s->want_in || s->in_closing || n == 0 || uv_is_closing((uv_handle_t *)&s->pin)) {
+	if (in == NULL || n == 0) {
 		spdy_ack(s, n);
 		return;
 	}
@@ -700,11 +751,11 @@ static void stdin_write(struct exec_session *s, const uint8_t *data, size_t n)
 	sw->len = n;
 	memcpy(sw->data, data, n);
 	b = uv_buf_init(sw->data, (unsigned)n);
-	if (uv_write(&sw->w, (uv_stream_t *)&s->pin, &b, 1, on_stdin_written) != 0) {
+	if (uv_write(&sw->w, in, &b, 1, on_stdin_written) != 0) {
 		free(sw);
 		return;
 	}
-	if (uv_stream_get_write_queue_size((uv_stream_t *)&s->pin) > EXEC_HIGH_WATER)
+	if (stdin_queued(s) > EXEC_HIGH_WATER)
 		http_raw_pause(s->raw, true);
 }
 
@@ -721,7 +772,7 @@ static void on_message(struct exec_session *s, const uint8_t *m, size_t n)
 			stdin_close(s);
 		break;
 	case CH_RESIZE:
-		resize_seen(s);
+		resize_msg(s, m + 1, n - 1);
 		break;
 	default:
 		break;
@@ -887,7 +938,7 @@ static long spdy_input(struct exec_session *s, const uint8_t *buf, size_t len)
 			if (ch == CH_STDIN)
 				stdin_write(s, f.payload, f.length);
 			else if (ch == CH_RESIZE && f.length > 0)
-				resize_seen(s);
+				resize_msg(s, f.payload, f.length);
 			if (ch == CH_STDIN && (f.flags & SPDY_FLAG_FIN))
 				stdin_close(s);
 			continue;
@@ -1112,15 +1163,20 @@ void exec_serve(uv_loop_t *loop, struct exec_group *g, struct http_req *req,
 	ns.pipe[0] = s->want_in;
 	ns.pipe[1] = s->want_out;
 	ns.pipe[2] = s->want_err;
-	/* With a terminal kubectl asks for no stderr: on a terminal it would
-	 * show with stdout, so without one it goes with stdout too rather
-	 * than nowhere. */
-	ns.err_to_out = s->tty && s->want_out && !s->want_err;
+	/* With a terminal (kubectl asks for stdout, and no stderr) the
+	 * command gets a new one on all three; its master carries stdin in and
+	 * the output out through pout. */
+	ns.tty = s->tty && s->want_out;
+	if (ns.tty) {
+		ns.pipe[0] = ns.pipe[2] = false;
+		s->want_in = s->want_err = false;
+	}
 	s->pid = nsexec_start(&ns, fds, s->spawn_error, sizeof s->spawn_error);
 	if (s->pid > 0) {
 		uv_pipe_t *pipes[3] = {&s->pin, &s->pout, &s->perr};
 
 		s->running = true;
+		s->pty = ns.tty;
 		for (int i = 0; i < 3; i++) {
 			if (fds[i] < 0)
 				continue;

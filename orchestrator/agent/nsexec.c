@@ -18,10 +18,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pty.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,7 +43,7 @@ static const struct {
 #define N_NS (sizeof namespaces / sizeof namespaces[0])
 
 /* What failed in the child, sent with its errno. */
-enum { STEP_SETNS = 1, STEP_CWD, STEP_EXEC };
+enum { STEP_SETNS = 1, STEP_CWD, STEP_EXEC, STEP_TTY };
 
 struct child_err {
 	int step;
@@ -104,7 +106,8 @@ static _Noreturn void child_main(const struct nsexec_spec *spec, const int child
 
 	setsid();
 	for (int i = 0; i < 3; i++) {
-		int fd = child_fds[i];
+		/* A terminal is all three, as on a login. */
+		int fd = spec->tty ? child_fds[0] : child_fds[i];
 
 		if (fd < 0) {
 			if (devnull < 0)
@@ -117,6 +120,10 @@ static _Noreturn void child_main(const struct nsexec_spec *spec, const int child
 	}
 	if (spec->err_to_out)
 		dup2(1, 2);
+	/* The new session's controlling terminal: ^C and job control work,
+	 * and the shell knows it is interactive. */
+	if (spec->tty && ioctl(0, TIOCSCTTY, 0) != 0)
+		child_fail(errfd, STEP_TTY, errno);
 	for (size_t i = 0; i < N_NS; i++)
 		if (ns_fds[i] >= 0 && setns(ns_fds[i], namespaces[i].type) != 0)
 			child_fail(errfd, STEP_SETNS, errno);
@@ -169,6 +176,15 @@ static int above2(int fd)
 	return nfd;
 }
 
+static int cloexec(int fd)
+{
+	if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 static void close_all(int *fds, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -194,7 +210,23 @@ pid_t nsexec_start(const struct nsexec_spec *spec, int fds[3], char *errmsg, siz
 			 "namespaces of process %d: %s", (int)spec->ns_pid, strerror(rv));
 		goto err;
 	}
-	for (int i = 0; i < 3; i++) {
+	if (spec->tty) {
+		int m, sl;
+
+		if (openpty(&m, &sl, NULL, NULL, NULL) != 0) {
+			snprintf(errmsg, size, "failed to exec in container: openpty: %s",
+				 strerror(errno));
+			goto err;
+		}
+		fds[1] = cloexec(above2(m));
+		child_fds[0] = cloexec(above2(sl));
+		if (fds[1] < 0 || child_fds[0] < 0) {
+			snprintf(errmsg, size, "failed to exec in container: terminal: %s",
+				 strerror(errno));
+			goto err;
+		}
+	}
+	for (int i = 0; i < 3 && !spec->tty; i++) {
 		int p[2];
 
 		if (!spec->pipe[i])
@@ -246,6 +278,10 @@ pid_t nsexec_start(const struct nsexec_spec *spec, int fds[3], char *errmsg, siz
 	case STEP_SETNS:
 		snprintf(errmsg, size, "failed to exec in container: cannot enter the "
 			 "container's namespaces: %s", strerror(ce.err));
+		break;
+	case STEP_TTY:
+		snprintf(errmsg, size, "failed to exec in container: cannot set up the "
+			 "terminal: %s", strerror(ce.err));
 		break;
 	case STEP_CWD:
 		snprintf(errmsg, size, "failed to exec in container: chdir to %s: %s",

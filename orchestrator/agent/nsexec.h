@@ -2,7 +2,7 @@
  * exec: in the namespaces of the container's process (mount, so volumes are
  * at their mountPath; network, UTS and IPC), in the container's working
  * directory and environment, in a session of its own (its process group can
- * be killed whole), with pipes for the streams asked for.
+ * be killed whole), with pipes for the streams asked for, or a terminal.
  *
  * Joining namespaces needs root (CAP_SYS_ADMIN); the caller passes no
  * container pid when it is not root, and the command then runs in the
@@ -26,6 +26,9 @@ struct nsexec_spec {
 	pid_t ns_pid;               /* the container's process, or 0: stay in ours */
 	bool pipe[3];               /* stdin, stdout, stderr; /dev/null when false */
 	bool err_to_out;            /* stderr goes where stdout goes (pipe[2] false) */
+	bool tty;                   /* a new pseudo-terminal on 0-2, its controlling
+				     * terminal, instead of pipes: fds[1] is the
+				     * terminal's master, read and written */
 };
 
 /* Starts the command. On success returns its pid (also its process group)

@@ -4,6 +4,7 @@ command runs inside the container (its mount namespace with the volumes at
 their mountPath, its working directory and env, its network namespace),
 its output arrives whole, stdin reaches it, and its exit code is kubectl's."""
 
+import fcntl
 import os
 import pty
 import select
@@ -11,6 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
+import termios
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -169,15 +171,19 @@ def test_exec_joins_the_containers_network_and_uts_namespaces():
     tp.delete_and_wait(name)
 
 
-def kubectl_on_terminal(s, version, *args):
-    """Runs kubectl with a pseudo-terminal as its stdin and stdout (what -t
-    needs); returns (exit code, what it wrote to the terminal, stderr)."""
+def kubectl_on_terminal(s, version, *args, typed=b"", rows=33, cols=101):
+    """Runs kubectl with a pseudo-terminal of rows x cols as its stdin and
+    stdout (what -t needs), typing typed into it; returns (exit code, what
+    showed on the terminal, stderr)."""
     master, slave = pty.openpty()
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     p = subprocess.Popen(s.kubectl_argv(version, *args), stdin=slave, stdout=slave,
                          stderr=subprocess.PIPE)
     os.close(slave)
     out = b""
     try:
+        if typed:
+            os.write(master, typed)
         while True:
             ready, _, _ = select.select([master], [], [], 60)
             assert ready, "kubectl %s %s hangs" % (version, args)
@@ -199,15 +205,24 @@ def kubectl_on_terminal(s, version, *args):
 
 
 def test_exec_with_a_terminal():
-    """kubectl exec -it (no terminal is allocated): stdout and stderr both show on the user's terminal, the exit code is kubectl's, and kubectl logs no error."""
+    """kubectl exec -it gets a terminal of kubectl's size, stderr on it too, an interactive shell; its exit code is kubectl's, and kubectl logs no error."""
     s = tp.server()
     name = exec_pod("exec-tty", os.path.join(ct.mktemp("capstan-exec-"), "vol"))
     for v in (SPDY_VERSIONS[:1] + WS_VERSIONS):
-        rc, out, err = kubectl_on_terminal(s, v, "exec", "-it", name, "--", "sh", "-c",
-                                           "echo out; echo err >&2; exit 5")
+        # The size comes a moment after the command starts: wait for it.
+        # (/bin/sh and the host's stty: busybox's stty fails inside $(...)
+        # on a terminal.)
+        rc, out, err = kubectl_on_terminal(
+            s, v, "exec", "-it", name, "--", "/bin/sh", "-c",
+            "tty >/dev/null && echo is-a-tty; while [ \"$(stty size)\" = \"0 0\" ]; do "
+            "sleep 0.1; done; stty size; echo err >&2; exit 5")
         # Nothing but the exit: no error from kubectl's terminal-size writer.
         assert rc == 5 and err == "command terminated with exit code 5\n", (v, rc, out, err)
-        assert out.split() == ["out", "err"], (v, out, err)
+        assert out.replace("\r", "").splitlines() == ["is-a-tty", "33 101", "err"], (v, out)
+        # An interactive shell: what is typed runs, and exit ends it.
+        rc, out, err = kubectl_on_terminal(s, v, "exec", "-it", name, "--", "sh",
+                                           typed=b"echo hel''lo-$((6*7))\rexit 3\r")
+        assert rc == 3 and "hello-42" in out, (v, rc, out, err)
     tp.delete_and_wait(name)
 
 

@@ -111,6 +111,38 @@ static void test_err_to_out(void **state)
 	assert_int_equal(wait_exit(pid), 0);
 }
 
+/* With tty the command gets a new terminal as its controlling one on 0-2:
+ * what is written to the master is its input (echoed), its output and
+ * errors come back on the master, and no other descriptor is made. */
+static void test_tty(void **state)
+{
+	char *argv[] = {"/bin/sh", "-c", "read x; tty >/dev/null && echo \"tty $x\"; "
+			"echo err >&2; [ -t 0 ] && [ -t 2 ] && exit 4", NULL};
+	char *env[] = {"PATH=/usr/bin:/bin", NULL};
+	struct nsexec_spec spec = {.argv = argv, .env = env, .cwd = "/", .tty = true};
+	char err[256], out[512];
+	size_t n = 0;
+	ssize_t r;
+	int fds[3];
+	pid_t pid;
+
+	(void)state;
+	pid = nsexec_start(&spec, fds, err, sizeof err);
+	assert_true(pid > 0);
+	assert_int_equal(fds[0], -1);
+	assert_true(fds[1] >= 0);
+	assert_int_equal(fds[2], -1);
+	assert_int_equal(write(fds[1], "yes\n", 4), 4);
+	/* EIO once the command has exited and the terminal is closed. */
+	while (n + 1 < sizeof out && (r = read(fds[1], out + n, sizeof out - 1 - n)) > 0)
+		n += (size_t)r;
+	out[n] = '\0';
+	close(fds[1]);
+	assert_non_null(strstr(out, "tty yes\r\n"));
+	assert_non_null(strstr(out, "err\r\n"));
+	assert_int_equal(wait_exit(pid), 4);
+}
+
 /* A bare name is searched in the command's PATH, not the agent's. */
 static void test_path_is_the_containers(void **state)
 {
@@ -175,6 +207,7 @@ int main(void)
 		cmocka_unit_test(test_env_cwd_pipes_session),
 		cmocka_unit_test(test_streams_not_asked_for),
 		cmocka_unit_test(test_err_to_out),
+		cmocka_unit_test(test_tty),
 		cmocka_unit_test(test_path_is_the_containers),
 		cmocka_unit_test(test_missing_binary_and_directory),
 		cmocka_unit_test(test_gone_process),
