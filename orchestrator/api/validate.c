@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+
+#include "lib/cidr.h"
 #include "orchestrator/api/selector.h"
 
 /* ---- names (k8s.io/apimachinery/pkg/util/validation) ---- */
@@ -786,6 +789,60 @@ static void validate_endpointslice(struct errs *e, json_t *obj, json_t *old)
 		invalid(e, "addressType", at, "field is immutable");
 }
 
+/* ---- nodes ---- */
+
+/* "a.b.c.d/n" or an IPv6 address with a prefix up to 128; host bits may be
+ * set, as Go's net.ParseCIDR allows. */
+static bool cidr_ok(const char *s)
+{
+	struct cidr c;
+	char ip[64];
+	const char *slash = strchr(s, '/');
+	unsigned char buf[16];
+	char *end;
+	long n;
+
+	if (cidr_parse_host(s, &c, NULL) == 0)
+		return true;
+	if (slash == NULL || (size_t)(slash - s) >= sizeof ip || slash[1] == '\0')
+		return false;
+	memcpy(ip, s, (size_t)(slash - s));
+	ip[slash - s] = '\0';
+	n = strtol(slash + 1, &end, 10);
+	return *end == '\0' && isdigit((unsigned char)slash[1]) && n >= 0 && n <= 128 &&
+	       inet_pton(AF_INET6, ip, buf) == 1;
+}
+
+/* A Node's pod ranges (set by the node IPAM controller) must be CIDRs, and
+ * once set they stay: the node's pods hold addresses from them. */
+static void validate_node(struct errs *e, json_t *obj, json_t *old)
+{
+	json_t *spec = json_object_get(obj, "spec"), *ospec = json_object_get(old, "spec");
+	json_t *pc = json_object_get(spec, "podCIDR"), *pcs = json_object_get(spec, "podCIDRs"), *v;
+	json_t *opcs = json_object_get(ospec, "podCIDRs"), *opc = json_object_get(ospec, "podCIDR");
+	char f[64];
+	size_t i;
+
+	check_meta(e, obj, NAME_SUBDOMAIN);
+	if (pc != NULL && !json_is_null(pc) &&
+	    (!json_is_string(pc) || (json_string_length(pc) > 0 && !cidr_ok(json_string_value(pc)))))
+		invalid(e, "spec.podCIDR", pc, "must be a valid CIDR (e.g. 10.244.1.0/24)");
+	json_array_foreach(pcs, i, v) {
+		snprintf(f, sizeof f, "spec.podCIDRs[%zu]", i);
+		if (!json_is_string(v) || !cidr_ok(json_string_value(v)))
+			invalid(e, f, v, "must be a valid CIDR (e.g. 10.244.1.0/24)");
+	}
+	if (json_array_size(pcs) > 2)
+		add_cause(e, "FieldValueTooMany", "spec.podCIDRs",
+			  "Too many: %zu: must have at most 2 items", json_array_size(pcs));
+	if (old == NULL)
+		return;
+	if ((json_array_size(opcs) > 0 && !json_equal(opcs, pcs)) ||
+	    (json_is_string(opc) && json_string_length(opc) > 0 && !json_equal(opc, pc)))
+		forbidden(e, "spec.podCIDRs", "node updates may not change podCIDR except from \"\" "
+			  "to valid");
+}
+
 /* ---- config maps and secrets ---- */
 
 static const char config_key_msg[] =
@@ -858,6 +915,8 @@ json_t *validate_object(const char *resource, json_t *obj, json_t *old)
 		check_meta(&e, obj, NAME_LABEL);
 	else if (strcmp(resource, "endpointslices") == 0)
 		validate_endpointslice(&e, obj, old);
+	else if (strcmp(resource, "nodes") == 0)
+		validate_node(&e, obj, old);
 	else if (strcmp(resource, "configmaps") == 0)
 		validate_config(&e, obj, old, false);
 	else if (strcmp(resource, "secrets") == 0)

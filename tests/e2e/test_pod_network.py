@@ -315,6 +315,20 @@ def test_nodes_get_distinct_pod_ranges():
     assert addrs == {NODES[0]: [c.net.ips[0]], NODES[1]: [c.net.ips[1]]}, addrs
 
 
+def test_pod_ranges_validated_and_kept():
+    """A Node's pod range must be a CIDR (422) and cannot be changed once set (the node's pods hold addresses in it)."""
+    c = cluster()
+    rc, out, err = c.kubectl("patch", "node", NODES[0], "--type", "merge", "-p",
+                             json.dumps({"spec": {"podCIDR": c.pod_cidr(NODES[1]),
+                                                  "podCIDRs": [c.pod_cidr(NODES[1])]}}))
+    assert rc != 0 and "may not change podCIDR" in err, (rc, out, err)
+    rc, out, err = c.kubectl("create", "-f", "-", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "pn-bad"},
+         "spec": {"podCIDRs": ["10.244.0.0/99"]}}))
+    assert rc != 0 and "must be a valid CIDR" in err, (rc, out, err)
+    assert c.get("node", "pn-bad") is None
+
+
 def cidr_not_available(c, node):
     return [e for e in (c.get("events", "-A") or {"items": []})["items"]
             if e["reason"] == "CIDRNotAvailable" and e["involvedObject"]["name"] == node]

@@ -335,6 +335,31 @@ static void test_config_rules(void **state)
 		     "Invalid value: \"kubernetes.io/tls\": field is immutable");
 }
 
+/* A Node's pod ranges are CIDRs, set once: the node IPAM controller may set
+ * them on a Node without one, nobody may change them after. */
+static void test_node_pod_cidrs(void **state)
+{
+	(void)state;
+	expect_valid("nodes", "metadata:\n  name: n\nspec:\n  podCIDR: 10.244.1.0/24\n"
+		     "  podCIDRs: [10.244.1.0/24, 'fd00:10:244:1::/64']\n", NULL);
+	expect_cause("nodes", "metadata:\n  name: n\nspec:\n  podCIDRs: [10.244.1.0]\n", NULL,
+		     "spec.podCIDRs[0]", "FieldValueInvalid",
+		     "Invalid value: \"10.244.1.0\": must be a valid CIDR");
+	expect_cause("nodes", "metadata:\n  name: n\nspec:\n  podCIDR: 10.244.1.0/33\n", NULL,
+		     "spec.podCIDR", "FieldValueInvalid", "Invalid value: \"10.244.1.0/33\"");
+	expect_valid("nodes", "metadata:\n  name: n\nspec:\n  podCIDR: 10.244.1.0/24\n"
+		     "  podCIDRs: [10.244.1.0/24]\n", "metadata:\n  name: n\nspec: {}\n");
+	expect_cause("nodes", "metadata:\n  name: n\nspec:\n  podCIDR: 10.244.2.0/24\n"
+		     "  podCIDRs: [10.244.2.0/24]\n",
+		     "metadata:\n  name: n\nspec:\n  podCIDR: 10.244.1.0/24\n"
+		     "  podCIDRs: [10.244.1.0/24]\n", "spec.podCIDRs", "FieldValueForbidden",
+		     "Forbidden: node updates may not change podCIDR");
+	expect_cause("nodes", "metadata:\n  name: n\nspec: {}\n",
+		     "metadata:\n  name: n\nspec:\n  podCIDR: 10.244.1.0/24\n"
+		     "  podCIDRs: [10.244.1.0/24]\n", "spec.podCIDRs", "FieldValueForbidden",
+		     "Forbidden: node updates may not change podCIDR");
+}
+
 static json_t *defaulted(const char *resource, const char *obj_yaml)
 {
 	json_t *o = y(obj_yaml);
@@ -481,6 +506,7 @@ int main(void)
 		cmocka_unit_test(test_status_message_single),
 		cmocka_unit_test(test_pod_update),
 		cmocka_unit_test(test_workload_rules),
+		cmocka_unit_test(test_node_pod_cidrs),
 		cmocka_unit_test(test_service_rules),
 		cmocka_unit_test(test_config_rules),
 		cmocka_unit_test(test_defaults_pod),
