@@ -1,12 +1,13 @@
 /* network.c — the pod network of one node (network.h): a bridge, one
  * network namespace and veth pair per pod, host-local addresses (ipam.c),
- * host-gateway routes to the other nodes' pod ranges, and unreachable
- * routes that keep the cluster's ranges on the machine.
+ * host-gateway routes to the other nodes' pod ranges, and the routes that
+ * keep the cluster's ranges on the machine (pods: unreachable, services:
+ * local).
  *
  * Happy path (BRIDGE mode): start → a Node informer → our Node shows its
  * spec.podCIDR → the bridge cbr0 gets the range's first address and comes
- * up, IPv4 forwarding is turned on, the cluster pod range and the service
- * range get `unreachable` routes → ready. Each pod: a namespace (created by
+ * up, IPv4 forwarding is turned on, the cluster pod range gets an
+ * `unreachable` route and the service range a `local` one → ready. Each pod: a namespace (created by
  * unsharing on the loop thread, bind-mounted at DATA/network/netns/<uid> so
  * it outlives the agent, then back to ours), an address, a veth pair whose
  * pod end is eth0 inside it, on the bridge; lo and eth0 up, a default route
@@ -435,7 +436,8 @@ static int bridge_setup(struct network *n, const struct cidr *range, char *errms
 	 * without rules is refused at once; nothing in the range leaves. */
 	if ((rv = route_set(n->sk, &n->cluster, RTN_UNREACHABLE, 0, 0)) < 0 ||
 	    (rv = route_set(n->sk, &n->service, RTN_LOCAL, 0, (int)if_nametoindex("lo"))) < 0) {
-		cap_errmsg_printf(errmsg, "unreachable routes: %s", nl_geterror(rv));
+		cap_errmsg_printf(errmsg, "cluster and service range routes: %s",
+				  nl_geterror(rv));
 		return -1;
 	}
 	n->pod_cidr = *range;

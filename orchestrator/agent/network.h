@@ -3,8 +3,8 @@
  * out by the server's node IPAM controller), on a node bridge, the way the
  * CNI bridge and host-local plugins do it; pods on other nodes are reached
  * through a route per node to its pod range via its InternalIP
- * (host-gateway); the cluster's pod and service ranges get unreachable
- * routes so that they never leave the machine.
+ * (host-gateway); the cluster's pod range gets an unreachable route and the
+ * service range a local one, so that neither ever leaves the machine.
  *
  * Modes: BRIDGE when the agent is root and not told --pod-network=host;
  * otherwise HOST: pods share the node's network and report the node IP, and
