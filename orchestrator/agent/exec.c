@@ -32,9 +32,11 @@
  * Failure modes: a request that is no websocket or SPDY upgrade gets 400;
  * a command that cannot be started is a Failure Status on the error
  * channel (kubectl prints it); a client that goes away, closes, or breaks
- * the protocol gets the process group killed. When the process exits, whatever it left behind in
- * its group is killed too, as the process runtime does for containers, so
- * a background child holding stdout cannot keep the session open.
+ * the protocol gets the command's session killed. When the process exits,
+ * whatever it left behind in its session (its group, and groups it made,
+ * as a shell's jobs) is killed too, as the process runtime does for
+ * containers, so a background child holding stdout or the terminal cannot
+ * keep the session open.
  * Back-pressure: a slow client stops the reading of stdout and stderr, a
  * slow stdin stops the reading of the client. */
 #include <errno.h>
@@ -228,9 +230,9 @@ static void close_handle(struct exec_session *s, uv_handle_t *h)
 
 static void kill_group(struct exec_session *s)
 {
-	/* A session of its own: the process group id is the pid. */
+	/* A session of its own, led by the command. */
 	if (s->pid > 0)
-		kill(-s->pid, SIGKILL);
+		nsexec_kill_session(s->pid, SIGKILL);
 }
 
 static void close_reaper(struct exec_session *s)
@@ -605,8 +607,9 @@ static void reap(struct exec_session *s)
 		s->exit_code = 128 + WTERMSIG(st);
 	else
 		s->exit_code = WEXITSTATUS(st);
-	/* Nothing the command started outlives it. */
-	kill(-s->pid, SIGKILL);
+	/* Nothing the command started outlives it (nor holds its pipes or
+	 * terminal open). */
+	nsexec_kill_session(s->pid, SIGKILL);
 	close_reaper(s);
 	maybe_finish(s);
 }

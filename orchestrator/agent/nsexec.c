@@ -15,6 +15,7 @@
  * directory that does not exist in the container, or a command that is not
  * found or not executable: the child writes a code and errno and exits
  * 127, the parent reaps it and returns -1 with a message. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -22,6 +23,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -313,4 +315,40 @@ err:
 	close_all(fds, 3);
 	close_all(ep, 2);
 	return -1;
+}
+
+void nsexec_kill_session(pid_t sid, int sig)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if (sid <= 1)
+		return;
+	kill(-sid, sig);         /* the leader's group: no scan needed */
+	d = opendir("/proc");
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		char path[300], stat[512], *rp;
+		int fd, session;
+		ssize_t n;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, stat, sizeof stat - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		stat[n] = '\0';
+		/* After the command name (which may hold anything): state,
+		 * parent, process group, session. */
+		rp = strrchr(stat, ')');
+		if (rp != NULL && sscanf(rp + 1, " %*c %*d %*d %d", &session) == 1 &&
+		    session == (int)sid)
+			kill((pid_t)atoi(e->d_name), sig);
+	}
+	if (d != NULL)
+		closedir(d);
 }

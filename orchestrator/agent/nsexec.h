@@ -38,4 +38,9 @@ struct nsexec_spec {
  * ("... no such file or directory"). The caller reaps the child. */
 pid_t nsexec_start(const struct nsexec_spec *spec, int fds[3], char *errmsg, size_t size);
 
+/* Sends sig to every process of session sid: the command's process group
+ * and the groups it made (a shell with job control puts each job in one
+ * of its own), so nothing it started outlives it or holds its terminal. */
+void nsexec_kill_session(pid_t sid, int sig);
+
 #endif

@@ -223,7 +223,7 @@ def kubectl_on_terminal(s, version, *args, typed=b"", rows=33, cols=101):
 
 
 def test_exec_with_a_terminal():
-    """kubectl exec -it gets a terminal of kubectl's size, stderr on it too, an interactive shell; its exit code is kubectl's, and kubectl logs no error."""
+    """kubectl exec -it gets a terminal of kubectl's size, stderr on it too, an interactive shell whose background jobs end with it; its exit code is kubectl's, and kubectl logs no error."""
     s = tp.server()
     name = exec_pod("exec-tty", os.path.join(ct.mktemp("capstan-exec-"), "vol"))
     for v in (SPDY_VERSIONS[:1] + WS_VERSIONS):
@@ -237,10 +237,15 @@ def test_exec_with_a_terminal():
         # Nothing but the exit: no error from kubectl's terminal-size writer.
         assert rc == 5 and err == "command terminated with exit code 5\n", (v, rc, out, err)
         assert out.replace("\r", "").splitlines() == ["is-a-tty", "33 101", "err"], (v, out)
-        # An interactive shell: what is typed runs, and exit ends it.
+        # An interactive shell: what is typed runs, and exit ends it, also
+        # with a job left in the background (in a process group of its
+        # own, holding the terminal): the job goes with the shell.
         rc, out, err = kubectl_on_terminal(s, v, "exec", "-it", name, "--", "sh",
-                                           typed=b"echo hel''lo-$((6*7))\rexit 3\r")
+                                           typed=b"sleep 7790 &\recho hel''lo-$((6*7))\r"
+                                                 b"exit 3\r")
         assert rc == 3 and "hello-42" in out, (v, rc, out, err)
+        ct.wait_until(lambda: pids_running("sleep", "7790") == [], timeout=20,
+                      what="the shell's background job gone")
     tp.delete_and_wait(name)
 
 
