@@ -300,6 +300,25 @@ out:
 	return rv;
 }
 
+/* Whether this process may make network namespaces at all (root in a
+ * container without CAP_SYS_ADMIN may not): a throwaway one, left at once. */
+static int netns_probe(char *errmsg)
+{
+	int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (self < 0) {
+		cap_errmsg_printf(errmsg, "cannot open our network namespace: %s", strerror(errno));
+		return -1;
+	}
+	if (unshare(CLONE_NEWNET) != 0) {
+		cap_errmsg_printf(errmsg, "cannot create network namespaces: %s", strerror(errno));
+		close(self);
+		return -1;
+	}
+	setns_back(self);
+	close(self);
+	return 0;
+}
+
 /* A netlink socket inside the namespace nsfd. */
 static struct nl_sock *nl_open_in(int nsfd)
 {
@@ -548,6 +567,7 @@ int network_start(uv_loop_t *loop, struct kclient *kc, const struct network_conf
 {
 	struct network *n = calloc(1, sizeof *n);
 	struct informer_handlers h = {on_node, on_node_update, on_node_delete, NULL};
+	char why[CAP_ERRMSG_SIZE];
 
 	if (n == NULL || (n->node = strdup(cfg->node_name)) == NULL ||
 	    (n->routes = json_object()) == NULL) {
@@ -573,6 +593,8 @@ int network_start(uv_loop_t *loop, struct kclient *kc, const struct network_conf
 		log_info("network: host mode (--pod-network=host)");
 	} else if (geteuid() != 0) {
 		fall_back(n, "NoPodNetwork", "the agent is not root");
+	} else if (netns_probe(why) != 0) {
+		fall_back(n, "PodNetworkFailed", why);
 	} else if ((n->sk = nl_open()) == NULL) {
 		fall_back(n, "PodNetworkFailed", "cannot open a netlink socket");
 	} else if (mkdir_p(n->ipam_dir) != 0 || mkdir_p(n->netns_dir) != 0) {

@@ -519,7 +519,8 @@ def test_unprivileged_agent_falls_back_to_host_network():
     a = Proc(c.net, c.net.nodes[1], [
         "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
         AGENT_BIN, "--server", c.server_url, "--node-name", "pn-nobody", "--data-dir", d,
-        "--node-ip", c.net.ips[1], "--listen", "127.0.0.1:0", "--cluster-cidr", CLUSTER_CIDR],
+        "--node-ip", c.net.ips[1], "--listen", "127.0.0.1:0", "--cluster-cidr", CLUSTER_CIDR,
+        "--proxy-mode=none"],   # pn-b's proxy serves this namespace
         os.path.join(c.dir, "nobody.log"), data_dir=d).start()
 
     def condition():
@@ -535,6 +536,32 @@ def test_unprivileged_agent_falls_back_to_host_network():
     assert a.terminate() == 0, a.log_tail()
     c.net.procs.remove(a)
     c.must("delete", "node", "pn-nobody")
+
+
+def test_agent_without_namespaces_falls_back_to_host_network():
+    """Root without CAP_SYS_ADMIN cannot make namespaces: the agent falls back to the host network and says why."""
+    c = cluster()
+    d = ct.mktemp("capstan-pn-nocap-")
+    a = Proc(c.net, c.net.nodes[1], [
+        "setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--",
+        AGENT_BIN, "--server", c.server_url, "--node-name", "pn-nocap", "--data-dir", d,
+        "--node-ip", c.net.ips[1], "--listen", "127.0.0.1:0", "--cluster-cidr", CLUSTER_CIDR,
+        "--proxy-mode=none"],   # pn-b's proxy serves this namespace
+        os.path.join(c.dir, "nocap.log"), data_dir=d).start()
+
+    def condition():
+        n = c.get("node", "pn-nocap")
+        conds = {x["type"]: x for x in (n or {}).get("status", {}).get("conditions", [])}
+        return conds.get("NetworkUnavailable")
+    cond = ct.wait_until(condition, timeout=30, interval=0.5, what="pn-nocap's NetworkUnavailable")
+    assert cond["status"] == "True" and cond["reason"] == "PodNetworkFailed", cond
+    assert "cannot create network namespaces" in cond["message"], cond
+    c.create(c.sleeper("on-nocap", "pn-nocap"))
+    assert c.running_ip("on-nocap") == c.net.ips[1]
+    c.delete_pods("on-nocap")
+    assert a.terminate() == 0, a.log_tail()
+    c.net.procs.remove(a)
+    c.must("delete", "node", "pn-nocap")
 
 
 def test_deleting_pods_removes_their_namespaces():
