@@ -356,7 +356,7 @@ def test_exhausted_cluster_range_is_reported():
 
 
 def test_pods_get_ips_from_their_nodes_ranges():
-    """Two pods on two nodes get distinct IPs from their nodes' ranges, shown by kubectl get pod -o wide."""
+    """Two pods on two nodes get distinct IPs from their nodes' ranges, shown by kubectl get pod -o wide; hostNetwork pods keep the node's."""
     c = cluster()
     c.create(c.web_pod("web-a", NODES[0]))
     c.create(c.web_pod("web-b", NODES[1]))
@@ -373,6 +373,12 @@ def test_pods_get_ips_from_their_nodes_ranges():
     assert ip_b in rows["web-b"] and NODES[1] in rows["web-b"], wide
     p = c.get("pod", "web-b")
     assert p["status"]["podIPs"] == [{"ip": ip_b}] and p["status"]["hostIP"] == c.net.ips[1], p["status"]
+    # hostNetwork: true keeps the node's network and reports the node's IP.
+    hn = c.sleeper("hostnet", NODES[0])
+    hn["spec"]["hostNetwork"] = True
+    c.create(hn)
+    assert c.running_ip("hostnet") == c.net.ips[0]
+    c.delete_pods("hostnet")
 
 
 def test_containers_of_a_pod_share_ip_and_localhost():
