@@ -58,6 +58,10 @@
 #define NSFS_MAGIC 0x6e736673
 #endif
 
+/* Our routes carry a protocol number of their own, so that a later agent
+ * tells them from anyone else's (`ip route` shows "proto 99"). */
+#define RTPROT_CAPSTAN 99
+
 enum net_state { NET_HOST, NET_WAITING, NET_READY };
 
 struct network {
@@ -73,6 +77,8 @@ struct network {
 	struct nl_sock *sk;          /* NETLINK_ROUTE in the agent's namespace */
 	struct informer *nodes;
 	json_t *routes;              /* node name -> "cidr via ip" installed */
+	uv_timer_t sweep_timer;      /* until the Node informer has synced */
+	bool sweep_timer_init;
 	void (*changed)(void *data);
 	void *data;
 };
@@ -175,7 +181,7 @@ static int route_set(struct nl_sock *sk, const struct cidr *dst, uint8_t type, u
 		goto out;
 	rtnl_route_set_family(r, AF_INET);
 	rtnl_route_set_table(r, RT_TABLE_MAIN);
-	rtnl_route_set_protocol(r, RTPROT_STATIC);
+	rtnl_route_set_protocol(r, RTPROT_CAPSTAN);
 	rtnl_route_set_type(r, type);
 	rtnl_route_set_scope(r, type == RTN_LOCAL ? RT_SCOPE_HOST :
 				type == RTN_UNICAST && gw == 0 ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE);
@@ -545,6 +551,49 @@ static void on_node(void *data, json_t *node)
 	json_object_set_new(n->routes, name, json_string(want));
 }
 
+/* Routes of ours to a range no Node holds any more (deleted while no agent
+ * ran): once the informer has the whole list, they go. */
+static void sweep_one(struct nl_object *o, void *arg)
+{
+	struct network *n = arg;
+	struct rtnl_route *r = (struct rtnl_route *)o;
+	struct nl_addr *dst = rtnl_route_get_dst(r);
+	char buf[32], want[40];
+	struct cidr c;
+	const char *k;
+	json_t *v;
+
+	if (rtnl_route_get_protocol(r) != RTPROT_CAPSTAN || rtnl_route_get_type(r) != RTN_UNICAST ||
+	    rtnl_route_get_table(r) != RT_TABLE_MAIN || dst == NULL ||
+	    nl_addr_get_family(dst) != AF_INET || nl_addr_get_len(dst) != 4)
+		return;
+	memcpy(&c.addr, nl_addr_get_binary_addr(dst), 4);
+	c.addr = ntohl(c.addr);
+	c.prefix = nl_addr_get_prefixlen(dst);
+	if (!cidr_contains(&n->cluster, &c))
+		return;
+	snprintf(want, sizeof want, "%s via ", cidr_format(&c, buf, sizeof buf));
+	json_object_foreach(n->routes, k, v)
+		if (strncmp(json_string_value(v), want, strlen(want)) == 0)
+			return;
+	if (rtnl_route_delete(n->sk, r, 0) == 0)
+		log_info("network: route to %s removed: no node holds that range", buf);
+}
+
+static void on_sweep_timer(uv_timer_t *t)
+{
+	struct network *n = t->data;
+	struct nl_cache *cache = NULL;
+
+	if (!informer_synced(n->nodes))
+		return;
+	uv_timer_stop(t);
+	if (rtnl_route_alloc_cache(n->sk, AF_INET, 0, &cache) < 0)
+		return;
+	nl_cache_foreach(cache, sweep_one, n);
+	nl_cache_free(cache);
+}
+
 static void on_node_update(void *data, json_t *old, json_t *node)
 {
 	(void)old;
@@ -608,6 +657,10 @@ int network_start(uv_loop_t *loop, struct kclient *kc, const struct network_conf
 			cap_errmsg_printf(errmsg, "cannot start the node informer");
 			goto err;
 		}
+		uv_timer_init(loop, &n->sweep_timer);
+		n->sweep_timer.data = n;
+		n->sweep_timer_init = true;
+		uv_timer_start(&n->sweep_timer, on_sweep_timer, 200, 200);
 	}
 	*out = n;
 	return 0;
@@ -820,15 +873,29 @@ out:
 	json_decref(g.dead);
 }
 
+static void network_free(struct network *n)
+{
+	if (n->sk != NULL)
+		nl_socket_free(n->sk);
+	json_decref(n->routes);
+	free(n->node);
+	free(n);
+}
+
+static void on_sweep_timer_closed(uv_handle_t *h)
+{
+	network_free(h->data);
+}
+
 void network_close(struct network *n)
 {
 	if (n == NULL)
 		return;
 	if (n->nodes != NULL)
 		informer_stop(n->nodes);
-	if (n->sk != NULL)
-		nl_socket_free(n->sk);
-	json_decref(n->routes);
-	free(n->node);
-	free(n);
+	n->nodes = NULL;
+	if (n->sweep_timer_init)
+		uv_close((uv_handle_t *)&n->sweep_timer, on_sweep_timer_closed);
+	else
+		network_free(n);
 }

@@ -79,7 +79,8 @@ int network_enter(const char *path);
  * thread must never go on in a pod's namespace); closes saved. */
 void network_leave(int saved);
 
-/* Stops the informer and frees; namespaces and routes stay. */
+/* Stops the informer and frees (memory goes once its timer has closed, on
+ * the loop); namespaces and routes stay. */
 void network_close(struct network *n);
 
 #endif

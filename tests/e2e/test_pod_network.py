@@ -571,7 +571,7 @@ def test_agent_without_namespaces_falls_back_to_host_network():
 
 
 def test_deleting_pods_removes_their_namespaces():
-    """Deleting every pod removes each pod's namespace, veth and address; a deleted Node's range goes to a waiting one."""
+    """Deleting every pod removes each pod's namespace, veth and address; a deleted Node's range goes to a waiting one, and a stale route to it goes."""
     c = cluster()
     c.delete_pods("web-a", "web-b")
     for i, node in enumerate(NODES):
@@ -585,18 +585,22 @@ def test_deleting_pods_removes_their_namespaces():
         assert "unreachable %s" % CLUSTER_CIDR in routes and "local 10.96.0.0/12 dev lo" in routes, routes
         other = c.pod_cidr(NODES[1 - i])
         assert "%s via %s" % (other, c.net.ips[1 - i]) in routes, routes
-    # A deleted Node's range goes back: a waiting Node gets it, and the
-    # other node's route to it goes.
+    # A deleted Node's range goes back: a waiting Node gets it. Node b is
+    # deleted while no agent runs on a: a's next agent finds its route to
+    # that range stale and removes it.
     freed = c.pod_cidr(NODES[1])
     c.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "pn-late"}})
     ct.wait_until(lambda: cidr_not_available(c, "pn-late"), timeout=30, interval=0.5,
                   what="pn-late waiting for a range")
-    assert c.agents[NODES[1]].terminate() == 0, c.agents[NODES[1]].log_tail()
+    for a in c.agents.values():
+        assert a.terminate() == 0, a.log_tail()
+    assert freed in sh("ip", "route", "show", ns=c.net.nodes[0]).stdout.decode()
     c.must("delete", "node", NODES[1])
     ct.wait_until(lambda: (c.get("node", "pn-late") or {}).get("spec", {}).get("podCIDR") == freed,
                   timeout=30, interval=0.5, what="pn-late getting the freed range")
+    c.agents[NODES[0]].start()
     ct.wait_until(lambda: freed not in sh("ip", "route", "show", ns=c.net.nodes[0]).stdout.decode(),
-                  timeout=30, interval=0.5, what="node a's route to the deleted node's range gone")
+                  timeout=30, interval=0.5, what="node a's stale route to the deleted node's range gone")
     c.stop()
 
 
