@@ -14,6 +14,7 @@
 #include "client/kv_http.h"
 #include "lib/cidr.h"
 #include "lib/err.h"
+#include "lib/heap.h"
 #include "lib/log.h"
 #include "lib/url.h"
 #include "orchestrator/agent/agent.h"
@@ -321,6 +322,7 @@ int main(int argc, char **argv)
 	struct app a = {0};
 	int port, cport = 0, c, rv;
 
+	heap_tune();
 	svc_ranges_default(&o.ranges);
 
 	while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {

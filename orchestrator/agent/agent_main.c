@@ -14,6 +14,7 @@
 
 #include "lib/cidr.h"
 #include "lib/err.h"
+#include "lib/heap.h"
 #include "lib/log.h"
 #include "orchestrator/agent/agent.h"
 #include "orchestrator/agent/proxy.h"
@@ -147,6 +148,7 @@ int main(int argc, char **argv)
 	struct app a = {0};
 	char *colon, *end;
 
+	heap_tune();
 	while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'k': kubeconfig = optarg; break;
