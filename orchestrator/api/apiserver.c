@@ -120,6 +120,10 @@ struct rq {
 	json_t *keys, *objs;
 	/* watches */
 	struct wc_watcher *watcher;
+	/* updates: this attempt began from the watch cache's copy; the next
+	 * ones read the store */
+	bool from_cache;
+	bool store_only;
 	uv_timer_t timeout_timer, bookmark_timer;
 	int open_handles;
 	bool stream_open;
@@ -1614,6 +1618,7 @@ static void handle_watch(struct rq *q)
 /* ---- update (PUT, PATCH, status, scale, binding) ---- */
 
 static void update_start(struct rq *q);
+static bool retry_from_store(struct rq *q, json_t *status);
 
 static bool is_main_write(const struct rq *q)
 {
@@ -1658,6 +1663,8 @@ static void on_update_txn(void *data, json_t *answer, json_t *err)
 		return;
 	}
 	if (!json_is_true(json_object_get(answer, "succeeded"))) {
+		if (retry_from_store(q, NULL))
+			return;
 		if (q->attempts++ < (q->alloc_cmp != NULL ? ALLOC_ATTEMPTS : UPDATE_ATTEMPTS)) {
 			json_decref(q->cur);
 			json_decref(q->next);
@@ -1729,6 +1736,8 @@ static void write_next(struct rq *q, bool remove)
 	if (!remove && q->cur != NULL && same_object(q->cur, q->next)) {
 		/* As Kubernetes does, an update that changes nothing writes
 		 * nothing: the resourceVersion stays, and watchers see no event. */
+		if (retry_from_store(q, NULL))
+			return;
 		reply_written(q, q->cur_rev);
 		return;
 	}
@@ -1830,10 +1839,34 @@ static json_t *finish_update(struct rq *q)
 	return NULL;
 }
 
+static void on_update_get(void *data, json_t *answer, json_t *err);
+
+/* An attempt that began from the watch cache's copy may end only in a
+ * write, whose compare on mod_revision proves the copy was the current
+ * object. Any other outcome (a refusal, a no-op, a lost compare) may come
+ * from a copy that is behind, so it is decided again from the store, as
+ * every attempt was before. Returns false when the attempt read the store:
+ * the caller goes on. status (may be NULL) is dropped when retrying. */
+static bool retry_from_store(struct rq *q, json_t *status)
+{
+	if (!q->from_cache)
+		return false;
+	json_decref(status);
+	json_decref(q->cur);
+	json_decref(q->next);
+	q->cur = q->next = NULL;
+	q->from_cache = false;
+	q->store_only = true;
+	call_or_fail(q, range_key(q, q->key, on_update_get));
+	return true;
+}
+
+static void update_with_cur(struct rq *q);
+
 static void on_update_get(void *data, json_t *answer, json_t *err)
 {
 	struct rq *q = data;
-	json_t *kvs, *st = NULL, *fin;
+	json_t *kvs;
 	if (err != NULL) {
 		reply_store_error(q, err);
 		return;
@@ -1855,18 +1888,27 @@ static void on_update_get(void *data, json_t *answer, json_t *err)
 						  "Internal error occurred: stored %s is not JSON", q->key));
 		return;
 	}
+	update_with_cur(q);
+}
+
+/* The update from q->cur (at q->cur_rev) on. */
+static void update_with_cur(struct rq *q)
+{
+	json_t *st = NULL, *fin;
 	{
 		json_t *copy = json_deep_copy(q->cur);
 		q->next = q->mutate(q, copy, &st);
 		json_decref(copy);
 	}
 	if (q->next == NULL) {
-		reply_status(q, st);
+		if (!retry_from_store(q, st))
+			reply_status(q, st);
 		return;
 	}
 	st = finish_update(q);
 	if (st != NULL) {
-		reply_status(q, st);
+		if (!retry_from_store(q, st))
+			reply_status(q, st);
 		return;
 	}
 	record_fields(q, q->cur, q->next);
@@ -1879,7 +1921,10 @@ static void on_update_get(void *data, json_t *answer, json_t *err)
 	}
 	/* A no-op update writes nothing and keeps the resourceVersion. */
 	if (json_equal(q->next, q->cur)) {
-		json_t *o = q->cur;
+		json_t *o;
+		if (retry_from_store(q, NULL))
+			return;
+		o = q->cur;
 		q->cur = NULL;
 		if (q->answer_scale) {
 			json_t *scale = scale_of(q, o);
@@ -1903,8 +1948,23 @@ static void on_update_get(void *data, json_t *answer, json_t *err)
 		       (!json_is_integer(grace) || json_integer_value(grace) == 0));
 }
 
+/* The first attempt of an update starts from the watch cache's copy of the
+ * object, as Kubernetes' GuaranteedUpdate does with its cached object: the
+ * write's compare on mod_revision makes that safe, and when the copy is
+ * behind the attempt is made again from the store (retry_from_store).
+ * Services, whose writes carry allocations, and dry runs read the store. */
 static void update_start(struct rq *q)
 {
+	int64_t rev = 0;
+	struct cobj *o;
+	q->from_cache = false;
+	if (!q->store_only && !q->dry_run && !is_services(q) &&
+	    (o = wc_get(q->s->cache, q->key, &rev)) != NULL && (q->cur = cobj_tree(o)) != NULL) {
+		q->from_cache = true;
+		q->cur_rev = rev;
+		update_with_cur(q);
+		return;
+	}
 	call_or_fail(q, range_key(q, q->key, on_update_get));
 }
 

@@ -166,6 +166,19 @@ static void clear_ring(struct wc *c)
 	c->ring_head = c->ring_len = 0;
 }
 
+struct cobj *wc_get(const struct wc *c, const char *key, int64_t *rev)
+{
+	bool found;
+	size_t i;
+	if (!c->ready)
+		return NULL;
+	i = find(c, key, &found);
+	if (!found)
+		return NULL;
+	*rev = c->items[i].rev;
+	return c->items[i].obj;
+}
+
 struct tree_range {
 	wc_item_fn fn;
 	void *data;

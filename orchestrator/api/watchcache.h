@@ -60,6 +60,8 @@ int64_t wc_oldest(const struct wc *c);
 typedef bool (*wc_item_fn)(void *data, const char *key, json_t *obj, int64_t rev);
 void wc_range(const struct wc *c, const char *prefix, const char *from, wc_item_fn fn,
 	      void *data);
+/* The cached object at key (borrowed) and its mod_revision, or NULL. */
+struct cobj *wc_get(const struct wc *c, const char *key, int64_t *rev);
 /* The same over the cached objects themselves (borrowed): for lists and
  * watches, which send their text. */
 typedef bool (*wc_cached_fn)(void *data, const char *key, struct cobj *obj, int64_t rev);

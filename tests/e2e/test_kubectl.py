@@ -461,6 +461,29 @@ def test_stale_update_conflicts():
     assert code == 404
 
 
+def test_updates_right_after_writes():
+    """Each PUT with the resourceVersion the previous write returned succeeds, patches
+    right after writes see them, and a no-op keeps the resourceVersion."""
+    s = server()
+    base = "/api/v1/namespaces/default/configmaps"
+    code, cm = s.json("POST", base, {"apiVersion": "v1", "kind": "ConfigMap",
+                                     "metadata": {"name": "rapid"}, "data": {"n": "0"}})
+    assert code == 201, cm
+    for i in range(1, 40):
+        cm["data"]["n"] = str(i)
+        code, new = s.json("PUT", base + "/rapid", cm)
+        assert code == 200, (i, new)
+        assert int(new["metadata"]["resourceVersion"]) > int(cm["metadata"]["resourceVersion"])
+        cm = new
+        code, new = s.json("PATCH", base + "/rapid", {"data": {"m": str(i)}},
+                           headers={"Content-Type": "application/merge-patch+json"})
+        assert code == 200 and new["data"] == {"n": str(i), "m": str(i)}, (i, new)
+        cm = new
+    code, same = s.json("PUT", base + "/rapid", cm)
+    assert code == 200 and same["metadata"]["resourceVersion"] == \
+        cm["metadata"]["resourceVersion"], same
+
+
 def test_generate_name_and_uid():
     """generateName gets a 5-character suffix from Kubernetes' alphabet; every object a v4 uid."""
     s = server()
