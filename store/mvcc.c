@@ -1646,6 +1646,28 @@ int mvcc_meta_set(struct mvcc *m, const char *name, const char *value)
 
 /* ---- whole-database operations ---- */
 
+int mvcc_sync(struct mvcc *m)
+{
+	int log_frames = -1, done = -1;
+	int err = need_db(m);
+	if (err)
+		return err;
+	if (m->in_batch)
+		return fail(m, CAP_EINVAL, "sync inside a batch");
+	int rc = sqlite3_wal_checkpoint_v2(m->db, "main", SQLITE_CHECKPOINT_PASSIVE, &log_frames,
+					   &done);
+	if (rc != SQLITE_OK)
+		return fail(m, map_sqlite(rc), sqlite3_errmsg(m->db));
+	/* A frame left behind means a reader still needs an older page, and
+	 * neither the frames nor the database file are all synced. */
+	if (done < log_frames) {
+		char msg[128];
+		snprintf(msg, sizeof msg, "checkpoint copied %d of %d WAL frames", done, log_frames);
+		return fail(m, CAP_EUNAVAILABLE, msg);
+	}
+	return CAP_OK;
+}
+
 int mvcc_snapshot(struct mvcc *m, void **buf, size_t *len)
 {
 	int err = need_db(m);

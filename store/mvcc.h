@@ -175,6 +175,10 @@ int mvcc_meta_set(struct mvcc *m, const char *name, const char *value);  /* insi
 /* Serializes the committed database into one malloc'd buffer (refused
  * with CAP_EINVAL inside a batch). */
 int mvcc_snapshot(struct mvcc *m, void **buf, size_t *len);
+/* Makes every committed transaction durable in the database file (a
+ * checkpoint of the whole WAL, which fsyncs it and the file). CAP_EUNAVAILABLE if
+ * a reader kept part of the WAL from being copied. Not inside a batch. */
+int mvcc_sync(struct mvcc *m);
 /* Replaces the whole state with a buffer made by mvcc_snapshot (checked
  * first; a damaged one is refused with CAP_ECORRUPT and nothing changes).
  * The new file is renamed over the old one, so a crash leaves either. If the

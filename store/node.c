@@ -18,6 +18,11 @@
 /* A log entry holds at most this many command bytes; more waits for the
  * next entry, so one huge batch cannot stall the log. */
 #define NODE_MAX_ENTRY_BYTES (4u << 20)
+/* Commands kept in the log behind a snapshot, as etcd keeps 5,000 entries
+ * (one request each) for followers to catch up from. */
+#define NODE_CATCHUP_COMMANDS 5000
+/* Size of a raft log segment file (libraft preallocates three). */
+#define NODE_SEGMENT_BYTES (2u << 20)
 
 struct proposal {
 	struct proposal *next;
@@ -98,6 +103,13 @@ struct node {
 	size_t n_promote;
 	bool promoting;
 	uint64_t promote_after_ms;
+
+	/* snapshots are counted in applied commands, as etcd counts applied
+	 * requests: libraft counts entries, and one entry holds a whole group
+	 * commit (see node_take_results) */
+	uint64_t cmds_since_snapshot;
+	uint64_t entries_at_count;   /* raft's last_applied when counting restarted */
+	unsigned snapshot_count;
 
 	bool closing;
 	void (*close_cb)(void *data);
@@ -283,8 +295,46 @@ void *node_entry_data(struct node *n, const struct cmd_entry *e, uint32_t i)
 	return NULL;
 }
 
+/* Asks libraft for a snapshot once snapshot_count commands have applied
+ * since the last one: its own threshold counts entries since the last
+ * snapshot, so lowering it to 1 makes the check after this apply take one.
+ * node_snapshot_taken puts it back. The entry threshold stays as a backstop
+ * for entries without commands (barriers, configuration changes). */
+static void count_commands(struct node *n, uint32_t count)
+{
+	n->cmds_since_snapshot += count;
+	if (n->cmds_since_snapshot >= n->snapshot_count)
+		raft_set_snapshot_threshold(&n->raft, 1);
+}
+
+unsigned node_snapshot_taken(struct node *n)
+{
+	uint64_t entries = raft_last_applied(&n->raft) - n->entries_at_count;
+	uint64_t cmds = n->cmds_since_snapshot;
+	uint64_t keep = n->snapshot_count < NODE_CATCHUP_COMMANDS ? n->snapshot_count
+								  : NODE_CATCHUP_COMMANDS;
+	uint64_t trailing;
+
+	/* Trailing entries let a follower that is a little behind catch up from
+	 * the log instead of a snapshot install. Keep about `keep` commands'
+	 * worth (etcd keeps 5,000 requests), converted to entries by this
+	 * interval's commands per entry. */
+	if (cmds == 0 || entries == 0)
+		trailing = keep;
+	else
+		trailing = (keep * entries + cmds - 1) / cmds;
+	if (trailing < 1)
+		trailing = 1;
+	raft_set_snapshot_trailing(&n->raft, (unsigned)trailing);
+	raft_set_snapshot_threshold(&n->raft, n->snapshot_count);
+	n->cmds_since_snapshot = 0;
+	n->entries_at_count = raft_last_applied(&n->raft);
+	return (unsigned)trailing;
+}
+
 void node_take_results(struct node *n, const struct cmd_entry *e, void **results)
 {
+	count_commands(n, e->count);
 	if (e->origin == n->id) {
 		for (struct batch *b = n->inflight_head; b; b = b->next) {
 			if (b->seq == e->seq && b->count == e->count && b->results == NULL) {
@@ -665,6 +715,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
 	}
 	raft_uv_set_snapshot_compression(&n->io, true);
 	raft_guard_init(&n->guard, &n->io);
+	raft_guard_set_expand(&n->guard, cfg->snapshot_expand, cfg->data);
 	rv = raft_init(&n->raft, &n->guard.io, cfg->fsm, n->id, n->address);
 	if (rv != 0) {
 		cap_errmsg_printf(errmsg, "raft: %s", raft_errmsg(&n->raft));
@@ -673,8 +724,15 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
 	}
 	raft_set_heartbeat_timeout(&n->raft, cfg->heartbeat_ms ? cfg->heartbeat_ms : 100);
 	raft_set_election_timeout(&n->raft, cfg->election_ms ? cfg->election_ms : 1000);
-	raft_set_snapshot_threshold(&n->raft, cfg->snapshot_count ? cfg->snapshot_count : 10000);
-	raft_set_snapshot_trailing(&n->raft, cfg->snapshot_count ? cfg->snapshot_count : 10000);
+	n->snapshot_count = cfg->snapshot_count ? cfg->snapshot_count : 10000;
+	raft_set_snapshot_threshold(&n->raft, n->snapshot_count);
+	raft_set_snapshot_trailing(&n->raft, n->snapshot_count < NODE_CATCHUP_COMMANDS
+						     ? n->snapshot_count : NODE_CATCHUP_COMMANDS);
+	/* Segments are preallocated (one open, two prepared): 8 MiB each by
+	 * default is 24 MiB on disk before anything is written. An entry is at
+	 * most NODE_MAX_ENTRY_BYTES plus one request (and a batch larger than a
+	 * segment still goes into a segment of its own). */
+	raft_uv_set_segment_size(&n->io, NODE_SEGMENT_BYTES);
 	raft_set_pre_vote(&n->raft, true);
 
 	if (cfg->new_cluster) {

@@ -47,7 +47,7 @@ struct node_config {
 	const char *initial_cluster;  /* "name=http://host:port,..." */
 	const char *cluster_token;
 	bool new_cluster;
-	unsigned snapshot_count;      /* entries between snapshots */
+	unsigned snapshot_count;      /* applied commands between snapshots */
 	unsigned heartbeat_ms;
 	unsigned election_ms;
 	unsigned request_timeout_ms;  /* how long a proposal waits for a leader */
@@ -57,6 +57,9 @@ struct node_config {
 	void (*on_leader)(void *data, bool ready);
 	/* Frees an FSM result nobody waits for. */
 	void (*free_result)(void *result);
+	/* Rewrites a snapshot's data before it is sent to a follower: see
+	 * raft_guard_set_expand. NULL sends snapshots as stored. */
+	int (*snapshot_expand)(void *data, const struct raft_buffer *in, struct raft_buffer *out);
 	/* A fault the node cannot continue after (disk errors). */
 	void (*on_fatal)(void *data, const char *why);
 };
@@ -90,6 +93,11 @@ void node_take_results(struct node *n, const struct cmd_entry *e, void **results
 /* For the FSM apply: the data pointer given to node_propose for command i
  * of an entry this member proposed and still waits for, else NULL. */
 void *node_entry_data(struct node *n, const struct cmd_entry *e, uint32_t i);
+
+/* For the FSM snapshot: a snapshot is being taken now. Restarts the count
+ * of commands toward the next one and sets how many log entries stay behind
+ * it (returned). */
+unsigned node_snapshot_taken(struct node *n);
 
 uint64_t node_id(const struct node *n);
 uint64_t node_cluster_id(const struct node *n);

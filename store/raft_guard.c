@@ -2,6 +2,7 @@
 #include "store/raft_guard.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define GUARD(p) ((struct raft_guard *)(void *)((char *)(p) - offsetof(struct raft_guard, io)))
@@ -143,11 +144,61 @@ static int guard_snapshot_put(struct raft_io *io, unsigned trailing,
 	return g->inner->snapshot_put(g->inner, trailing, req, snapshot, cb);
 }
 
+/* A snapshot read for sending to a follower: the inner read, then the
+ * owner's expand hook over its data. */
+struct guard_get {
+	struct raft_io_snapshot_get inner;
+	struct raft_guard *g;
+	struct raft_io_snapshot_get *outer;
+	raft_io_snapshot_get_cb cb;
+};
+
+static void guard_snapshot_got(struct raft_io_snapshot_get *inner, struct raft_snapshot *snap,
+			       int status)
+{
+	struct guard_get *gg = inner->data;
+	struct raft_io_snapshot_get *outer = gg->outer;
+	raft_io_snapshot_get_cb cb = gg->cb;
+	struct raft_guard *g = gg->g;
+
+	free(gg);
+	if (status == 0 && snap != NULL && snap->n_bufs == 1 && g->expand != NULL) {
+		struct raft_buffer out = {0};
+		int rv = g->expand(g->expand_data, &snap->bufs[0], &out);
+		if (rv != 0) {
+			/* raft frees the snapshot only when the status is 0. */
+			raft_free(snap->bufs[0].base);
+			raft_free(snap->bufs);
+			raft_configuration_close(&snap->configuration);
+			raft_free(snap);
+			cb(outer, NULL, rv);
+			return;
+		}
+		if (out.base != NULL) {
+			raft_free(snap->bufs[0].base);
+			snap->bufs[0] = out;
+		}
+	}
+	cb(outer, snap, status);
+}
+
 static int guard_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
 			      raft_io_snapshot_get_cb cb)
 {
 	struct raft_guard *g = GUARD(io);
-	return g->inner->snapshot_get(g->inner, req, cb);
+	struct guard_get *gg = calloc(1, sizeof *gg);
+	int rv;
+
+	if (gg == NULL)
+		return RAFT_NOMEM;
+	gg->g = g;
+	gg->outer = req;
+	gg->cb = cb;
+	gg->inner.data = gg;
+	rv = g->inner->snapshot_get(g->inner, &gg->inner, guard_snapshot_got);
+	if (rv != 0)
+		free(gg);
+	return rv;
 }
 
 static raft_time guard_time(struct raft_io *io)
@@ -167,6 +218,15 @@ static int guard_async_work(struct raft_io *io, struct raft_io_async_work *req,
 {
 	struct raft_guard *g = GUARD(io);
 	return g->inner->async_work(g->inner, req, cb);
+}
+
+void raft_guard_set_expand(struct raft_guard *g,
+			   int (*expand)(void *data, const struct raft_buffer *in,
+					 struct raft_buffer *out),
+			   void *data)
+{
+	g->expand = expand;
+	g->expand_data = data;
 }
 
 void raft_guard_init(struct raft_guard *g, struct raft_io *inner)

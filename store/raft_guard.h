@@ -11,6 +11,10 @@
  * clamps the reply to that. Replies sent after an asynchronous append are
  * exact already (the follower truncated any conflict before appending).
  *
+ * It also lets its owner rewrite a snapshot read for sending to a follower
+ * (raft_guard_set_expand): the store's own snapshots name a state that its
+ * database holds rather than copying it, and a follower needs the state.
+ *
  * Everything else is passed through unchanged. Threading: loop thread only.
  * Ownership: the guard borrows inner, which must outlive it. */
 #ifndef CAPSTAN_RAFT_GUARD_H
@@ -27,8 +31,18 @@ struct raft_guard {
 	bool in_append;         /* inside raft's handling of an AppendEntries */
 	raft_index limit;       /* prevLogIndex + len(entries) of that request */
 	unsigned long clamped;  /* replies corrected, for tests and logs */
+	int (*expand)(void *data, const struct raft_buffer *in, struct raft_buffer *out);
+	void *expand_data;
 };
 
 void raft_guard_init(struct raft_guard *g, struct raft_io *inner);
+/* expand gets the data of a snapshot that raft is about to send (one
+ * buffer, still owned by raft). It returns 0 and leaves out->base NULL to
+ * send it unchanged, or 0 and an out buffer (allocated with raft_malloc,
+ * which then replaces in), or a RAFT_* error to fail the send. */
+void raft_guard_set_expand(struct raft_guard *g,
+			   int (*expand)(void *data, const struct raft_buffer *in,
+					 struct raft_buffer *out),
+			   void *data);
 
 #endif

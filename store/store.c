@@ -42,8 +42,11 @@
 /* How long a follower waits for the leader on a forwarded request. */
 #define FORWARD_TIMEOUT_MS 7000
 
-/* The snapshot image: a header, then the sqlite database image. */
+/* Snapshots: 8 bytes of magic and the applied index (u64 little-endian),
+ * then for a full image the sqlite database; a reference (what a member
+ * keeps of its own snapshots, see fsm_snapshot) has nothing after. */
 #define SNAP_MAGIC "CAPSNAP1"
+#define SNAP_REF_MAGIC "CAPSREF1"
 #define SNAP_HEADER 16
 
 struct store {
@@ -331,52 +334,118 @@ fatal_out:
 	return RAFT_IOERR;
 }
 
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+/* The full image of the current state, for a follower: the header with
+ * the applied index, then the sqlite database. */
+static int snapshot_image(struct store *s, struct raft_buffer *out)
 {
-	struct store *s = fsm->data;
 	void *image;
 	size_t len;
-	uint8_t *hdr;
 	uint64_t applied = mvcc_applied_index(s->mvcc);
+	uint8_t *buf;
 
 	if (mvcc_snapshot(s->mvcc, &image, &len) != 0)
 		return RAFT_IOERR;
-	*bufs = raft_malloc(2 * sizeof **bufs);
+	buf = raft_malloc(SNAP_HEADER + len);
+	if (buf == NULL) {
+		free(image);
+		return RAFT_NOMEM;
+	}
+	memcpy(buf, SNAP_MAGIC, 8);
+	for (int i = 0; i < 8; i++)
+		buf[8 + i] = (uint8_t)(applied >> (8 * i));
+	memcpy(buf + SNAP_HEADER, image, len);
+	free(image);
+	out->base = buf;
+	out->len = SNAP_HEADER + len;
+	log_info("snapshot image at applied index %" PRIu64 " (%zu bytes) for a follower",
+		 applied, len);
+	return 0;
+}
+
+/* A snapshot taken here names the state instead of copying it: sqlite
+ * already holds that state durably (once checkpointed), as etcd's bolt file
+ * does, so the log before it can go without a second copy of the database
+ * on disk and in memory. A follower that needs the state gets a full image
+ * made when it is sent (snapshot_expand); it may be newer than the
+ * snapshot's index, which is safe: it holds only applied (so committed)
+ * entries, records its own applied index, and the entries between are
+ * skipped when the follower applies them. */
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	struct store *s = fsm->data;
+	uint8_t *hdr;
+	uint64_t applied = mvcc_applied_index(s->mvcc);
+
+	/* The log up to here may be deleted once raft has the snapshot, and
+	 * commits do not fsync sqlite's WAL (synchronous=NORMAL: the raft log
+	 * is the durable record): checkpoint first, which syncs both files.
+	 * RAFT_BUSY makes libraft try again after a later apply. */
+	if (mvcc_sync(s->mvcc) != 0) {
+		log_warn("snapshot postponed: %s", mvcc_errmsg(s->mvcc));
+		return RAFT_BUSY;
+	}
+	*bufs = raft_malloc(sizeof **bufs);
 	hdr = raft_malloc(SNAP_HEADER);
 	if (*bufs == NULL || hdr == NULL) {
 		raft_free(*bufs);
 		raft_free(hdr);
-		free(image);
 		return RAFT_NOMEM;
 	}
-	memcpy(hdr, SNAP_MAGIC, 8);
+	memcpy(hdr, SNAP_REF_MAGIC, 8);
 	for (int i = 0; i < 8; i++)
 		hdr[8 + i] = (uint8_t)(applied >> (8 * i));
 	(*bufs)[0].base = hdr;
 	(*bufs)[0].len = SNAP_HEADER;
-	/* raft frees snapshot buffers with raft_free, which is free() with the
-	 * default heap that capstan keeps. */
-	(*bufs)[1].base = image;
-	(*bufs)[1].len = len;
-	*n_bufs = 2;
-	log_info("snapshot at applied index %" PRIu64 " (%zu bytes before compression)", applied, len);
+	*n_bufs = 1;
+	unsigned trailing = s->node ? node_snapshot_taken(s->node) : 0;
+	log_info("snapshot at applied index %" PRIu64 " (%u entries kept behind it)", applied,
+		 trailing);
 	return 0;
+}
+
+static int snapshot_expand(void *data, const struct raft_buffer *in, struct raft_buffer *out)
+{
+	struct store *s = data;
+	out->base = NULL;
+	out->len = 0;
+	if (in->len >= SNAP_HEADER && memcmp(in->base, SNAP_REF_MAGIC, 8) == 0)
+		return snapshot_image(s, out);
+	return 0;
+}
+
+static uint64_t snap_index(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[8 + i];
+	return v;
 }
 
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
 	struct store *s = fsm->data;
 	const uint8_t *p = buf->base;
-	uint64_t applied = 0;
+	uint64_t applied;
 	int rv = 0;
 
-	if (buf->len < SNAP_HEADER || memcmp(p, SNAP_MAGIC, 8) != 0) {
+	if (buf->len < SNAP_HEADER ||
+	    (memcmp(p, SNAP_MAGIC, 8) != 0 && memcmp(p, SNAP_REF_MAGIC, 8) != 0)) {
 		raft_free(buf->base);
 		log_error("snapshot: bad header");
 		return RAFT_CORRUPT;
 	}
-	for (int i = 7; i >= 0; i--)
-		applied = (applied << 8) | p[8 + i];
+	applied = snap_index(p);
+	if (memcmp(p, SNAP_REF_MAGIC, 8) == 0) {
+		/* Our own snapshot, loaded at start: the database must hold it. */
+		if (applied > mvcc_applied_index(s->mvcc)) {
+			log_error("snapshot at index %" PRIu64 " names a state the database does"
+				  " not hold (applied index %" PRIu64 "): the database file was"
+				  " replaced or lost", applied, mvcc_applied_index(s->mvcc));
+			rv = RAFT_CORRUPT;
+		}
+		raft_free(buf->base);
+		return rv;
+	}
 	/* sqlite is durable and the committed log prefix is the same on every
 	 * member, so a state already at or past the snapshot stays. */
 	if (applied > mvcc_applied_index(s->mvcc)) {
@@ -1809,6 +1878,7 @@ int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **o
 		.heartbeat_ms = cfg->heartbeat_ms,
 		.election_ms = cfg->election_ms,
 		.fsm = &s->fsm,
+		.snapshot_expand = snapshot_expand,
 		.data = s,
 		.on_leader = on_leader,
 		.free_result = result_free,

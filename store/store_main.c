@@ -55,7 +55,7 @@ static void usage(FILE *out)
 		"  --initial-cluster NAME=URL,...   the members at bootstrap (default NAME=peer URL)\n"
 		"  --initial-cluster-state new|existing  (default new)\n"
 		"  --initial-cluster-token TOKEN    (default etcd-cluster)\n"
-		"  --snapshot-count N               applied entries between snapshots (default 10000)\n"
+		"  --snapshot-count N               applied requests between snapshots (default 10000)\n"
 		"  --db-cache-mb N                  memory for the state database's page cache\n"
 		"                                   (default 8; not an etcd flag)\n"
 		"  --max-request-bytes N            largest request accepted (default 1572864)\n"
