@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lz4.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,12 @@ struct mvcc {
 	int64_t txn_sub;           /* next sub-revision in the open txn */
 
 	unsigned cache_kib;        /* sqlite page cache limit */
+	/* WAL checkpoints made by mvcc_checkpoint_bg (another thread) instead
+	 * of sqlite's automatic ones inside commits; bg_lock keeps that
+	 * thread's connection and a close or restore of the file apart. */
+	bool bg_checkpoints;
+	int wal_frames;            /* frames in the WAL after the last commit */
+	pthread_mutex_t bg_lock;
 	uint8_t *zbuf;             /* lz4 scratch, grown as needed */
 	LZ4_stream_t *lz4;         /* compression state, reused: set up once */
 	size_t zcap;
@@ -563,6 +570,16 @@ static int set_cache(struct mvcc *m, char *errmsg)
 	return exec(m->db, sql, errmsg);
 }
 
+/* sqlite calls this after each commit instead of its automatic checkpoint
+ * (installing a WAL hook turns that off). */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	(void)db;
+	(void)name;
+	((struct mvcc *)arg)->wal_frames = frames;
+	return SQLITE_OK;
+}
+
 /* Opens m->path into m->db, creating the schema for a new file. */
 static int db_open(struct mvcc *m, char *errmsg)
 {
@@ -589,6 +606,8 @@ static int db_open(struct mvcc *m, char *errmsg)
 	err = set_cache(m, errmsg);
 	if (err)
 		goto err_after_open;
+	if (m->bg_checkpoints)
+		sqlite3_wal_hook(m->db, wal_hook, m);
 	if (fresh) {
 		char sql[sizeof(schema_sql) + 512];
 		snprintf(sql, sizeof(sql),
@@ -634,6 +653,7 @@ int mvcc_open(const char *path, struct mvcc **out, char *errmsg)
 	if (m->path == NULL)
 		goto err_after_alloc;
 	m->cache_kib = MVCC_CACHE_KIB_DEFAULT;
+	pthread_mutex_init(&m->bg_lock, NULL);
 
 	/* A leftover of a restore interrupted before its rename. */
 	char tmp[4096];
@@ -643,6 +663,7 @@ int mvcc_open(const char *path, struct mvcc **out, char *errmsg)
 	int err = db_open(m, errmsg);
 	if (err) {
 		cap_errmsg_wrapf(errmsg, "%s", path);
+		pthread_mutex_destroy(&m->bg_lock);
 		free(m->path);
 		free(m);
 		return err;
@@ -671,7 +692,10 @@ void mvcc_close(struct mvcc *m)
 		return;
 	if (m->in_batch)
 		mvcc_rollback(m);
+	pthread_mutex_lock(&m->bg_lock);
 	db_close(m);
+	pthread_mutex_unlock(&m->bg_lock);
+	pthread_mutex_destroy(&m->bg_lock);
 	free(m->zbuf);
 	LZ4_freeStream(m->lz4);
 	free(m->path);
@@ -1668,6 +1692,45 @@ int mvcc_sync(struct mvcc *m)
 	return CAP_OK;
 }
 
+void mvcc_set_bg_checkpoints(struct mvcc *m)
+{
+	m->bg_checkpoints = true;
+	if (m->db != NULL)
+		sqlite3_wal_hook(m->db, wal_hook, m);
+}
+
+int mvcc_wal_frames(const struct mvcc *m)
+{
+	return m->wal_frames;
+}
+
+int mvcc_checkpoint_bg(struct mvcc *m, int *log_frames, int *done, char *errmsg)
+{
+	sqlite3 *db = NULL;
+	int rc;
+
+	*log_frames = *done = -1;
+	pthread_mutex_lock(&m->bg_lock);
+	/* A connection of its own: sqlite connections are not shared between
+	 * threads here (SQLITE_OPEN_NOMUTEX), and WAL mode lets it copy frames
+	 * while the main connection commits new ones. Opening it per pass
+	 * keeps no second file descriptor across a restore. */
+	rc = sqlite3_open_v2(m->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	/* A new connection reads the file lazily, and until it has, it is not
+	 * in WAL mode and a checkpoint does nothing (and says -1 frames). */
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "PRAGMA journal_mode", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, log_frames,
+					       done);
+	if (rc != SQLITE_OK)
+		cap_errmsg_printf(errmsg, "background checkpoint: %s",
+				  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	sqlite3_close(db);
+	pthread_mutex_unlock(&m->bg_lock);
+	return rc == SQLITE_OK ? CAP_OK : map_sqlite(rc);
+}
+
 int mvcc_snapshot(struct mvcc *m, void **buf, size_t *len)
 {
 	int err = need_db(m);
@@ -1803,7 +1866,9 @@ int mvcc_restore(struct mvcc *m, const void *buf, size_t len)
 
 	/* Closing the last connection checkpoints the WAL into the old file;
 	 * the -wal and -shm files must then go, or sqlite would replay old
-	 * frames onto the new file. */
+	 * frames onto the new file. No checkpoint of another thread may have
+	 * the file open meanwhile. */
+	pthread_mutex_lock(&m->bg_lock);
 	db_close(m);
 	snprintf(side, sizeof(side), "%s-wal", m->path);
 	unlink(side);
@@ -1823,6 +1888,7 @@ reopen:
 	{
 		char msg[CAP_ERRMSG_SIZE];
 		int oerr = db_open(m, msg);
+		pthread_mutex_unlock(&m->bg_lock);
 		if (oerr) {
 			cap_errmsg_printf(m->errmsg, "restore: reopen: %s", msg);
 			return oerr;

@@ -17,7 +17,8 @@
  *
  * Values of 256 bytes or more are stored lz4-compressed when that saves space.
  *
- * Threading: not thread-safe; one owner (the store's loop thread).
+ * Threading: not thread-safe; one owner (the store's loop thread), except
+ * mvcc_checkpoint_bg (see there).
  * Ownership: every mvcc_kv handed out owns its key and value (malloc'd);
  * free with mvcc_kv_clear / mvcc_kvs_clear / mvcc_events_clear.
  * Errors: enum cap_err codes from lib/err.h; detail in mvcc_errmsg(). */
@@ -179,6 +180,20 @@ int mvcc_snapshot(struct mvcc *m, void **buf, size_t *len);
  * checkpoint of the whole WAL, which fsyncs it and the file). CAP_EUNAVAILABLE if
  * a reader kept part of the WAL from being copied. Not inside a batch. */
 int mvcc_sync(struct mvcc *m);
+
+/* WAL checkpoints off the loop thread. After mvcc_set_bg_checkpoints,
+ * commits no longer checkpoint the WAL themselves (sqlite's automatic
+ * checkpoint copies ~1,000 pages and fsyncs two files inside the commit
+ * that crosses the limit); the owner calls mvcc_checkpoint_bg on another
+ * thread and mvcc_sync for what is left (see store/wal_ckpt.h).
+ * mvcc_wal_frames: frames in the WAL after the last commit.
+ * mvcc_checkpoint_bg is the one mvcc call that may run on another thread,
+ * concurrently with the others: a PASSIVE checkpoint on a connection of
+ * its own; *done of *log_frames frames are now in the database file.
+ * mvcc_close and mvcc_restore wait for it. */
+void mvcc_set_bg_checkpoints(struct mvcc *m);
+int mvcc_wal_frames(const struct mvcc *m);
+int mvcc_checkpoint_bg(struct mvcc *m, int *log_frames, int *done, char *errmsg);
 /* Replaces the whole state with a buffer made by mvcc_snapshot (checked
  * first; a damaged one is refused with CAP_ECORRUPT and nothing changes).
  * The new file is renamed over the old one, so a crash leaves either. If the

@@ -35,6 +35,7 @@
 #include "store/forward.h"
 #include "store/lease.h"
 #include "store/node.h"
+#include "store/wal_ckpt.h"
 
 /* Command op byte for a member's published attributes (name, client URLs);
  * the other op bytes are enum kv_op values. */
@@ -54,6 +55,7 @@ struct store {
 	struct store_config cfg;
 	char *strings[8];      /* copies of cfg's strings */
 	struct mvcc *mvcc;
+	struct wal_ckpt *ckpt;  /* NULL for FSM-only stores: sqlite checkpoints */
 	struct node *node;
 	struct watch_hub *hub;
 	struct lease_table *leases;
@@ -311,6 +313,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	rv = mvcc_commit(s->mvcc, index);
 	if (rv != 0)
 		goto fatal_out;
+	if (s->ckpt != NULL)
+		wal_ckpt_committed(s->ckpt);
 	if (events.n > 0)
 		watch_hub_notify(s->hub, &events, mvcc_rev(s->mvcc));
 	mvcc_events_clear(&events);
@@ -381,7 +385,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 	 * is the durable record): checkpoint first, which syncs both files.
 	 * RAFT_BUSY makes libraft try again after a later apply. */
 	if (mvcc_sync(s->mvcc) != 0) {
-		log_warn("snapshot postponed: %s", mvcc_errmsg(s->mvcc));
+		log_info("snapshot postponed: %s", mvcc_errmsg(s->mvcc));
 		return RAFT_BUSY;
 	}
 	*bufs = raft_malloc(sizeof **bufs);
@@ -1848,9 +1852,12 @@ int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **o
 		cap_errmsg_printf(errmsg, "%s: %s", path, mvcc_errmsg(s->mvcc));
 		goto err_mvcc;
 	}
-	rv = watch_hub_new(loop, s->mvcc, cfg->progress_ms, &s->hub);
+	rv = wal_ckpt_open(loop, s->mvcc, &s->ckpt);
 	if (rv != 0)
 		goto err_mvcc;
+	rv = watch_hub_new(loop, s->mvcc, cfg->progress_ms, &s->hub);
+	if (rv != 0)
+		goto err_ckpt;
 	rv = lease_table_new(loop, lease_expire, s, &s->leases);
 	if (rv != 0)
 		goto err_hub;
@@ -1915,6 +1922,9 @@ err_leases:
 	lease_table_close(s->leases);
 err_hub:
 	watch_hub_close(s->hub);
+err_ckpt:
+	/* mvcc_close waits for a pass that raft's replay may have started. */
+	wal_ckpt_close(s->ckpt, NULL, NULL);
 err_mvcc:
 	mvcc_close(s->mvcc);
 err:
@@ -1934,11 +1944,23 @@ static void fail_reads_list(struct pending **list)
 	}
 }
 
-static void node_closed(void *data)
+/* The last step of store_close: nothing uses the database any more. */
+static void store_free(void *data)
 {
 	struct store *s = data;
 	void (*cb)(void *) = s->close_cb;
 	void *cb_data = s->close_data;
+	mvcc_close(s->mvcc);
+	for (int i = 0; i < 8; i++)
+		free(s->strings[i]);
+	free(s);
+	if (cb)
+		cb(cb_data);
+}
+
+static void node_closed(void *data)
+{
+	struct store *s = data;
 	fail_reads_list(&s->ri_queue);
 	fail_reads_list(&s->ri_ready);
 	while (s->url_wait) {
@@ -1954,12 +1976,8 @@ static void node_closed(void *data)
 	json_decref(s->members);
 	lease_table_close(s->leases);
 	watch_hub_close(s->hub);
-	mvcc_close(s->mvcc);
-	for (int i = 0; i < 8; i++)
-		free(s->strings[i]);
-	free(s);
-	if (cb)
-		cb(cb_data);
+	/* A checkpoint pass in the pool still uses the database. */
+	wal_ckpt_close(s->ckpt, store_free, s);
 }
 
 static void handles_closed(uv_handle_t *h)

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -837,6 +838,56 @@ static void test_applied_index_persisted(void **state)
 	mvcc_kv_clear(&kv);
 }
 
+/* With checkpoints left to another thread, commits leave the WAL growing;
+ * a checkpoint on another thread's connection copies every frame while the
+ * owner keeps writing, a sync makes the rest durable, and the data reads
+ * back after a reopen. */
+static void *bg_pass(void *arg)
+{
+	static int log_frames, done;
+	static char errmsg[CAP_ERRMSG_SIZE];
+	struct mvcc *m = arg;
+	if (mvcc_checkpoint_bg(m, &log_frames, &done, errmsg) != CAP_OK || done != log_frames ||
+	    log_frames <= 0)
+		return NULL;
+	return m;
+}
+
+static void test_background_checkpoint(void **state)
+{
+	struct fx *f = *state;
+	char errmsg[CAP_ERRMSG_SIZE];
+	char key[32];
+	struct mvcc_kv kv;
+	pthread_t th;
+	void *ok;
+
+	mvcc_set_bg_checkpoints(f->m);
+	for (int i = 0; i < 1500; i++) {
+		snprintf(key, sizeof key, "k%04d", i);
+		put(f->m, key, "value");
+	}
+	/* sqlite alone would have checkpointed (and restarted the WAL) at 1,000. */
+	assert_true(mvcc_wal_frames(f->m) >= 1500);
+	assert_int_equal(pthread_create(&th, NULL, bg_pass, f->m), 0);
+	for (int i = 1500; i < 1600; i++) {
+		snprintf(key, sizeof key, "k%04d", i);
+		put(f->m, key, "value");
+	}
+	assert_int_equal(pthread_join(th, &ok), 0);
+	assert_ptr_equal(ok, f->m);
+	assert_int_equal(mvcc_sync(f->m), CAP_OK);
+	put(f->m, "after", "sync");
+	/* The WAL started over once every frame was in the file. */
+	assert_true(mvcc_wal_frames(f->m) < 100);
+	mvcc_close(f->m);
+	assert_int_equal(mvcc_open(f->path, &f->m, errmsg), CAP_OK);
+	assert_int_equal(get(f->m, "k1599", 0, &kv), 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(get(f->m, "after", 0, &kv), 1);
+	mvcc_kv_clear(&kv);
+}
+
 /* A rolled-back batch leaves no key, revision, lease, compaction or index behind. */
 static void test_rollback(void **state)
 {
@@ -1256,6 +1307,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_leases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_applied_index_persisted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_background_checkpoint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_random_against_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_restore, setup, teardown),
