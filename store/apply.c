@@ -476,6 +476,151 @@ static int check_txn(const struct txn_req *t)
 	return rv;
 }
 
+/* ---- binary encoding (raft log commands) ----
+ *
+ *   op u8 | flags u8 | lease varint (zigzag) | key_len varint | key |
+ *   value_len varint | value
+ *
+ * for a put (op KV_PUT; flags: 1 prev_kv, 2 ignore_value, 4 ignore_lease).
+ * Varints are LEB128, at most 10 bytes, minimal. */
+
+#define BIN_PREV_KV 1u
+#define BIN_IGNORE_VALUE 2u
+#define BIN_IGNORE_LEASE 4u
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* Reads a varint at *off; -1 if it runs past len, is longer than 10 bytes,
+ * overflows 64 bits or is not minimal (so every value has one encoding). */
+static int get_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (unsigned i = 0; i < 10; i++) {
+		if (*off >= len)
+			return -1;
+		uint8_t b = p[(*off)++];
+		if (i == 9 && b > 1)
+			return -1;
+		x |= (uint64_t)(b & 0x7f) << (7 * i);
+		if ((b & 0x80) == 0) {
+			if (b == 0 && i > 0)
+				return -1;
+			*v = x;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int apply_encode_bin(const struct apply_req *req, uint8_t **out, size_t *len)
+{
+	const struct put_req *p;
+	uint8_t *buf;
+	size_t n = 0;
+
+	if (req->op != KV_PUT)
+		return CAP_EINVAL;
+	p = &req->u.put;
+	buf = malloc(2 + 3 * 10 + p->key_len + p->value_len);
+	if (buf == NULL)
+		return CAP_ENOMEM;
+	buf[n++] = KV_PUT;
+	buf[n++] = (uint8_t)((p->prev_kv ? BIN_PREV_KV : 0) | (p->ignore_value ? BIN_IGNORE_VALUE : 0) |
+			     (p->ignore_lease ? BIN_IGNORE_LEASE : 0));
+	n += put_varint(buf + n, ((uint64_t)p->lease << 1) ^ (uint64_t)(p->lease >> 63));
+	n += put_varint(buf + n, p->key_len);
+	if (p->key_len)
+		memcpy(buf + n, p->key, p->key_len);
+	n += p->key_len;
+	n += put_varint(buf + n, p->value_len);
+	if (p->value_len)
+		memcpy(buf + n, p->value, p->value_len);
+	n += p->value_len;
+	*out = buf;
+	*len = n;
+	return CAP_OK;
+}
+
+static int get_bytes(const uint8_t *buf, size_t len, size_t *off, uint8_t **out, size_t *out_len)
+{
+	uint64_t n;
+	if (get_varint(buf, len, off, &n) != 0 || n > len - *off)
+		return CAP_ECORRUPT;
+	*out = NULL;
+	*out_len = (size_t)n;
+	if (n > 0) {
+		if ((*out = malloc((size_t)n)) == NULL)
+			return CAP_ENOMEM;
+		memcpy(*out, buf + *off, (size_t)n);
+		*off += (size_t)n;
+	}
+	return CAP_OK;
+}
+
+int apply_decode_bin(const uint8_t *buf, size_t len, struct apply_req **out, char *errmsg)
+{
+	struct apply_req *req;
+	struct put_req *p;
+	size_t off = 2;
+	uint64_t zz;
+	int rv;
+
+	if (len < 2 || buf[0] != KV_PUT ||
+	    (buf[1] & ~(BIN_PREV_KV | BIN_IGNORE_VALUE | BIN_IGNORE_LEASE)) != 0) {
+		cap_errmsg_printf(errmsg, "bad binary command");
+		return CAP_ECORRUPT;
+	}
+	if ((req = calloc(1, sizeof *req)) == NULL)
+		return CAP_ENOMEM;
+	req->op = KV_PUT;
+	p = &req->u.put;
+	p->prev_kv = (buf[1] & BIN_PREV_KV) != 0;
+	p->ignore_value = (buf[1] & BIN_IGNORE_VALUE) != 0;
+	p->ignore_lease = (buf[1] & BIN_IGNORE_LEASE) != 0;
+	if (get_varint(buf, len, &off, &zz) != 0) {
+		rv = CAP_ECORRUPT;
+		goto err;
+	}
+	p->lease = (int64_t)(zz >> 1) ^ -(int64_t)(zz & 1);
+	if ((rv = get_bytes(buf, len, &off, &p->key, &p->key_len)) != 0 ||
+	    (rv = get_bytes(buf, len, &off, &p->value, &p->value_len)) != 0)
+		goto err;
+	if (off != len) {
+		rv = CAP_ECORRUPT;
+		goto err;
+	}
+	/* The same checks as a put parsed from JSON. */
+	if (p->key_len == 0) {
+		rv = CAP_EKEYEMPTY;
+		goto err;
+	}
+	if (p->ignore_value && p->value_len != 0) {
+		cap_errmsg_printf(errmsg, "etcdserver: value is provided");
+		rv = CAP_EINVAL;
+		goto err;
+	}
+	if (p->ignore_lease && p->lease != 0) {
+		rv = CAP_ELEASEPROVIDED;
+		goto err;
+	}
+	*out = req;
+	return CAP_OK;
+err:
+	if (rv == CAP_ECORRUPT)
+		cap_errmsg_printf(errmsg, "bad binary command");
+	apply_req_free(req);
+	return rv;
+}
+
 int apply_parse(enum kv_op op, json_t *body, struct apply_req **out, char *errmsg)
 {
 	struct apply_req *req = calloc(1, sizeof *req);

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "lib/kv.h"
@@ -31,6 +32,15 @@ struct apply_req;
  * code with detail in errmsg (CAP_ERRMSG_SIZE). */
 int apply_parse(enum kv_op op, json_t *body, struct apply_req **out, char *errmsg);
 void apply_req_free(struct apply_req *req);
+
+/* The compact binary form of a request for the raft log (raw key and value
+ * bytes, varints; layout in apply.c), for puts: *out is malloc'd.
+ * CAP_EINVAL for a kind of request it does not cover (those go as JSON). */
+int apply_encode_bin(const struct apply_req *req, uint8_t **out, size_t *len);
+/* Decodes what apply_encode_bin made, from bytes read from the log or a
+ * peer: never reads outside buf; CAP_ECORRUPT for malformed bytes, else
+ * the same validation errors as apply_parse. */
+int apply_decode_bin(const uint8_t *buf, size_t len, struct apply_req **out, char *errmsg);
 enum kv_op apply_req_op(const struct apply_req *req);
 
 /* True when the request only reads (a range, or a txn whose every branch

@@ -6,7 +6,7 @@
  * Integers are little-endian. origin is the member that proposed the batch and
  * seq its local batch number, so the proposer finds its waiting requests when
  * the entry applies. Each command is opaque here (the store puts an op code
- * and the request's JSON in it).
+ * and the request in it: puts in apply's binary form, the rest as JSON).
  *
  * cmd_decode parses bytes that come from disk or the network: it checks every
  * length against the buffer and never reads outside it. */

@@ -22,7 +22,7 @@
  * (one request each) for followers to catch up from. */
 #define NODE_CATCHUP_COMMANDS 5000
 /* Size of a raft log segment file (libraft preallocates three). */
-#define NODE_SEGMENT_BYTES (2u << 20)
+#define NODE_SEGMENT_BYTES (1u << 20)
 
 struct proposal {
 	struct proposal *next;
