@@ -56,7 +56,7 @@ def kubectl(server, *args):
 
 
 def test_any_server_serves_and_controllers_run_once():
-    """An object created through one server is seen through the others, and a Deployment gets exactly one ReplicaSet."""
+    """An object created through one server is seen through the others, a Deployment gets exactly one ReplicaSet, updates hop between servers."""
     servers = stacked()
     try:
         kubectl(servers[0], "create", "namespace", "stacked")
@@ -73,6 +73,19 @@ def test_any_server_serves_and_controllers_run_once():
         # One holder for each leader-elected component, among the servers.
         leases = kubectl(servers[0], "get", "lease", "-n", "kube-system", "-o", "name").split()
         assert "lease.coordination.k8s.io/capstan-controller-manager" in leases, leases
+        # Writes through one server, each followed at once by an update through
+        # another with the resourceVersion just returned: every one succeeds,
+        # whether or not that server has seen the write yet.
+        base = "/api/v1/namespaces/stacked/configmaps"
+        code, cm = servers[0].json("POST", base, {"apiVersion": "v1", "kind": "ConfigMap",
+                                                  "metadata": {"name": "hop"}, "data": {"n": "0"}})
+        assert code == 201, cm
+        for i in range(1, 31):
+            cm["data"]["n"] = str(i)
+            code, cm = servers[i % 3].json("PUT", base + "/hop", cm)
+            assert code == 200, (i, cm)
+        code, cm = servers[1].json("GET", base + "/hop")
+        assert cm["data"] == {"n": "30"}, cm
     finally:
         for s in servers:
             s._hard_stop()
