@@ -24,28 +24,101 @@
 struct rs_ctl {
 	struct ctl_base base;     /* first: the base is freed as the whole */
 	struct informer *rs_inf, *pod_inf;
+	/* The pods a sync looks at, by bucket: "u:<uid>" holds the pods whose
+	 * controller has that uid, "n:<namespace>" the pods without a
+	 * controller. buckets: bucket -> {pod key: true}; where: pod key ->
+	 * bucket. Kept by the pod handlers, so a sync reads its own pods and
+	 * the orphans it could adopt instead of every pod of the namespace
+	 * (that scan was a quarter of the server's CPU in a 1,000-pod
+	 * rollout). */
+	json_t *buckets, *where;
 };
 
+/* The bucket a pod belongs in ("u:<uid>" or "n:<ns>"), in buf; NULL for a
+ * pod that no set can own or adopt (a controller without a uid). */
+static const char *bucket_of(json_t *pod, char *buf, size_t size)
+{
+	json_t *ref = podutil_controller_ref(pod);
+	const char *v;
+
+	if (ref != NULL) {
+		v = json_string_value(json_object_get(ref, "uid"));
+		if (v == NULL)
+			return NULL;
+		snprintf(buf, size, "u:%s", v);
+	} else {
+		v = ctl_ns(pod);
+		snprintf(buf, size, "n:%s", v != NULL ? v : "");
+	}
+	return buf;
+}
+
+static void index_remove(struct rs_ctl *c, const char *key)
+{
+	const char *b = json_string_value(json_object_get(c->where, key));
+	json_t *set;
+
+	if (b == NULL)
+		return;
+	set = json_object_get(c->buckets, b);
+	json_object_del(set, key);
+	if (json_object_size(set) == 0)
+		json_object_del(c->buckets, b);
+	json_object_del(c->where, key);
+}
+
+static void index_put(struct rs_ctl *c, json_t *pod)
+{
+	char key[512], b[300];
+	json_t *set;
+
+	informer_key(pod, key, sizeof(key));
+	index_remove(c, key);
+	if (bucket_of(pod, b, sizeof(b)) == NULL)
+		return;
+	set = json_object_get(c->buckets, b);
+	if (set == NULL) {
+		set = json_object();
+		if (set == NULL || json_object_set_new(c->buckets, b, set) != 0)
+			return;
+	}
+	json_object_set_new(set, key, json_true());
+	json_object_set_new(c->where, key, json_string(b));
+}
+
 struct pod_scan {
+	struct rs_ctl *c;
 	const char *ns;
 	json_t *out;
 };
 
-static void collect_ns(void *data, json_t *obj)
+static void collect_bucket(struct pod_scan *s, const char *b)
 {
-	struct pod_scan *s = data;
-	const char *ns = ctl_ns(obj);
+	const char *key;
+	json_t *v;
 
-	if (ns != NULL && strcmp(ns, s->ns) == 0)
-		json_array_append(s->out, obj);
+	json_object_foreach(json_object_get(s->c->buckets, b), key, v) {
+		json_t *p = informer_get(s->c->pod_inf, key);
+		const char *ns = p != NULL ? ctl_ns(p) : NULL;
+
+		if (ns != NULL && strcmp(ns, s->ns) == 0)
+			json_array_append(s->out, p);
+	}
 }
 
-/* Every cached object of inf in namespace ns: a new array of borrowed objects. */
-static json_t *in_namespace(struct informer *inf, const char *ns)
+/* The pods in namespace ns that the set with this uid owns, and those with
+ * no controller: a new array of borrowed objects. */
+static json_t *owned_or_orphans(struct rs_ctl *c, const char *uid, const char *ns)
 {
-	struct pod_scan s = { ns, json_array() };
+	struct pod_scan s = { c, ns, json_array() };
+	char b[300];
 
-	informer_foreach(inf, collect_ns, &s);
+	if (uid != NULL) {
+		snprintf(b, sizeof(b), "u:%s", uid);
+		collect_bucket(&s, b);
+	}
+	snprintf(b, sizeof(b), "n:%s", ns);
+	collect_bucket(&s, b);
 	return s.out;
 }
 
@@ -129,7 +202,7 @@ static int rs_sync(void *data, const char *key)
 		log_warn("replicaset %s: bad selector: %s", key, errmsg);
 		goto out;
 	}
-	pods = in_namespace(c->pod_inf, ctl_ns(rs));
+	pods = owned_or_orphans(c, uid, ctl_ns(rs) ? ctl_ns(rs) : "");
 	owned = json_array();
 	json_array_foreach(pods, i, p) {
 		json_t *ref = podutil_controller_ref(p);
@@ -332,6 +405,7 @@ static void pod_add(void *data, json_t *pod)
 
 	if (c->base.stopped)
 		return;
+	index_put(c, pod);
 	if (owner_key(pod, key, sizeof(key)) != NULL)
 		ctl_observed_add(&c->base, key);
 	enqueue_owner_or_matching(c, pod);
@@ -344,6 +418,7 @@ static void pod_update(void *data, json_t *old, json_t *pod)
 
 	if (c->base.stopped)
 		return;
+	index_put(c, pod);
 	if (!ctl_deleting(old) && ctl_deleting(pod) && owner_key(pod, key, sizeof(key)) != NULL)
 		ctl_observed_del(&c->base, key);
 	if (owner_key(old, okey, sizeof(okey)) != NULL &&
@@ -359,6 +434,7 @@ static void pod_delete(void *data, json_t *pod)
 
 	if (c->base.stopped)
 		return;
+	index_remove(c, informer_key(pod, key, sizeof(key)));
 	if (owner_key(pod, key, sizeof(key)) != NULL) {
 		if (!ctl_deleting(pod))
 			ctl_observed_del(&c->base, key);
@@ -382,6 +458,10 @@ static void rs_update(void *data, json_t *old, json_t *rs)
 
 static void rs_free(struct ctl_base *b)
 {
+	struct rs_ctl *c = (struct rs_ctl *)b;
+
+	json_decref(c->buckets);
+	json_decref(c->where);
 	free(b);
 }
 
@@ -393,7 +473,12 @@ int replicaset_controller_start(struct controller_ctx *ctx, void **state)
 
 	if (c == NULL)
 		return -1;
-	if (ctl_base_init(&c->base, ctx, "replicaset", rs_sync, rs_free) != 0) {
+	c->buckets = json_object();
+	c->where = json_object();
+	if (c->buckets == NULL || c->where == NULL ||
+	    ctl_base_init(&c->base, ctx, "replicaset", rs_sync, rs_free) != 0) {
+		json_decref(c->buckets);
+		json_decref(c->where);
 		free(c);
 		return -1;
 	}
