@@ -26,6 +26,7 @@
 #include "orchestrator/scheduler/scheduler.h"
 #include "store/gateway.h"
 #include "store/store.h"
+#include "lib/dirs.h"
 
 struct options {
 	const char *data_dir;
@@ -153,25 +154,6 @@ static int check_network_flags(const struct options *o)
 	return 0;
 }
 
-static int mkdir_p(const char *dir)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(dir);
-	if (n == 0 || n >= sizeof buf)
-		return -1;
-	memcpy(buf, dir, n + 1);
-	for (char *p = buf + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
 
 /* DIR/kubeconfig for the cluster admin: plain HTTP, no credentials. */
 static int write_kubeconfig(const char *dir, const char *host, int port, char *path,
@@ -443,7 +425,7 @@ int main(int argc, char **argv)
 				"--initial-cluster) needs --listen-client-urls for its store\n");
 		return 2;
 	}
-	if (mkdir_p(o.data_dir) != 0) {
+	if (dirs_make_all(o.data_dir, 0700) != 0) {
 		fprintf(stderr, "capstan-server: cannot create %s: %s\n", o.data_dir,
 			strerror(errno));
 		return 1;

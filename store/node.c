@@ -14,6 +14,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/url.h"
+#include "lib/dirs.h"
 
 /* A log entry holds at most this many command bytes; more waits for the
  * next entry, so one huge batch cannot stall the log. */
@@ -216,25 +217,6 @@ static int keep_identity(struct node *n, char *errmsg)
 	return CAP_OK;
 }
 
-static int mkdir_p(const char *path)
-{
-	char tmp[4096];
-	size_t len = strlen(path);
-	if (len >= sizeof tmp)
-		return -1;
-	strcpy(tmp, path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p == '/') {
-			*p = '\0';
-			if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-				return -1;
-			*p = '/';
-		}
-	}
-	if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
 
 /* ---- completing requests ---- */
 
@@ -683,7 +665,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
 	if (rv != 0)
 		goto err;
 	snprintf(n->raft_dir, sizeof n->raft_dir, "%s/raft", cfg->data_dir);
-	if (mkdir_p(n->raft_dir) != 0) {
+	if (dirs_make_all(n->raft_dir, 0700) != 0) {
 		cap_errmsg_printf(errmsg, "create %s: %s", n->raft_dir, strerror(errno));
 		rv = CAP_EIO;
 		goto err;

@@ -19,6 +19,7 @@
 #include "orchestrator/agent/agent.h"
 #include "orchestrator/agent/proxy.h"
 #include "orchestrator/agent/proxy_rules.h"
+#include "lib/dirs.h"
 
 struct app {
 	uv_loop_t *loop;
@@ -93,25 +94,6 @@ static void on_signal(uv_signal_t *h, int signum)
 			agent_close(a->agents[i], on_agent_closed, a);
 }
 
-static int mkdir_p(const char *dir)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(dir);
-	if (n == 0 || n >= sizeof buf)
-		return -1;
-	memcpy(buf, dir, n + 1);
-	for (char *p = buf + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
 
 int main(int argc, char **argv)
 {
@@ -252,7 +234,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	*colon = '\0';
-	if (simulate == 0 && mkdir_p(data_dir) != 0) {
+	if (simulate == 0 && dirs_make_all(data_dir, 0700) != 0) {
 		fprintf(stderr, "capstan-agent: cannot create %s: %s\n", data_dir, strerror(errno));
 		return 1;
 	}

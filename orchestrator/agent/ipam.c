@@ -1,6 +1,7 @@
 /* ipam.c — host-local pod address allocation on a state directory
  * (ipam.h). */
 #include "orchestrator/agent/ipam.h"
+#include "lib/dirs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -13,27 +14,6 @@
 
 #define IPAM_OWNER_MAX 256
 
-static int mkdir_p(const char *dir)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(dir);
-	if (n == 0 || n >= sizeof buf) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(buf, dir, n + 1);
-	for (char *p = buf + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
 
 int ipam_open(struct ipam *m, const char *dir, const struct cidr *range)
 {
@@ -42,7 +22,7 @@ int ipam_open(struct ipam *m, const char *dir, const struct cidr *range)
 		return -1;
 	}
 	m->range = *range;
-	return mkdir_p(dir);
+	return dirs_make_all(dir, 0700);
 }
 
 /* Reads the owner recorded in one address file; 0 or -1. */

@@ -51,6 +51,7 @@
 #include "lib/log.h"
 #include "orchestrator/agent/ipam.h"
 #include "orchestrator/kube/informer.h"
+#include "lib/dirs.h"
 
 #define BRIDGE_NAME "cbr0"
 #define POD_IFNAME "eth0"
@@ -363,23 +364,6 @@ static int write_sysctl(const char *path, const char *value)
 	return rv;
 }
 
-static int mkdir_p(const char *dir)
-{
-	char buf[PATH_MAX];
-	size_t len = strlen(dir);
-	if (len == 0 || len >= sizeof buf)
-		return -1;
-	memcpy(buf, dir, len + 1);
-	for (char *p = buf + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	return mkdir(buf, 0700) != 0 && errno != EEXIST ? -1 : 0;
-}
 
 /* ---- state ---- */
 
@@ -646,7 +630,7 @@ int network_start(uv_loop_t *loop, struct kclient *kc, const struct network_conf
 		fall_back(n, "PodNetworkFailed", why);
 	} else if ((n->sk = nl_open()) == NULL) {
 		fall_back(n, "PodNetworkFailed", "cannot open a netlink socket");
-	} else if (mkdir_p(n->ipam_dir) != 0 || mkdir_p(n->netns_dir) != 0) {
+	} else if (dirs_make_all(n->ipam_dir, 0700) != 0 || dirs_make_all(n->netns_dir, 0700) != 0) {
 		fall_back(n, "PodNetworkFailed", "cannot create the network state directory");
 	} else {
 		set_state(n, NET_WAITING, "NoRouteCreated",

@@ -46,6 +46,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "orchestrator/agent/runtime.h"
+#include "lib/dirs.h"
 
 #define LOG_ROTATE_BYTES (10u * 1024 * 1024)
 #define POLL_MS 200
@@ -78,25 +79,6 @@ struct proc_runtime {
 
 /* ---- small file helpers (agent side) ---- */
 
-static int mkdir_p(const char *dir)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(dir);
-	if (n == 0 || n >= sizeof buf)
-		return -1;
-	memcpy(buf, dir, n + 1);
-	for (char *p = buf + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
 
 static int write_file_atomic(const char *path, const char *text)
 {
@@ -378,26 +360,6 @@ static void reset_signals(void)
 	sigprocmask(SIG_SETMASK, &all, NULL);
 }
 
-/* mkdir -p with system calls only (the shim's child may not allocate). */
-static int shim_mkdir_p(const char *path)
-{
-	char buf[4096];
-	size_t n = 0;
-	for (const char *p = path; *p != '\0'; p++) {
-		if (n + 1 >= sizeof buf)
-			return -1;
-		if (*p == '/' && n > 0) {
-			buf[n] = '\0';
-			if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-				return -1;
-		}
-		buf[n++] = *p;
-	}
-	buf[n] = '\0';
-	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
 
 /* Volumes at their mount paths, seen by this process and its children only:
  * a private mount namespace, then one bind mount per volume. Needs root;
@@ -410,7 +372,7 @@ static int shim_mount_volumes(const struct shim_args *a)
 		return -1;
 	for (size_t i = 0; i < a->n_mounts; i++) {
 		const struct runtime_mount *m = &a->mounts[i];
-		if (shim_mkdir_p(m->target) != 0 ||
+		if (dirs_make_all(m->target, 0755) != 0 ||
 		    mount(m->source, m->target, NULL, MS_BIND | MS_REC, NULL) != 0)
 			return -1;
 		if (m->read_only && mount(NULL, m->target, NULL,
@@ -670,7 +632,7 @@ static int proc_start(struct runtime *base, const struct runtime_spec *spec, run
 		return -1;
 	}
 	c->attempt = spec->attempt;
-	if (mkdir_p(c->dir) != 0) {
+	if (dirs_make_all(c->dir, 0700) != 0) {
 		cap_errmsg_printf(errmsg, "cannot create %s: %s", c->dir, strerror(errno));
 		goto err_unlink;
 	}
@@ -1023,7 +985,7 @@ int runtime_process_new(uv_loop_t *loop, const char *data_dir, struct runtime **
 	rt->base.version = "capstan-process://0.1";
 	rt->loop = loop;
 	if ((size_t)snprintf(rt->root, sizeof rt->root, "%s/pods", data_dir) >= sizeof rt->root - 600 ||
-	    mkdir_p(rt->root) != 0) {
+	    dirs_make_all(rt->root, 0700) != 0) {
 		cap_errmsg_printf(errmsg, "cannot create %s: %s", rt->root, strerror(errno));
 		free(rt);
 		return -1;

@@ -285,3 +285,32 @@ void ctl_forget(struct ctl_base *b, const char *key)
 {
 	json_object_del(b->expect, key);
 }
+
+struct selecting_scan {
+	struct ctl_base *b;
+	json_t *pod;
+};
+
+static void enqueue_if_selects(void *data, json_t *svc)
+{
+	struct selecting_scan *m = data;
+	json_t *sel = json_object_get(json_object_get(svc, "spec"), "selector");
+	json_t *labels = json_object_get(json_object_get(m->pod, "metadata"), "labels");
+	const char *ns = ctl_ns(svc), *pns = ctl_ns(m->pod), *k;
+	json_t *v;
+
+	if (ns == NULL || pns == NULL || strcmp(ns, pns) != 0 || json_object_size(sel) == 0)
+		return;
+	json_object_foreach(sel, k, v)
+		if (!json_equal(json_object_get(labels, k), v))
+			return;
+	ctl_enqueue_obj(m->b, svc);
+}
+
+void ctl_enqueue_services_selecting(struct ctl_base *b, struct informer *services, json_t *pod)
+{
+	struct selecting_scan m = { b, pod };
+
+	if (!b->stopped)
+		informer_foreach(services, enqueue_if_selects, &m);
+}

@@ -42,6 +42,11 @@ void ctl_base_release(struct ctl_base *b);
 void ctl_enqueue_obj(struct ctl_base *b, json_t *obj);
 /* Queues "ns/name" built from parts. */
 void ctl_enqueue(struct ctl_base *b, const char *ns, const char *name);
+/* Queues every Service in services (an informer of Services) whose selector
+ * selects pod: what the Endpoints and EndpointSlice controllers do when a
+ * pod comes, goes or changes. A Service without a selector selects nothing
+ * (its endpoints are someone else's). */
+void ctl_enqueue_services_selecting(struct ctl_base *b, struct informer *services, json_t *pod);
 
 /* Called with the answer of a request (status < 0: transport error). arg is
  * what the caller passed. Not called once the base is stopped. */

@@ -202,34 +202,11 @@ out:
 	return 0;
 }
 
-struct svc_scan {
-	struct ep_ctl *c;
-	json_t *pod;
-};
-
-static void enqueue_if_selects(void *data, json_t *svc)
-{
-	struct svc_scan *m = data;
-	json_t *sel = json_object_get(json_object_get(svc, "spec"), "selector");
-	json_t *labels = json_object_get(json_object_get(m->pod, "metadata"), "labels");
-	const char *ns = ctl_ns(svc), *pns = ctl_ns(m->pod), *k;
-	json_t *v;
-
-	if (ns == NULL || pns == NULL || strcmp(ns, pns) != 0 || json_object_size(sel) == 0)
-		return;
-	json_object_foreach(sel, k, v)
-		if (!json_equal(json_object_get(labels, k), v))
-			return;
-	ctl_enqueue_obj(&m->c->base, svc);
-}
-
 static void pod_add(void *data, json_t *pod)
 {
 	struct ep_ctl *c = data;
-	struct svc_scan m = { c, pod };
 
-	if (!c->base.stopped)
-		informer_foreach(c->svc_inf, enqueue_if_selects, &m);
+	ctl_enqueue_services_selecting(&c->base, c->svc_inf, pod);
 }
 
 static void pod_update(void *data, json_t *old, json_t *pod)
