@@ -8,8 +8,10 @@
  * (proxy_rules.h) from the caches; in nftables mode it renders the table
  * and, when the text differs from what was last applied, runs it through
  * libnftables on the thread pool (one atomic transaction); in userspace
- * mode it hands the model to the listeners. Every 60 s the table is
- * applied again even when unchanged, which repairs a flushed ruleset.
+ * mode it hands the model to the listeners. The first transaction replaces
+ * the table whole; later ones update it in place (proxy_rules.h), so the
+ * nat hooks stay registered. Every 60 s the table is applied again even
+ * when unchanged, which repairs rules someone flushed.
  *
  * Failure modes: a transaction that fails is logged and retried with
  * back-off (1 s doubling to 30 s). When the very first transaction fails
@@ -40,6 +42,9 @@ struct nft_job {
 	uv_work_t req;
 	struct proxy *p;
 	char *text;                  /* the ruleset, or NULL: delete the table */
+	char *sig;                   /* its whole-table form, to compare syncs */
+	char **chains;               /* its per-service chains */
+	size_t n_chains;
 	int rc;
 	char err[512];
 };
@@ -55,7 +60,10 @@ struct proxy {
 	bool dirty, force;
 	bool inflight;               /* an nft job is on the thread pool */
 	bool applied_once;           /* a transaction has succeeded */
-	char *applied;               /* the text last applied ("" = no table) */
+	char *applied;               /* the whole-table text last applied ("" = none) */
+	bool table_known;            /* the kernel's table is ours as last applied */
+	char **chains;               /* ... with these per-service chains */
+	size_t n_chains;
 	unsigned retry_ms;
 	struct proxy_us *us;
 	bool closing;
@@ -156,27 +164,36 @@ static void nft_after(uv_work_t *req, int status)
 {
 	struct nft_job *j = req->data;
 	struct proxy *p = j->p;
-	char *text = j->text;
+	bool programmed = j->text != NULL;   /* a table, not a deletion */
 
 	p->inflight = false;
+	free(j->text);
 	if (p->closing) {
-		free(text);
+		free(j->sig);
+		proxy_nft_chains_free(j->chains, j->n_chains);
 		free(j);
 		proxy_maybe_free(p);
 		return;
 	}
 	if (status == 0 && j->rc == 0) {
-		if (!p->applied_once || (text == NULL) != (p->applied == NULL || !p->applied[0]))
-			log_info("service proxy: %s", text ? "table ip " PROXY_NFT_TABLE " programmed" :
-							       "no services: no table");
+		if (!p->applied_once || !programmed != (p->applied == NULL || !p->applied[0]))
+			log_info("service proxy: %s", programmed ? "table ip " PROXY_NFT_TABLE
+								   " programmed" : "no services: no table");
 		free(p->applied);
-		p->applied = text != NULL ? text : strdup("");
+		p->applied = j->sig != NULL ? j->sig : strdup("");
+		proxy_nft_chains_free(p->chains, p->n_chains);
+		p->chains = j->chains;
+		p->n_chains = j->n_chains;
+		p->table_known = programmed;
 		p->applied_once = true;
 		p->retry_ms = 0;
 		if (p->dirty)
 			proxy_schedule(p, SYNC_DELAY_MS);
 	} else {
-		free(text);
+		free(j->sig);
+		proxy_nft_chains_free(j->chains, j->n_chains);
+		/* Whatever the kernel holds now, the next try replaces it whole. */
+		p->table_known = false;
 		/* The first transaction tells whether nftables works here at all. */
 		if (!p->applied_once && p->auto_mode &&
 		    (strstr(j->err, "Operation not permitted") != NULL ||
@@ -204,9 +221,12 @@ static void proxy_sync(struct proxy *p)
 {
 	struct proxy_model m;
 	struct build b = {.p = p, .m = &m};
-	struct proxy_nft_opts o = {.nodeport_cidrs = p->cidrs};
+	struct proxy_nft_opts o = {.nodeport_cidrs = p->cidrs, .update = p->table_known,
+				   .prev_chains = p->chains, .n_prev = p->n_chains};
+	struct proxy_nft_opts whole = {.nodeport_cidrs = p->cidrs};
 	struct nft_job *j;
-	char *text = NULL;
+	char *text = NULL, *sig = NULL, **chains = NULL;
+	size_t n_chains = 0;
 
 	if (!informer_synced(p->svc_inf) || !informer_synced(p->ep_inf)) {
 		proxy_schedule(p, SYNC_DELAY_MS);
@@ -224,32 +244,43 @@ static void proxy_sync(struct proxy *p)
 		proxy_model_free(&m);
 		return;
 	}
-	if (m.n > 0 && (text = proxy_nft_render(&m, &o)) == NULL)
-		goto err_retry;
+	if (m.n > 0 && ((sig = proxy_nft_render(&m, &whole)) == NULL ||
+			(text = proxy_nft_render(&m, &o)) == NULL ||
+			proxy_nft_chains(&m, &chains, &n_chains) != 0))
+		goto err_texts;
 	proxy_model_free(&m);
 	if (!p->force && p->applied_once &&
-	    strcmp(text ? text : "", p->applied ? p->applied : "") == 0) {
+	    strcmp(sig ? sig : "", p->applied ? p->applied : "") == 0) {
 		free(text);
+		free(sig);
+		proxy_nft_chains_free(chains, n_chains);
 		p->dirty = false;
 		return;
 	}
 	j = calloc(1, sizeof *j);
-	if (j == NULL) {
-		free(text);
-		goto err_retry_nomodel;
-	}
+	if (j == NULL)
+		goto err_texts_nomodel;
 	j->p = p;
 	j->text = text;
+	j->sig = sig;
+	j->chains = chains;
+	j->n_chains = n_chains;
 	j->req.data = j;
 	if (uv_queue_work(p->loop, &j->req, nft_work, nft_after) != 0) {
-		free(text);
 		free(j);
-		goto err_retry_nomodel;
+		goto err_texts_nomodel;
 	}
 	p->inflight = true;
 	p->dirty = p->force = false;
 	return;
 
+err_texts:
+	proxy_model_free(&m);
+err_texts_nomodel:
+	free(text);
+	free(sig);
+	proxy_nft_chains_free(chains, n_chains);
+	goto err_retry_nomodel;
 err_retry:
 	proxy_model_free(&m);
 err_retry_nomodel:
@@ -380,6 +411,7 @@ static void proxy_maybe_free(struct proxy *p)
 	if (p->close_cb != NULL)
 		p->close_cb(p->close_data);
 	free(p->applied);
+	proxy_nft_chains_free(p->chains, p->n_chains);
 	free(p);
 }
 

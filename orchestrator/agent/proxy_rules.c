@@ -411,6 +411,121 @@ static bool emit_noep_nodeport(struct sb *b, const struct proxy_svc_port *sp, bo
 	return true;
 }
 
+/* Calls fn with the name of every per-service chain the model's table
+ * has (svc-, ext- and ep- chains), in rendering order. */
+static void each_chain(const struct proxy_model *m, void (*fn)(void *data, const char *name),
+		       void *data)
+{
+	char c[300];
+	for (size_t i = 0; i < m->n; i++) {
+		const struct proxy_svc_port *sp = &m->v[i];
+		if (sp->n_eps == 0)
+			continue;
+		chain_name(c, sizeof c, "svc", sp->key);
+		fn(data, c);
+		if (sp->node_port != 0) {
+			chain_name(c, sizeof c, "ext", sp->key);
+			fn(data, c);
+		}
+		for (size_t j = 0; j < sp->n_eps; j++) {
+			ep_chain_name(c, sizeof c, sp, &sp->eps[j]);
+			fn(data, c);
+		}
+	}
+}
+
+struct chain_list {
+	char **v;
+	size_t n;
+	bool oom;
+};
+
+static void collect_chain(void *data, const char *name)
+{
+	struct chain_list *l = data;
+	char **nv;
+	if (l->oom)
+		return;
+	nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+	if (nv == NULL) {
+		l->oom = true;
+		return;
+	}
+	l->v = nv;
+	if ((nv[l->n] = strdup(name)) == NULL) {
+		l->oom = true;
+		return;
+	}
+	l->n++;
+}
+
+int proxy_nft_chains(const struct proxy_model *m, char ***out, size_t *n)
+{
+	struct chain_list l = {0};
+	each_chain(m, collect_chain, &l);
+	if (l.oom) {
+		proxy_nft_chains_free(l.v, l.n);
+		return -1;
+	}
+	*out = l.v;
+	*n = l.n;
+	return 0;
+}
+
+void proxy_nft_chains_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void declare_chain(void *data, const char *name)
+{
+	sb_printf(data, "\tchain %s {\n\t}\n", name);
+}
+
+/* The in-place update's prologue: every object of the new table declared
+ * (existing ones are left as they are), then every rule and element
+ * flushed, so that the body that follows fills them afresh. */
+static void render_update_prologue(struct sb *b, const struct proxy_model *m, bool cidrs)
+{
+	static const char *const maps[][2] = {
+		{"service-ips", "ipv4_addr . inet_proto . inet_service"},
+		{"service-nodeports", "inet_proto . inet_service"},
+		{"no-endpoint-services", "ipv4_addr . inet_proto . inet_service"},
+		{"no-endpoint-nodeports", "inet_proto . inet_service"},
+	};
+	static const char *const base[][2] = {
+		{"filter-input", "filter hook input priority -110"},
+		{"filter-forward", "filter hook forward priority -110"},
+		{"filter-output", "filter hook output priority -110"},
+		{"nat-prerouting", "nat hook prerouting priority -100"},
+		{"nat-output", "nat hook output priority -100"},
+		{"nat-postrouting", "nat hook postrouting priority 100"},
+	};
+	static const char *const plain[] = {"service-endpoints-check", "nodeport-endpoints-check",
+					    "services", "reject-chain", "mark-for-masquerade",
+					    "masquerading"};
+	size_t i;
+
+	sb_printf(b, "table ip " PROXY_NFT_TABLE " {\n");
+	for (i = 0; i < sizeof maps / sizeof maps[0]; i++)
+		sb_printf(b, "\tmap %s {\n\t\ttype %s : verdict\n\t}\n", maps[i][0], maps[i][1]);
+	if (cidrs)
+		sb_printf(b, "\tset nodeport-ips {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t}\n");
+	for (i = 0; i < sizeof base / sizeof base[0]; i++)
+		sb_printf(b, "\tchain %s {\n\t\ttype %s; policy accept;\n\t}\n", base[i][0],
+			  base[i][1]);
+	for (i = 0; i < sizeof plain / sizeof plain[0]; i++)
+		declare_chain(b, plain[i]);
+	each_chain(m, declare_chain, b);
+	sb_printf(b, "}\nflush table ip " PROXY_NFT_TABLE "\n");
+	for (i = 0; i < sizeof maps / sizeof maps[0]; i++)
+		sb_printf(b, "flush map ip " PROXY_NFT_TABLE " %s\n", maps[i][0]);
+	if (cidrs)
+		sb_printf(b, "flush set ip " PROXY_NFT_TABLE " nodeport-ips\n");
+}
+
 char *proxy_nft_render(const struct proxy_model *m, const struct proxy_nft_opts *o)
 {
 	struct sb b = {0};
@@ -423,9 +538,12 @@ char *proxy_nft_render(const struct proxy_model *m, const struct proxy_nft_opts 
 				    "fib daddr type local ip daddr != 127.0.0.0/8";
 	char c[300], e[300];
 
-	sb_printf(&b, "add table ip " PROXY_NFT_TABLE "\n"
-		      "delete table ip " PROXY_NFT_TABLE "\n"
-		      "table ip " PROXY_NFT_TABLE " {\n");
+	if (o != NULL && o->update)
+		render_update_prologue(&b, m, cidrs);
+	else
+		sb_printf(&b, "add table ip " PROXY_NFT_TABLE "\n"
+			      "delete table ip " PROXY_NFT_TABLE "\n");
+	sb_printf(&b, "table ip " PROXY_NFT_TABLE " {\n");
 	render_map(&b, m, "service-ips", "ipv4_addr . inet_proto . inet_service", emit_service_ip);
 	render_map(&b, m, "service-nodeports", "inet_proto . inet_service", emit_service_nodeport);
 	render_map(&b, m, "no-endpoint-services", "ipv4_addr . inet_proto . inet_service",
@@ -513,6 +631,23 @@ char *proxy_nft_render(const struct proxy_model *m, const struct proxy_nft_opts 
 		}
 	}
 	sb_printf(&b, "}\n");
+	/* Chains of services and endpoints that are gone: nothing refers to
+	 * them any more (their rules and map elements were flushed above). */
+	if (o != NULL && o->update && o->n_prev > 0) {
+		struct chain_list now = {0};
+		each_chain(m, collect_chain, &now);
+		if (now.oom)
+			b.oom = true;
+		for (size_t i = 0; i < o->n_prev && !b.oom; i++) {
+			bool keep = false;
+			for (size_t j = 0; j < now.n && !keep; j++)
+				keep = strcmp(o->prev_chains[i], now.v[j]) == 0;
+			if (!keep)
+				sb_printf(&b, "delete chain ip " PROXY_NFT_TABLE " %s\n",
+					  o->prev_chains[i]);
+		}
+		proxy_nft_chains_free(now.v, now.n);
+	}
 	if (b.oom) {
 		free(b.s);
 		return NULL;

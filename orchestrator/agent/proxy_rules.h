@@ -11,8 +11,13 @@
  *
  * proxy_nft_render turns a model into the text of one nftables table,
  * modelled on kube-proxy's nftables mode; see proxy_rules.c for its shape.
- * The text starts with "add table" + "delete table", so running it through
- * libnftables replaces the whole table in one atomic transaction.
+ * Either way the text is one atomic transaction. Replacing: it starts with
+ * "add table" + "delete table" (for the first sync, when what the kernel
+ * holds is unknown). Updating (every later sync): the table and its base
+ * chains stay, their rules and map elements are flushed and written anew,
+ * and the per-service chains that are gone are deleted — the nat hooks are
+ * never unregistered, so connections being set up meanwhile keep their
+ * translation, as with kube-proxy's partial syncs.
  *
  * Everything from the API is untrusted: addresses are parsed with
  * inet_pton and re-printed, ports range-checked, names reduced to the
@@ -71,7 +76,17 @@ struct proxy_nft_opts {
 	/* Canonical CIDR text from proxy_parse_cidrs, or NULL / "": nodePorts
 	 * answer on every local address (fib daddr type local). */
 	const char *nodeport_cidrs;
+	/* Update the table in place (it exists and was last written from a
+	 * model whose per-service chains are prev_chains), else replace it. */
+	bool update;
+	char *const *prev_chains;
+	size_t n_prev;
 };
+
+/* The per-service chains of the model's table: *out gets a malloc'd array
+ * of *n malloc'd names (proxy_nft_chains_free). 0, or -1 out of memory. */
+int proxy_nft_chains(const struct proxy_model *m, char ***out, size_t *n);
+void proxy_nft_chains_free(char **v, size_t n);
 
 /* The whole table as nft command text, or NULL out of memory. */
 char *proxy_nft_render(const struct proxy_model *m, const struct proxy_nft_opts *o);

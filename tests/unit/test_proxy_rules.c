@@ -333,6 +333,47 @@ static void test_deterministic(void **state)
 	json_decref(s2);
 }
 
+/* A later sync updates the table in place: no table deletion (the nat
+ * hooks stay registered, so connections being set up keep their DNAT),
+ * rules and map elements flushed and written anew, and the chain of an
+ * endpoint that went away deleted. */
+static void test_update_in_place(void **state)
+{
+	struct proxy_model a, b;
+	json_t *s = parse(WEB_SVC), *e1 = parse(WEB_EP);
+	json_t *e2 = parse("{\"subsets\":[{\"addresses\":[{\"ip\":\"10.244.0.5\"},"
+			   "{\"ip\":\"10.244.1.9\"}],\"ports\":[{\"port\":8080}]}]}");
+	char **chains, *text, *ep;
+	size_t n;
+	(void)state;
+	proxy_model_init(&a);
+	proxy_model_init(&b);
+	proxy_model_add(&a, s, e1);
+	proxy_model_add(&b, s, e2);
+	assert_int_equal(proxy_nft_chains(&a, &chains, &n), 0);
+	assert_int_equal(n, 4);   /* svc + three endpoints */
+	struct proxy_nft_opts o = {.update = true, .prev_chains = chains, .n_prev = n};
+	text = proxy_nft_render(&b, &o);
+	assert_non_null(text);
+	assert_null(strstr(text, "delete table"));
+	assert_non_null(strstr(text, "flush table ip capstan\n"));
+	assert_non_null(strstr(text, "flush map ip capstan service-ips\n"));
+	/* The flush comes before the rules are written again. */
+	assert_true(strstr(text, "flush table") < strstr(text, "numgen random mod 2"));
+	ep = strstr(text, "delete chain ip capstan ep-");
+	assert_non_null(ep);
+	assert_non_null(strstr(ep, "__10.244.0.7/8080\n"));
+	assert_int_equal(count(text, "delete chain"), 1);
+	assert_null(strstr(text, "dnat to 10.244.0.7"));
+	free(text);
+	proxy_nft_chains_free(chains, n);
+	proxy_model_free(&a);
+	proxy_model_free(&b);
+	json_decref(s);
+	json_decref(e1);
+	json_decref(e2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -346,6 +387,7 @@ int main(void)
 		cmocka_unit_test(test_nothing_to_proxy),
 		cmocka_unit_test(test_hostile_input),
 		cmocka_unit_test(test_deterministic),
+		cmocka_unit_test(test_update_in_place),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
