@@ -36,6 +36,7 @@
 #include <netlink/route/link/veth.h>
 #include <netlink/route/route.h>
 #include <sched.h>
+#include <sys/random.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -415,7 +416,25 @@ static int bridge_setup(struct network *n, const struct cidr *range, char *errms
 		return -1;
 	}
 	rtnl_link_set_name(br, BRIDGE_NAME);
-	rv = rtnl_link_add(n->sk, br, NLM_F_CREATE);
+	/* A bridge without an address of its own takes the lowest of its
+	 * ports' and changes it as pods come and go; the pods' ARP entries
+	 * for the gateway then name a MAC nobody has, and their replies are
+	 * flooded instead of routed (connections through a Service stall).
+	 * A fixed, locally administered address stays (set at creation only:
+	 * EXCL, so a restarted agent does not change an existing bridge's). */
+	{
+		unsigned char mac[6];
+		struct nl_addr *ll;
+		if (getrandom(mac, sizeof mac, 0) == (ssize_t)sizeof mac) {
+			mac[0] = (unsigned char)((mac[0] & 0xfe) | 0x02);
+			ll = nl_addr_build(AF_LLC, mac, sizeof mac);
+			if (ll != NULL) {
+				rtnl_link_set_addr(br, ll);
+				nl_addr_put(ll);
+			}
+		}
+	}
+	rv = rtnl_link_add(n->sk, br, NLM_F_CREATE | NLM_F_EXCL);
 	rtnl_link_put(br);
 	if (rv < 0 && rv != -NLE_EXIST) {
 		cap_errmsg_printf(errmsg, "cannot create bridge %s: %s", BRIDGE_NAME,
