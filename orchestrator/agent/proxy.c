@@ -1,4 +1,4 @@
-/* proxy.c — the Service proxy: informers on Services and Endpoints, a
+/* proxy.c — the Service proxy: informers on Services and EndpointSlices, a
  * coalescing sync timer, and the two ways of programming the node.
  *
  * Happy path: proxy_start picks the mode and starts the two informers.
@@ -54,7 +54,7 @@ struct proxy {
 	enum proxy_mode mode;        /* PROXY_NFTABLES or PROXY_USERSPACE */
 	bool auto_mode;
 	char cidrs[1024];            /* canonical --nodeport-addresses */
-	struct informer *svc_inf, *ep_inf;
+	struct informer *svc_inf, *ep_inf;   /* Services, EndpointSlices */
 	uv_timer_t timer, resync;
 	int open_handles;
 	bool dirty, force;
@@ -98,15 +98,41 @@ const char *proxy_mode_name(const struct proxy *p)
 struct build {
 	struct proxy *p;
 	struct proxy_model *m;
+	json_t *slices;              /* "ns/service" -> [EndpointSlice, ...] */
 	bool oom;
 };
+
+/* Groups the slices by the Service they belong to (their
+ * kubernetes.io/service-name label), as kube-proxy does. */
+static void index_slice(void *data, json_t *slice)
+{
+	struct build *b = data;
+	json_t *meta = json_object_get(slice, "metadata"), *list;
+	const char *ns = json_string_value(json_object_get(meta, "namespace"));
+	const char *svc = json_string_value(
+		json_object_get(json_object_get(meta, "labels"), "kubernetes.io/service-name"));
+	char key[600];
+	if (ns == NULL || svc == NULL)
+		return;
+	snprintf(key, sizeof key, "%s/%s", ns, svc);
+	list = json_object_get(b->slices, key);
+	if (list == NULL) {
+		list = json_array();
+		if (list == NULL || json_object_set_new(b->slices, key, list) != 0) {
+			b->oom = true;
+			return;
+		}
+	}
+	if (json_array_append(list, slice) != 0)
+		b->oom = true;
+}
 
 static void add_service(void *data, json_t *svc)
 {
 	struct build *b = data;
 	char key[600];
-	json_t *ep = informer_get(b->p->ep_inf, informer_key(svc, key, sizeof key));
-	if (proxy_model_add(b->m, svc, ep) < 0)
+	json_t *slices = json_object_get(b->slices, informer_key(svc, key, sizeof key));
+	if (proxy_model_add_slices(b->m, svc, slices) < 0)
 		b->oom = true;
 }
 
@@ -233,7 +259,12 @@ static void proxy_sync(struct proxy *p)
 		return;
 	}
 	proxy_model_init(&m);
+	b.slices = json_object();
+	if (b.slices == NULL)
+		goto err_retry;
+	informer_foreach(p->ep_inf, index_slice, &b);
 	informer_foreach(p->svc_inf, add_service, &b);
+	json_decref(b.slices);
 	if (b.oom)
 		goto err_retry;
 	proxy_model_sort(&m);
@@ -374,10 +405,10 @@ int proxy_start(uv_loop_t *loop, struct kclient *kc, const struct proxy_config *
 	h.data = p;
 	if (informer_new(kc, &KRES_SERVICES, NULL, NULL, NULL, 0, &p->svc_inf) != 0 ||
 	    informer_add_handlers(p->svc_inf, &h) != 0 ||
-	    informer_new(kc, &KRES_ENDPOINTS, NULL, NULL, NULL, 0, &p->ep_inf) != 0 ||
+	    informer_new(kc, &KRES_ENDPOINTSLICES, NULL, NULL, NULL, 0, &p->ep_inf) != 0 ||
 	    informer_add_handlers(p->ep_inf, &h) != 0 || informer_start(p->svc_inf) != 0 ||
 	    informer_start(p->ep_inf) != 0) {
-		cap_errmsg_printf(errmsg, "cannot start the Service and Endpoints informers");
+		cap_errmsg_printf(errmsg, "cannot start the Service and EndpointSlice informers");
 		goto err_informers;
 	}
 	uv_timer_init(loop, &p->timer);

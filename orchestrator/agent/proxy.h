@@ -1,5 +1,5 @@
 /* proxy.h — the node agent's Service proxy (kube-proxy's job): it watches
- * Services and Endpoints and makes clusterIP:port and nodeIP:nodePort
+ * Services and EndpointSlices and makes clusterIP:port and nodeIP:nodePort
  * reach a ready endpoint, spreading connections across endpoints.
  *
  * Modes:

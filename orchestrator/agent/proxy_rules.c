@@ -89,35 +89,64 @@ static int cmp_ep(const void *a, const void *b)
 	return x->port - y->port;
 }
 
-/* The ready endpoints of the service port named pname (proto) in ep. */
-static int collect_eps(struct proxy_svc_port *sp, json_t *ep, const char *pname)
+/* The port of ports (an Endpoints subset's or an EndpointSlice's) named
+ * pname with sp's protocol, or 0. */
+static int match_port(const struct proxy_svc_port *sp, json_t *ports, const char *pname)
 {
-	json_t *subset, *port, *addr;
-	size_t i, j, k;
+	json_t *port;
+	size_t j;
+	json_array_foreach(ports, j, port) {
+		const char *n = jstr(port, "name");
+		const char *pr = proto_name(jstr(port, "protocol"));
+		if (strcmp(n ? n : "", pname) == 0 && pr != NULL && strcmp(pr, sp->proto) == 0)
+			return json_port(json_object_get(port, "port"));
+	}
+	return 0;
+}
+
+static int push_ep(struct proxy_svc_port *sp, const char *ip, int port)
+{
+	struct proxy_endpoint e = {.port = port};
+	struct proxy_endpoint *nv;
+	if (!ipv4_canon(ip, e.ip))
+		return 0;
+	nv = realloc(sp->eps, (sp->n_eps + 1) * sizeof *nv);
+	if (nv == NULL)
+		return -1;
+	sp->eps = nv;
+	sp->eps[sp->n_eps++] = e;
+	return 0;
+}
+
+/* The ready endpoints of the service port named pname, from an Endpoints
+ * object (ep) or from EndpointSlices (slices: an array). */
+static int collect_eps(struct proxy_svc_port *sp, json_t *ep, json_t *slices, const char *pname)
+{
+	json_t *subset, *addr, *slice, *e;
+	size_t i, k;
 
 	json_array_foreach(json_object_get(ep, "subsets"), i, subset) {
-		int target = 0;
-		json_array_foreach(json_object_get(subset, "ports"), j, port) {
-			const char *n = jstr(port, "name");
-			const char *pr = proto_name(jstr(port, "protocol"));
-			if (strcmp(n ? n : "", pname) == 0 && pr != NULL &&
-			    strcmp(pr, sp->proto) == 0) {
-				target = json_port(json_object_get(port, "port"));
-				break;
-			}
-		}
+		int target = match_port(sp, json_object_get(subset, "ports"), pname);
 		if (target == 0)
 			continue;
-		json_array_foreach(json_object_get(subset, "addresses"), k, addr) {
-			struct proxy_endpoint e = {.port = target};
-			struct proxy_endpoint *nv;
-			if (!ipv4_canon(jstr(addr, "ip"), e.ip))
-				continue;
-			nv = realloc(sp->eps, (sp->n_eps + 1) * sizeof *nv);
-			if (nv == NULL)
+		json_array_foreach(json_object_get(subset, "addresses"), k, addr)
+			if (push_ep(sp, jstr(addr, "ip"), target) != 0)
 				return -1;
-			sp->eps = nv;
-			sp->eps[sp->n_eps++] = e;
+	}
+	json_array_foreach(slices, i, slice) {
+		const char *type = jstr(slice, "addressType");
+		int target = match_port(sp, json_object_get(slice, "ports"), pname);
+		if (target == 0 || (type != NULL && strcmp(type, "IPv4") != 0))
+			continue;
+		json_array_foreach(json_object_get(slice, "endpoints"), k, e) {
+			/* discovery.k8s.io/v1: an absent ready condition means ready;
+			 * not-ready and terminating endpoints have ready false. */
+			json_t *ready = json_object_get(json_object_get(e, "conditions"), "ready");
+			if (json_is_false(ready))
+				continue;
+			if (push_ep(sp, json_string_value(json_array_get(json_object_get(e, "addresses"),
+									 0)), target) != 0)
+				return -1;
 		}
 	}
 	if (sp->n_eps > 1) {
@@ -131,7 +160,7 @@ static int collect_eps(struct proxy_svc_port *sp, json_t *ep, const char *pname)
 	return 0;
 }
 
-int proxy_model_add(struct proxy_model *m, json_t *svc, json_t *ep)
+static int model_add(struct proxy_model *m, json_t *svc, json_t *ep, json_t *slices)
 {
 	json_t *meta = json_object_get(svc, "metadata"), *spec = json_object_get(svc, "spec");
 	const char *ns = jstr(meta, "namespace"), *name = jstr(meta, "name");
@@ -172,7 +201,7 @@ int proxy_model_add(struct proxy_model *m, json_t *svc, json_t *ep)
 		memcpy(sp.cluster_ip, cip, sizeof cip);
 		sp.port = sport;
 		sp.node_port = nport;
-		if (ep != NULL && collect_eps(&sp, ep, pname ? pname : "") != 0)
+		if (collect_eps(&sp, ep, slices, pname ? pname : "") != 0)
 			goto err_sp;
 		if (m->n == m->cap) {
 			size_t cap = m->cap ? m->cap * 2 : 16;
@@ -191,6 +220,16 @@ err_sp:
 		return -1;
 	}
 	return added;
+}
+
+int proxy_model_add(struct proxy_model *m, json_t *svc, json_t *ep)
+{
+	return model_add(m, svc, ep, NULL);
+}
+
+int proxy_model_add_slices(struct proxy_model *m, json_t *svc, json_t *slices)
+{
+	return model_add(m, svc, NULL, slices);
 }
 
 static int cmp_port(const void *a, const void *b)

@@ -4,9 +4,10 @@
  * has a clusterIP or a nodePort, with the ready endpoints (IP and resolved
  * target port) behind it. It is built from Service and Endpoints objects
  * as the API server stores them: an endpoint port is the one whose name
- * matches the service port's name (the Endpoints controller has already
- * resolved named and numeric targetPorts per pod), ready endpoints are the
- * subsets' addresses, and notReadyAddresses are left out. Headless
+ * matches the service port's name (the Endpoints and EndpointSlice
+ * controllers have already resolved named and numeric targetPorts per
+ * pod), ready endpoints are the subsets' addresses (or the slices'
+ * endpoints whose ready condition holds), and not-ready ones are left out. Headless
  * services (clusterIP None) and ExternalName get nothing.
  *
  * proxy_nft_render turns a model into the text of one nftables table,
@@ -58,6 +59,11 @@ void proxy_model_free(struct proxy_model *m);
  * endpoints yet). Returns the number of ports added, or -1 out of memory.
  * Services that proxy nothing add 0. */
 int proxy_model_add(struct proxy_model *m, json_t *svc, json_t *ep);
+/* The same from the Service's EndpointSlices (discovery.k8s.io/v1; slices
+ * is an array of them, or NULL): IPv4 slices only; an endpoint counts
+ * unless its conditions.ready is false (absent means ready), so not-ready
+ * and terminating endpoints are left out. */
+int proxy_model_add_slices(struct proxy_model *m, json_t *svc, json_t *slices);
 /* Sorts by key so equal inputs render equal text. */
 void proxy_model_sort(struct proxy_model *m);
 /* The service port with this key, or NULL. */

@@ -1,8 +1,8 @@
 /* fuzz_proxy_rules.c — libFuzzer target: arbitrary bytes as the Service
  * proxy's input. The first line is a --nodeport-addresses list; the rest,
- * if it parses as JSON, is an array of [Service, Endpoints] pairs. The
- * model and the nftables text built from them must never crash, and the
- * text must never carry a quote, a comment or a statement separator that
+ * if it parses as JSON, is an array of [Service, Endpoints, [EndpointSlice]]
+ * triples. The model and the nftables text built from them must never
+ * crash, and the text must never carry a quote, a comment or a statement separator that
  * hostile names or addresses could have smuggled in. */
 #include <jansson.h>
 #include <stdint.h>
@@ -38,6 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	json_array_foreach(pairs, i, pair) {
 		json_t *ep = json_array_get(pair, 1);
 		proxy_model_add(&m, json_array_get(pair, 0), json_is_object(ep) ? ep : NULL);
+		/* A third element: the Service's EndpointSlices. */
+		proxy_model_add_slices(&m, json_array_get(pair, 0), json_array_get(pair, 2));
 	}
 	proxy_model_sort(&m);
 	text = proxy_nft_render(&m, &o);

@@ -374,6 +374,45 @@ static void test_update_in_place(void **state)
 	json_decref(e2);
 }
 
+/* From EndpointSlices: endpoints whose ready condition is false (not
+ * ready, terminating) get no traffic, an absent condition counts as
+ * ready, ports are matched by name, IPv6 slices are left alone. */
+static void test_endpoint_slices(void **state)
+{
+	struct proxy_model m;
+	json_t *svc = parse("{\"metadata\":{\"namespace\":\"default\",\"name\":\"web\"},"
+			    "\"spec\":{\"clusterIP\":\"10.96.0.10\",\"ports\":[{\"name\":\"http\","
+			    "\"port\":80,\"targetPort\":\"web\"}]}}");
+	json_t *slices = parse(
+		"[{\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"http\",\"port\":8080,"
+		"\"protocol\":\"TCP\"}],\"endpoints\":["
+		"{\"addresses\":[\"10.244.0.5\"],\"conditions\":{\"ready\":true}},"
+		"{\"addresses\":[\"10.244.0.6\"],\"conditions\":{\"ready\":false}},"
+		"{\"addresses\":[\"10.244.0.7\"],\"conditions\":{\"ready\":false,"
+		"\"serving\":true,\"terminating\":true}},"
+		"{\"addresses\":[\"10.244.0.8\"]}]},"
+		"{\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"http\",\"port\":8081}],"
+		"\"endpoints\":[{\"addresses\":[\"10.244.1.2\"],\"conditions\":{\"ready\":true}}]},"
+		"{\"addressType\":\"IPv6\",\"ports\":[{\"name\":\"http\",\"port\":8080}],"
+		"\"endpoints\":[{\"addresses\":[\"fd00::5\"]}]}]");
+	char *text;
+	(void)state;
+	proxy_model_init(&m);
+	assert_int_equal(proxy_model_add_slices(&m, svc, slices), 1);
+	text = proxy_nft_render(&m, NULL);
+	assert_non_null(strstr(text, "numgen random mod 3 vmap"));
+	assert_non_null(strstr(text, "dnat to 10.244.0.5:8080"));
+	assert_non_null(strstr(text, "dnat to 10.244.0.8:8080"));
+	assert_non_null(strstr(text, "dnat to 10.244.1.2:8081"));
+	assert_null(strstr(text, "10.244.0.6"));
+	assert_null(strstr(text, "10.244.0.7"));
+	assert_null(strstr(text, "fd00"));
+	free(text);
+	proxy_model_free(&m);
+	json_decref(svc);
+	json_decref(slices);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -388,6 +427,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_input),
 		cmocka_unit_test(test_deterministic),
 		cmocka_unit_test(test_update_in_place),
+		cmocka_unit_test(test_endpoint_slices),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
