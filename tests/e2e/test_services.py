@@ -221,7 +221,7 @@ def test_deployment_exposed_with_kubectl():
     s.must(old, "create", "service", "clusterip", "web", "--tcp=80:8080")
     s.must(new, "expose", "deployment", "web", "--name=web-np", "--port=80",
            "--target-port=8080", "--type=NodePort")
-    s.must(old, "create", "service", "clusterip", "nobody", "--tcp=80:8080")
+    s.must(new, "create", "service", "clusterip", "nobody", "--tcp=80:8080")
 
     def settled():
         pods = web_pods()
