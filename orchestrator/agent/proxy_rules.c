@@ -518,6 +518,11 @@ void proxy_nft_chains_free(char **v, size_t n)
 	free(v);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static void declare_chain(void *data, const char *name)
 {
 	sb_printf(data, "\tchain %s {\n\t}\n", name);
@@ -677,10 +682,11 @@ char *proxy_nft_render(const struct proxy_model *m, const struct proxy_nft_opts 
 		each_chain(m, collect_chain, &now);
 		if (now.oom)
 			b.oom = true;
+		else if (now.n > 1)
+			qsort(now.v, now.n, sizeof *now.v, cmp_str);
 		for (size_t i = 0; i < o->n_prev && !b.oom; i++) {
-			bool keep = false;
-			for (size_t j = 0; j < now.n && !keep; j++)
-				keep = strcmp(o->prev_chains[i], now.v[j]) == 0;
+			bool keep = now.n > 0 && bsearch(&o->prev_chains[i], now.v, now.n,
+							  sizeof *now.v, cmp_str) != NULL;
 			if (!keep)
 				sb_printf(&b, "delete chain ip " PROXY_NFT_TABLE " %s\n",
 					  o->prev_chains[i]);
