@@ -97,6 +97,31 @@ _svc = {}          # name -> (clusterIP, nodePort or None)
 _pods = {}         # web pod name -> pod IP
 
 
+class ContainerReaper:
+    """Stops the server, then kills every container its agent recorded,
+    whatever happened: pods run in namespaces of their own, which the
+    outer cleanup (processes in the node's namespace) does not see."""
+
+    keep = True         # across tests, like the server; run at exit
+
+    def _hard_stop(self):
+        if _srv is None:
+            return
+        _srv._hard_stop()
+        root = os.path.join(_srv.data_dir, "agent", "pods")
+        for uid in os.listdir(root) if os.path.isdir(root) else []:
+            for ctr in os.listdir(os.path.join(root, uid)):
+                try:
+                    with open(os.path.join(root, uid, ctr, "current")) as f:
+                        os.killpg(int(f.read().split()[0]), signal.SIGKILL)
+                except (OSError, ValueError, IndexError):
+                    pass
+
+
+_reaper = ContainerReaper()
+ct._live.append(_reaper)
+
+
 def sh(*argv):
     subprocess.run(argv, check=True, capture_output=True)
 
@@ -353,6 +378,7 @@ def test_cleanup():
     ct.wait_until(lambda: not kubectl_json("get", "pods")["items"], timeout=60, interval=0.3,
                   what="every pod gone")
     assert s.terminate() == 0
+    ct._live.remove(_reaper)     # nothing left to reap
 
 
 if __name__ == "__main__":
