@@ -117,6 +117,7 @@ struct node {
 	 * commit (see node_take_results) */
 	uint64_t cmds_since_snapshot;
 	uint64_t entries_at_count;   /* raft's last_applied when counting restarted */
+	bool counting;
 	unsigned snapshot_count;
 
 	bool closing;
@@ -291,6 +292,12 @@ void *node_entry_data(struct node *n, const struct cmd_entry *e, uint32_t i)
  * for entries without commands (barriers, configuration changes). */
 static void count_commands(struct node *n, uint32_t count)
 {
+	/* The first entry applied after a start: the interval's entries (for
+	 * node_snapshot_taken) count from here, not from index 0. */
+	if (!n->counting) {
+		n->counting = true;
+		n->entries_at_count = raft_last_applied(&n->raft);
+	}
 	n->cmds_since_snapshot += count;
 	if (n->cmds_since_snapshot >= n->snapshot_count)
 		raft_set_snapshot_threshold(&n->raft, 1);
@@ -312,6 +319,11 @@ unsigned node_snapshot_taken(struct node *n)
 		trailing = keep;
 	else
 		trailing = (keep * entries + cmds - 1) / cmds;
+	/* Every entry that counts holds a command, so more entries than
+	 * `keep` would be more than `keep` commands (entries without commands,
+	 * barriers, are few). */
+	if (trailing > keep)
+		trailing = keep;
 	if (trailing < 1)
 		trailing = 1;
 	raft_set_snapshot_trailing(&n->raft, (unsigned)trailing);
