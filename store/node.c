@@ -121,6 +121,7 @@ struct node {
 	unsigned snapshot_count;
 
 	bool closing;
+	uint64_t close_deadline_ms;   /* node_close: waiting for appends until then */
 	void (*close_cb)(void *data);
 	void *close_data;
 };
@@ -816,6 +817,25 @@ static void raft_closed(struct raft *r)
 	uv_close((uv_handle_t *)&n->timer, handle_closed);
 }
 
+static void close_raft(struct node *n)
+{
+	uv_timer_stop(&n->timer);
+	n->raft.data = n;
+	raft_close(&n->raft, raft_closed);
+}
+
+/* libraft 0.15 crashes when a log append completes after raft_close (its
+ * callback releases entries of a log already freed): with writes in flight
+ * at SIGTERM, the process died with SIGSEGV instead of exiting 0. So the
+ * close waits for the appends in flight, for a bounded time (a follower may
+ * keep receiving entries meanwhile). */
+static void close_wait_cb(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	if (raft_guard_appends(&n->guard) == 0 || now_ms(n) >= n->close_deadline_ms)
+		close_raft(n);
+}
+
 void node_close(struct node *n, void (*cb)(void *data), void *data)
 {
 	n->closing = true;
@@ -827,8 +847,12 @@ void node_close(struct node *n, void (*cb)(void *data), void *data)
 		n->leader_ready = false;
 		n->cfg.on_leader(n->cfg.data, false);
 	}
-	n->raft.data = n;
-	raft_close(&n->raft, raft_closed);
+	if (raft_guard_appends(&n->guard) == 0) {
+		close_raft(n);
+		return;
+	}
+	n->close_deadline_ms = now_ms(n) + 2000;
+	uv_timer_start(&n->timer, close_wait_cb, 1, 1);
 }
 
 int node_propose(struct node *n, const void *cmd, size_t len, node_done_cb cb, void *data)

@@ -123,11 +123,50 @@ static int guard_send(struct raft_io *io, struct raft_io_send *req,
 	return g->inner->send(g->inner, req, message, cb);
 }
 
+/* An append in flight, counted so the owner can wait for none before
+ * closing raft (raft_guard_appends). */
+struct guard_append_req {
+	struct raft_io_append inner;
+	struct raft_guard *g;
+	struct raft_io_append *outer;
+	raft_io_append_cb cb;
+};
+
+static void guard_appended(struct raft_io_append *inner, int status)
+{
+	struct guard_append_req *ga = inner->data;
+	struct raft_io_append *outer = ga->outer;
+	raft_io_append_cb cb = ga->cb;
+	ga->g->appends--;
+	free(ga);
+	cb(outer, status);
+}
+
 static int guard_append(struct raft_io *io, struct raft_io_append *req,
 			const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
 {
 	struct raft_guard *g = GUARD(io);
-	return g->inner->append(g->inner, req, entries, n, cb);
+	struct guard_append_req *ga = calloc(1, sizeof *ga);
+	int rv;
+
+	if (ga == NULL)
+		return RAFT_NOMEM;
+	ga->g = g;
+	ga->outer = req;
+	ga->cb = cb;
+	ga->inner.data = ga;
+	rv = g->inner->append(g->inner, &ga->inner, entries, n, guard_appended);
+	if (rv != 0) {
+		free(ga);
+		return rv;
+	}
+	g->appends++;
+	return 0;
+}
+
+unsigned raft_guard_appends(const struct raft_guard *g)
+{
+	return g->appends;
 }
 
 static int guard_truncate(struct raft_io *io, raft_index index)

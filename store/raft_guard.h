@@ -11,7 +11,8 @@
  * clamps the reply to that. Replies sent after an asynchronous append are
  * exact already (the follower truncated any conflict before appending).
  *
- * It also lets its owner rewrite a snapshot read for sending to a follower
+ * It counts log appends in flight (raft_guard_appends), and lets its owner
+ * rewrite a snapshot read for sending to a follower
  * (raft_guard_set_expand): the store's own snapshots name a state that its
  * database holds rather than copying it, and a follower needs the state.
  *
@@ -33,6 +34,7 @@ struct raft_guard {
 	unsigned long clamped;  /* replies corrected, for tests and logs */
 	int (*expand)(void *data, const struct raft_buffer *in, struct raft_buffer *out);
 	void *expand_data;
+	unsigned appends;       /* log appends in flight */
 };
 
 void raft_guard_init(struct raft_guard *g, struct raft_io *inner);
@@ -40,6 +42,10 @@ void raft_guard_init(struct raft_guard *g, struct raft_io *inner);
  * buffer, still owned by raft). It returns 0 and leaves out->base NULL to
  * send it unchanged, or 0 and an out buffer (allocated with raft_malloc,
  * which then replaces in), or a RAFT_* error to fail the send. */
+/* Log appends not yet completed. libraft 0.15 crashes (a use after free in
+ * its log's reference counts) when an append completes after raft_close,
+ * so the node waits for none before closing. */
+unsigned raft_guard_appends(const struct raft_guard *g);
 void raft_guard_set_expand(struct raft_guard *g,
 			   int (*expand)(void *data, const struct raft_buffer *in,
 					 struct raft_buffer *out),
