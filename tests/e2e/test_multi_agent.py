@@ -365,6 +365,62 @@ def test_killed_agent_node_evicted_then_recovered():
     assert_one_process_per_pod(pods + [get(PODS + "/patient")])
 
 
+def test_daemonset_on_every_agent():
+    """A DaemonSet runs one real process on each of the three agents, rolls a template change through them all, and deleting it stops them."""
+    a = agents()
+    s = server()
+    for n in NODES:
+        ct.wait_until(lambda: ready_status(n) == "True", timeout=60, what="%s Ready" % n)
+    marker = str(int(SLEEP) + 1)   # this DaemonSet's processes, apart from the Deployment's
+    ds = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "per-node"},
+          "spec": {"selector": {"matchLabels": {"app": "per-node"}},
+                   "template": {"metadata": {"labels": {"app": "per-node"}},
+                                "spec": {"terminationGracePeriodSeconds": 2,
+                                         "containers": [{"name": "c", "image": "busybox",
+                                                         "env": [{"name": "V", "value": "1"}],
+                                                         "command": ["sleep", marker]}]}}}}
+    s.must("1.27", "apply", "-f", "-", stdin=json.dumps(ds))
+
+    def ds_pods():
+        body = get(PODS + "?labelSelector=app%3Dper-node")
+        return live(body["items"]) if body else []
+
+    def ds_processes():
+        return [pid for pid in os.listdir("/proc") if pid.isdigit() and
+                _cmdline(pid)[-2:] == ["sleep", marker]]
+
+    def settled(version):
+        ps = ds_pods()
+        ok = (sorted(p["spec"].get("nodeName") or "" for p in ps) == sorted(NODES) and
+              all(running(p) and p["spec"]["containers"][0]["env"][0]["value"] == version
+                  for p in ps))
+        return ps if ok else None
+    pods = ct.wait_until(lambda: settled("1"), timeout=60, what="one running pod per agent")
+    ct.wait_until(lambda: len(ds_processes()) == len(NODES), timeout=30,
+                  what="one container process per node")
+    assert all(group_of(p) for p in pods), [p["spec"]["nodeName"] for p in pods]
+
+    s.must("1.27", "set", "env", "daemonset/per-node", "V=2")
+    rc, out, err = s.kubectl("1.27", "rollout", "status", "daemonset/per-node",
+                             "--timeout=90s", timeout=120)
+    assert rc == 0, (out, err)
+    ct.wait_until(lambda: settled("2"), timeout=60, what="every node's pod replaced")
+    ct.wait_until(lambda: len(ds_processes()) == len(NODES), timeout=30,
+                  what="the old processes stopped, the new ones running")
+
+    s.must("1.27", "delete", "daemonset", "per-node", "--timeout=60s")
+    ct.wait_until(lambda: ds_pods() == [], timeout=60, what="the DaemonSet's pods deleted")
+    ct.wait_until(lambda: ds_processes() == [], timeout=30, what="no DaemonSet process left")
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%s/cmdline" % pid, "rb") as f:
+            return [x for x in f.read().decode("utf-8", "replace").split("\0") if x]
+    except OSError:
+        return []
+
+
 def test_deleting_everything_leaves_no_process():
     """Deleting the Deployment and the pods stops every container on every node; the agents exit 0."""
     a = agents()
