@@ -24,6 +24,7 @@ static int guard_init(struct raft_io *io, raft_id id, const char *address)
 static void guard_close(struct raft_io *io, raft_io_close_cb cb)
 {
 	struct raft_guard *g = GUARD(io);
+	g->closing = true;
 	/* raft's close callback finds the raft through io->data. */
 	g->inner->data = io->data;
 	g->inner->close(g->inner, cb);
@@ -132,12 +133,29 @@ struct guard_append_req {
 	raft_io_append_cb cb;
 };
 
+/* libraft 0.15 truncates its in-memory log from the first index of every
+ * failed leader append (appendLeaderCb), even when an earlier failure has
+ * already truncated the log below that index. Closing the io cancels every
+ * append still queued at once, so with two or more queued the second
+ * truncation starts past the end of the log, its entry count underflows, and
+ * it walks entries that are not there: a NULL dereference in refsDecr or a
+ * double free of an entry's buffer. (Upstream checks the index against the
+ * last one first.)
+ *
+ * The node waits for appends in flight before closing, but only up to a
+ * deadline. So once raft is closing, a failed append is reported as done:
+ * raft is unavailable by then and has failed the requests waiting for it, so
+ * libraft only drops its reference to the entries (the log frees them when
+ * the close completes) and truncates nothing. Failures before the close are
+ * passed on as they are. */
 static void guard_appended(struct raft_io_append *inner, int status)
 {
 	struct guard_append_req *ga = inner->data;
 	struct raft_io_append *outer = ga->outer;
 	raft_io_append_cb cb = ga->cb;
 	ga->g->appends--;
+	if (status != 0 && ga->g->closing)
+		status = 0;
 	free(ga);
 	cb(outer, status);
 }

@@ -35,6 +35,7 @@ struct raft_guard {
 	int (*expand)(void *data, const struct raft_buffer *in, struct raft_buffer *out);
 	void *expand_data;
 	unsigned appends;       /* log appends in flight */
+	bool closing;           /* raft_close reached the io: see guard_appended */
 };
 
 void raft_guard_init(struct raft_guard *g, struct raft_io *inner);
@@ -42,9 +43,11 @@ void raft_guard_init(struct raft_guard *g, struct raft_io *inner);
  * buffer, still owned by raft). It returns 0 and leaves out->base NULL to
  * send it unchanged, or 0 and an out buffer (allocated with raft_malloc,
  * which then replaces in), or a RAFT_* error to fail the send. */
-/* Log appends not yet completed. libraft 0.15 crashes (a use after free in
- * its log's reference counts) when an append completes after raft_close,
- * so the node waits for none before closing. */
+/* Log appends not yet completed. raft_close cancels those still queued, and
+ * libraft 0.15 then truncates its log past its end when two or more were
+ * (a crash in its log's reference counts), so the node waits for none
+ * before closing; the guard makes the cancellations harmless should that
+ * wait time out (see guard_appended in raft_guard.c). */
 unsigned raft_guard_appends(const struct raft_guard *g);
 void raft_guard_set_expand(struct raft_guard *g,
 			   int (*expand)(void *data, const struct raft_buffer *in,
