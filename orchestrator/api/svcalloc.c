@@ -918,56 +918,47 @@ static void on_repair_txn(void *data, json_t *answer, json_t *err)
 	maybe_free(k);
 }
 
+/* Queues "create key with rec (taken) if it is still absent" for a Service
+ * that holds a value without its record. */
+static void record_holder(struct repair *rp, const char *key, json_t *rec, json_t *owner,
+			  const char *what, const char *value)
+{
+	log_warn("service allocations: %s holds %s%s without a record; recording it",
+		 json_string_value(owner), what, value);
+	json_array_append_new(rp->ops, json_pack("{s:[o], s:[o]}", "compare", cmp_absent(key),
+						 "success", op_put(key, rec)));
+	json_decref(rec);
+}
+
 static void repair(struct svc_keeper *k)
 {
 	struct repair rp = {k, json_object(), json_object(), json_object(), json_array()};
-	const char *v;
+	struct rangealloc *all;
+	char key[128], ns[256];
+	const char *v, *name;
 	json_t *owner, *txn;
 	size_t i;
 	wc_range(k->cache, "/registry/services/", NULL, collect_service, &rp);
 	wc_range(k->cache, SVCALLOC_IP_PREFIX, NULL, check_ip, &rp);
 	wc_range(k->cache, SVCALLOC_PORT_PREFIX, NULL, check_port, &rp);
 	/* Holders left have no record: give them one, if still free. */
+	all = rangealloc_new_ips(k->ranges);
 	json_object_foreach(rp.ips, v, owner) {
-		char key[128], ns[256];
-		const char *name;
 		uint32_t ip;
-		json_t *rec;
-		if (ipv4_parse(v, &ip) != 0)
+		if (ipv4_parse(v, &ip) != 0 || all == NULL || !rangealloc_contains(all, ip))
 			continue;
-		{
-			struct rangealloc *all = rangealloc_new_ips(k->ranges);
-			bool in = all != NULL && rangealloc_contains(all, ip);
-			rangealloc_free(all);
-			if (!in)
-				continue;
-		}
-		split_owner(json_string_value(owner), ns, sizeof ns, &name);
 		ip_key(ip, key, sizeof key);
-		rec = ip_record(ip, ns, name);
-		log_warn("service allocations: %s holds %s without a record; recording it",
-			 json_string_value(owner), v);
-		json_array_append_new(rp.ops, json_pack("{s:[o], s:[o]}", "compare",
-							cmp_absent(key), "success",
-							op_put(key, rec)));
-		json_decref(rec);
+		split_owner(json_string_value(owner), ns, sizeof ns, &name);
+		record_holder(&rp, key, ip_record(ip, ns, name), owner, "", v);
 	}
+	rangealloc_free(all);
 	json_object_foreach(rp.ports, v, owner) {
-		char key[128], ns[256];
-		const char *name;
 		int port = atoi(v);
-		json_t *rec;
 		if (port < k->ranges->port_lo || port > k->ranges->port_hi)
 			continue;
-		split_owner(json_string_value(owner), ns, sizeof ns, &name);
 		port_key(port, key, sizeof key);
-		rec = port_record(port, ns, name);
-		log_warn("service allocations: %s holds node port %s without a record; recording it",
-			 json_string_value(owner), v);
-		json_array_append_new(rp.ops, json_pack("{s:[o], s:[o]}", "compare",
-							cmp_absent(key), "success",
-							op_put(key, rec)));
-		json_decref(rec);
+		split_owner(json_string_value(owner), ns, sizeof ns, &name);
+		record_holder(&rp, key, port_record(port, ns, name), owner, "node port ", v);
 	}
 	json_array_foreach(rp.ops, i, txn)
 		call(k, KV_TXN, json_incref(txn), on_repair_txn);
