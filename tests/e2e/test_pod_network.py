@@ -518,56 +518,47 @@ def test_agent_restart_keeps_pod_addresses():
 
 def test_unprivileged_agent_falls_back_to_host_network():
     """An agent that is not root runs pods on the node's network with the node's IP, and its Node says why."""
-    c = cluster()
     d = ct.mktemp("capstan-pn-nobody-")
     os.chmod(d, 0o755)
     os.chown(d, 65534, 65534)
-    a = Proc(c.net, c.net.nodes[1], [
-        "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-        AGENT_BIN, "--server", c.server_url, "--node-name", "pn-nobody", "--data-dir", d,
-        "--node-ip", c.net.ips[1], "--listen", "127.0.0.1:0", "--cluster-cidr", CLUSTER_CIDR,
-        "--proxy-mode=none"],   # pn-b's proxy serves this namespace
-        os.path.join(c.dir, "nobody.log"), data_dir=d).start()
-
-    def condition():
-        n = c.get("node", "pn-nobody")
-        conds = {x["type"]: x for x in (n or {}).get("status", {}).get("conditions", [])}
-        return conds.get("NetworkUnavailable")
-    cond = ct.wait_until(condition, timeout=30, interval=0.5, what="pn-nobody's NetworkUnavailable")
-    assert cond["status"] == "True" and cond["reason"] == "NoPodNetwork", cond
-    assert "not root" in cond["message"], cond
-    c.create(c.sleeper("on-nobody", "pn-nobody"))
-    assert c.running_ip("on-nobody") == c.net.ips[1]
-    c.delete_pods("on-nobody")
-    assert a.terminate() == 0, a.log_tail()
-    c.net.procs.remove(a)
-    c.must("delete", "node", "pn-nobody")
+    check_host_network_fallback(
+        "pn-nobody", d, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
+        "NoPodNetwork", "not root")
 
 
 def test_agent_without_namespaces_falls_back_to_host_network():
     """Root without CAP_SYS_ADMIN cannot make namespaces: the agent falls back to the host network and says why."""
+    check_host_network_fallback(
+        "pn-nocap", ct.mktemp("capstan-pn-nocap-"),
+        ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--"],
+        "PodNetworkFailed", "cannot create network namespaces")
+
+
+def check_host_network_fallback(node, data_dir, drop, reason, words):
+    """Runs an agent for node under the privilege drop, checks its Node's
+    NetworkUnavailable condition and that a pod there gets the node's IP."""
     c = cluster()
-    d = ct.mktemp("capstan-pn-nocap-")
-    a = Proc(c.net, c.net.nodes[1], [
-        "setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--",
-        AGENT_BIN, "--server", c.server_url, "--node-name", "pn-nocap", "--data-dir", d,
+    a = Proc(c.net, c.net.nodes[1], drop + [
+        AGENT_BIN, "--server", c.server_url, "--node-name", node, "--data-dir", data_dir,
         "--node-ip", c.net.ips[1], "--listen", "127.0.0.1:0", "--cluster-cidr", CLUSTER_CIDR,
         "--proxy-mode=none"],   # pn-b's proxy serves this namespace
-        os.path.join(c.dir, "nocap.log"), data_dir=d).start()
+        os.path.join(c.dir, node + ".log"), data_dir=data_dir).start()
 
     def condition():
-        n = c.get("node", "pn-nocap")
+        n = c.get("node", node)
         conds = {x["type"]: x for x in (n or {}).get("status", {}).get("conditions", [])}
         return conds.get("NetworkUnavailable")
-    cond = ct.wait_until(condition, timeout=30, interval=0.5, what="pn-nocap's NetworkUnavailable")
-    assert cond["status"] == "True" and cond["reason"] == "PodNetworkFailed", cond
-    assert "cannot create network namespaces" in cond["message"], cond
-    c.create(c.sleeper("on-nocap", "pn-nocap"))
-    assert c.running_ip("on-nocap") == c.net.ips[1]
-    c.delete_pods("on-nocap")
+    cond = ct.wait_until(condition, timeout=30, interval=0.5,
+                         what="%s's NetworkUnavailable" % node)
+    assert cond["status"] == "True" and cond["reason"] == reason, cond
+    assert words in cond["message"], cond
+    pod = "on-" + node[len("pn-"):]
+    c.create(c.sleeper(pod, node))
+    assert c.running_ip(pod) == c.net.ips[1]
+    c.delete_pods(pod)
     assert a.terminate() == 0, a.log_tail()
     c.net.procs.remove(a)
-    c.must("delete", "node", "pn-nocap")
+    c.must("delete", "node", node)
 
 
 def test_deleting_pods_removes_their_namespaces():
