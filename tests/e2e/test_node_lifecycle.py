@@ -185,9 +185,11 @@ def test_scheduler_places_pods():
                  tolerations=[{"key": "dedicated", "operator": "Equal", "value": "gpu",
                                "effect": "NoSchedule"}])
         assert wait_bound(srv, "gpu") == "n3"
-        scheduled = [e for e in events_for(srv, "gpu") if e["reason"] == "Scheduled"]
-        assert scheduled and scheduled[0]["message"] == \
-            "Successfully assigned default/gpu to n3", scheduled
+        # The event is written after the binding, as kube-scheduler does.
+        scheduled = ct.wait_until(
+            lambda: [e for e in events_for(srv, "gpu") if e["reason"] == "Scheduled"],
+            timeout=10, what="the Scheduled event of gpu")
+        assert scheduled[0]["message"] == "Successfully assigned default/gpu to n3", scheduled
 
         make_pod(srv, "huge", cpu="8")
         want = ("0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, "
