@@ -839,16 +839,18 @@ static void test_applied_index_persisted(void **state)
 }
 
 /* With checkpoints left to another thread, commits leave the WAL growing;
- * a checkpoint on another thread's connection copies every frame while the
- * owner keeps writing, a sync makes the rest durable, and the data reads
+ * a checkpoint on another thread's connection copies frames while the owner
+ * keeps writing (a PASSIVE pass stops at frames a reader of the owner may
+ * still need, so how many depends on timing), a pass with the owner idle
+ * copies every frame, a sync makes the rest durable, and the data reads
  * back after a reopen. */
 static void *bg_pass(void *arg)
 {
 	static int log_frames, done;
 	static char errmsg[CAP_ERRMSG_SIZE];
 	struct mvcc *m = arg;
-	if (mvcc_checkpoint_bg(m, &log_frames, &done, errmsg) != CAP_OK || done != log_frames ||
-	    log_frames <= 0)
+	if (mvcc_checkpoint_bg(m, &log_frames, &done, errmsg) != CAP_OK || done <= 0 ||
+	    done > log_frames)
 		return NULL;
 	return m;
 }
@@ -876,6 +878,13 @@ static void test_background_checkpoint(void **state)
 	}
 	assert_int_equal(pthread_join(th, &ok), 0);
 	assert_ptr_equal(ok, f->m);
+	/* With the owner idle, a pass copies every frame. */
+	{
+		int log_frames, done;
+		assert_int_equal(mvcc_checkpoint_bg(f->m, &log_frames, &done, errmsg), CAP_OK);
+		assert_true(log_frames > 0);
+		assert_int_equal(done, log_frames);
+	}
 	assert_int_equal(mvcc_sync(f->m), CAP_OK);
 	put(f->m, "after", "sync");
 	/* The WAL started over once every frame was in the file. */
