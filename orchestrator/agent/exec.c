@@ -8,11 +8,12 @@
  * Happy path (websocket): check the upgrade (a valid key, v5 or v4 of
  * channel.k8s.io); spawn the command in a new session (so its process group
  * can be killed whole) with pipes for the streams asked for; answer 101;
- * then stdout and stderr go out as binary messages on channels 1 and 2,
- * channel 0 messages go to stdin, and v5's close message for channel 0
- * closes stdin. When the process has exited and both output pipes are at
- * EOF, the exit status goes out on channel 3 as a Status, then a close
- * frame, and the connection ends.
+ * once the client has had time to set up its streams (its first message,
+ * or WS_STREAMS_MS; see ws_streams_ready), stdout and stderr go out as
+ * binary messages on channels 1 and 2; channel 0 messages go to stdin, and
+ * v5's close message for channel 0 closes stdin. When the process has
+ * exited and both output pipes are at EOF, the exit status goes out on
+ * channel 3 as a Status, then a close frame, and the connection ends.
  *
  * Happy path (SPDY): answer 101 with the chosen X-Stream-Protocol-Version;
  * the client opens one stream per channel (SYN_STREAM with a "streamtype"
@@ -76,6 +77,9 @@
 
 /* How long a SPDY client may take to open the streams it asked for. */
 #define SPDY_STREAMS_MS 30000
+/* How long a websocket client is given to set up its streams before output
+ * goes out, unless a message from it shows it has (see ws_streams_ready). */
+#define WS_STREAMS_MS 100
 /* Received bytes acknowledged with one WINDOW_UPDATE. */
 #define SPDY_ACK_BYTES 32768
 /* With a terminal, how long the end waits for kubectl's first terminal
@@ -117,7 +121,8 @@ struct exec_session {
 	bool spdy;
 	int version;                 /* of channel.k8s.io: 4, 3 or 2 */
 	bool tty;
-	bool streams_ready;          /* every stream asked for is open */
+	bool streams_ready;          /* every stream asked for is open (SPDY),
+				      * or presumed set up (websocket) */
 	bool flow;                   /* the peer takes part in flow control */
 	uint32_t sid[N_CHANNELS];    /* stream of each channel, 0 if none */
 	uint32_t last_sid;
@@ -450,7 +455,7 @@ static void maybe_finish(struct exec_session *s)
 	if (s->finished || s->running || (s->want_out && !s->out_eof) ||
 	    (s->want_err && !s->err_eof))
 		return;
-	if (s->spdy && (!s->streams_ready || spdy_holding(s)))
+	if (!s->streams_ready || (s->spdy && spdy_holding(s)))
 		return;
 	/* With a terminal kubectl sends its size once the streams are up,
 	 * from a goroutine of its own; ending the session before that makes
@@ -793,6 +798,31 @@ static void client_lost(struct exec_session *s, uint16_t code)
 	session_end(s);
 }
 
+/* The websocket client can take the output now. kubectl (client-go's
+ * websocket executor, 1.30 to at least 1.33) starts reading the connection
+ * in one goroutine while another registers its streams, and discards ("Unknown
+ * stream id 1, discarding message") what comes for a stream not registered
+ * yet: output sent right after the 101 is sometimes lost, the head of it,
+ * with exit code 0. Nothing tells when the streams exist unless the client
+ * sends a message (stdin, its close, a terminal size), so without one the
+ * output waits WS_STREAMS_MS: the kubelet's answer comes after a runtime
+ * round trip too. The status waits as well (maybe_finish), so a command
+ * that failed to start is not reported as a success. */
+static void ws_streams_ready(struct exec_session *s)
+{
+	if (s->streams_ready || s->finished)
+		return;
+	s->streams_ready = true;
+	uv_timer_stop(&s->timer);
+	start_output(s);
+	maybe_finish(s);
+}
+
+static void on_ws_streams(uv_timer_t *t)
+{
+	ws_streams_ready(t->data);
+}
+
 /* Parses websocket frames from buf; returns the bytes used, or -1 when the
  * session ended. */
 static long ws_input(struct exec_session *s, const uint8_t *buf, size_t len)
@@ -829,6 +859,11 @@ static long ws_input(struct exec_session *s, const uint8_t *buf, size_t len)
 			}
 			if (r == 1 && s->as.opcode == WS_OP_BINARY)
 				on_message(s, s->as.buf, s->as.len);
+			/* Data comes from code that holds the client's streams
+			 * (a ping would not: kubectl sends those from its
+			 * reading loop). */
+			if (r == 1)
+				ws_streams_ready(s);
 			break;
 		}
 		}
@@ -1207,11 +1242,8 @@ void exec_serve(uv_loop_t *loop, struct exec_group *g, struct http_req *req,
 		log_debug("exec %s: pid %d, SPDY v%d", s->cmdline, (int)s->pid, s->version);
 		return;
 	}
-	if (s->pid == 0) {
-		maybe_finish(s);
-		return;
-	}
-	start_output(s);
+	/* Output and status wait for the client's streams. */
+	uv_timer_start(&s->timer, on_ws_streams, WS_STREAMS_MS, 0);
 	log_debug("exec %s: pid %d", s->cmdline, (int)s->pid);
 }
 

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -445,6 +446,80 @@ def test_spdy_bad_input_gets_clear_answers():
     # Everyone still serves.
     for v in (SPDY_VERSIONS[:1] + WS_VERSIONS):
         assert s.must(v, "exec", name, "--", "echo", "still") == "still\n"
+    tp.delete_and_wait(name)
+
+
+
+# ---- raw websocket, to see when the server sends what
+
+def ws_upgrade(port, pod, query):
+    """Opens a websocket (v5.channel.k8s.io) exec connection by hand, as
+    kubectl 1.30+ does; returns (socket, status line and headers), having
+    read exactly the headers."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+    sock.sendall(("GET /api/v1/namespaces/default/pods/%s/exec?%s HTTP/1.1\r\n"
+                  "Host: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                  "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n" % (pod, query)).encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        head += chunk
+    return sock, head.decode("latin-1")
+
+
+def ws_frames(data):
+    """(opcode, payload) of each whole unmasked frame."""
+    out = []
+    while len(data) >= 2:
+        n, off = data[1] & 0x7F, 2
+        if n == 126:
+            n, off = struct.unpack(">H", data[2:4])[0], 4
+        elif n == 127:
+            n, off = struct.unpack(">Q", data[2:10])[0], 10
+        if len(data) < off + n:
+            break
+        out.append((data[0] & 0x0F, data[off:off + n]))
+        data = data[off + n:]
+    return out
+
+
+def ws_message(channel, payload):
+    """A masked binary message on channel (a client's frames are masked)."""
+    body = bytes([channel]) + payload
+    mask = b"\x01\x02\x03\x04"
+    assert len(body) < 126
+    return (bytes([0x82, 0x80 | len(body)]) + mask +
+            bytes(b ^ mask[i % 4] for i, b in enumerate(body)))
+
+
+def test_websocket_output_waits_for_the_clients_streams():
+    """Websocket output is not sent right after the 101 (kubectl drops messages for streams it has not set up yet) but after a pause, or at once when the client has sent a message."""
+    s = tp.server()
+    name = exec_pod("exec-ws", os.path.join(ct.mktemp("capstan-exec-"), "vol"))
+    # No message from the client: nothing follows the 101 at once, though
+    # the command has written its line before the 101 went out.
+    sock, head = ws_upgrade(s.port, name, "command=echo&command=hi&stdout=true&stderr=true")
+    assert head.startswith("HTTP/1.1 101"), head
+    t0 = time.monotonic()
+    ready, _, _ = select.select([sock], [], [], 0.03)
+    # (Readable later than asked means this process was not running, not
+    # that the output came early.)
+    assert not ready or time.monotonic() - t0 >= 0.03, "output right after the 101"
+    got = ws_frames(read_all(sock))
+    sock.close()
+    assert got == [(2, b"\x01hi\n"), (2, b'\x03{"metadata":{},"status":"Success"}'),
+                   (8, b"\x03\xe8")], got
+    # A message from the client shows its streams are set up: stdin, and
+    # its end (v5's close of channel 0), are taken, and the output follows.
+    sock, head = ws_upgrade(s.port, name, "command=cat&stdin=true&stdout=true&stderr=true")
+    assert head.startswith("HTTP/1.1 101"), head
+    sock.sendall(ws_message(0, b"typed\n") + ws_message(255, b"\x00"))
+    got = ws_frames(read_all(sock))
+    sock.close()
+    assert got[0] == (2, b"\x01typed\n") and got[-1] == (8, b"\x03\xe8"), got
     tp.delete_and_wait(name)
 
 
