@@ -625,41 +625,50 @@ def test_exec_stdout_exit_code_stdin_stderr():
                               "workingDir": "/tmp"}},
                name, command=["sleep", "3600"])
     wait_pod(name, running, what="pod running")
-    vs = [v for v in ("1.30", "1.31", "1.32", "1.33") if os.access(kh.kubectl_path(v), os.X_OK)]
-    assert "1.33" in vs, vs
-    for v in vs:
-        # Output comes back and kubectl exits 0.
-        rc, out, err = s.kubectl(v, "exec", name, "--", "echo", "hi")
-        assert (rc, out) == (0, "hi\n"), (v, rc, out, err)
-        # A non-zero exit is kubectl's exit code, with the kubelet's wording.
-        rc, out, err = s.kubectl(v, "exec", name, "--", "sh", "-c", "exit 3")
-        assert rc == 3 and "command terminated with exit code 3" in err, (v, rc, out, err)
-        # stdin reaches the command and its end ends the command.
-        rc, out, err = s.kubectl(v, "exec", "-i", name, "--", "cat", stdin="abc\n")
-        assert (rc, out) == (0, "abc\n"), (v, rc, out, err)
-        # stderr arrives on kubectl's stderr, not its stdout.
-        rc, out, err = s.kubectl(v, "exec", name, "--", "sh", "-c", "echo out; echo oops >&2")
-        assert rc == 0 and out == "out\n" and "oops" in err and "oops" not in out, (v, rc, out, err)
-    v = "1.33"
-    # The command sees the container's env and working directory.
-    out = s.must(v, "exec", name, "--", "sh", "-c", 'echo "$GREETING $(pwd)"')
-    assert out == "from-the-pod /tmp\n", out
-    # Output larger than any buffer arrives whole.
-    out = s.must(v, "exec", name, "--", "sh", "-c", "i=0; while [ $i -lt 20000 ]; do echo line-$i; i=$((i+1)); done")
-    lines = out.splitlines()
-    assert len(lines) == 20000 and lines[-1] == "line-19999", len(lines)
-    big = "".join("%06d\n" % i for i in range(60000))
-    rc, out, err = s.kubectl(v, "exec", "-i", name, "--", "cat", stdin=big)
-    assert rc == 0 and out == big, (rc, len(out), err)
-    # A command that does not exist fails, and a missing pod is NotFound.
-    rc, out, err = s.kubectl(v, "exec", name, "--", "/no/such/binary")
-    assert rc != 0 and "/no/such/binary" in err, (rc, out, err)
-    rc, out, err = s.kubectl(v, "exec", "no-such-pod", "--", "true")
-    assert rc != 0 and "NotFound" in err, (rc, out, err)
-    # A background child the command left does not outlive the exec.
-    s.must(v, "exec", name, "--", "sh", "-c", "sleep 7777 & echo started")
-    ct.wait_until(lambda: procs_with("7777") == [], timeout=10, what="exec's children gone")
-    delete_and_wait(name)
+    # The pod goes also when a check fails: test_no_container_process_left
+    # then reports only what outlived its own test.
+    try:
+        vs = [v for v in ("1.30", "1.31", "1.32", "1.33") if os.access(kh.kubectl_path(v), os.X_OK)]
+        assert "1.33" in vs, vs
+        for v in vs:
+            # Output comes back and kubectl exits 0.
+            rc, out, err = s.kubectl(v, "exec", name, "--", "echo", "hi")
+            assert (rc, out) == (0, "hi\n"), (v, rc, out, err)
+            # A non-zero exit is kubectl's exit code, with the kubelet's wording.
+            rc, out, err = s.kubectl(v, "exec", name, "--", "sh", "-c", "exit 3")
+            assert rc == 3 and "command terminated with exit code 3" in err, (v, rc, out, err)
+            # stdin reaches the command and its end ends the command.
+            rc, out, err = s.kubectl(v, "exec", "-i", name, "--", "cat", stdin="abc\n")
+            assert (rc, out) == (0, "abc\n"), (v, rc, out, err)
+            # stderr arrives on kubectl's stderr, not its stdout.
+            rc, out, err = s.kubectl(v, "exec", name, "--", "sh", "-c", "echo out; echo oops >&2")
+            assert rc == 0 and out == "out\n" and "oops" in err and "oops" not in out, (v, rc, out, err)
+        v = "1.33"
+        # The command sees the container's env and working directory.
+        out = s.must(v, "exec", name, "--", "sh", "-c", 'echo "$GREETING $(pwd)"')
+        assert out == "from-the-pod /tmp\n", out
+        # Output larger than any buffer arrives whole, from its first line (the
+        # command writes before kubectl has set up its streams, and kubectl
+        # drops what comes for a stream it does not have yet).
+        rc, out, err = s.kubectl(v, "exec", name, "--", "sh", "-c",
+                                 "i=0; while [ $i -lt 20000 ]; do echo line-$i; i=$((i+1)); done")
+        lines = out.splitlines()
+        assert (rc == 0 and len(lines) == 20000 and lines[0] == "line-0" and
+                lines[-1] == "line-19999"), (rc, len(lines), lines[:1], lines[-1:], err[:500])
+        assert "Unknown stream id" not in err, err[:500]
+        big = "".join("%06d\n" % i for i in range(60000))
+        rc, out, err = s.kubectl(v, "exec", "-i", name, "--", "cat", stdin=big)
+        assert rc == 0 and out == big, (rc, len(out), err)
+        # A command that does not exist fails, and a missing pod is NotFound.
+        rc, out, err = s.kubectl(v, "exec", name, "--", "/no/such/binary")
+        assert rc != 0 and "/no/such/binary" in err, (rc, out, err)
+        rc, out, err = s.kubectl(v, "exec", "no-such-pod", "--", "true")
+        assert rc != 0 and "NotFound" in err, (rc, out, err)
+        # A background child the command left does not outlive the exec.
+        s.must(v, "exec", name, "--", "sh", "-c", "sleep 7777 & echo started")
+        ct.wait_until(lambda: procs_with("7777") == [], timeout=10, what="exec's children gone")
+    finally:
+        delete_and_wait(name)
 
 
 def test_volumes_mounted_at_their_paths():
