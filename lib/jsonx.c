@@ -262,13 +262,7 @@ void jsonx_set_bytes_ne(json_t *obj, const char *name, const uint8_t *p, size_t 
 
 /* ---- compact text ---- */
 
-struct dbuf {
-	char *p;
-	size_t len, cap;
-	bool failed;
-};
-
-static bool dbuf_reserve(struct dbuf *b, size_t more)
+static bool dbuf_reserve(struct jsonx_out *b, size_t more)
 {
 	size_t cap;
 	char *p;
@@ -289,7 +283,7 @@ static bool dbuf_reserve(struct dbuf *b, size_t more)
 	return true;
 }
 
-static void dbuf_put(struct dbuf *b, const char *s, size_t n)
+static void dbuf_put(struct jsonx_out *b, const char *s, size_t n)
 {
 	if (!dbuf_reserve(b, n))
 		return;
@@ -297,7 +291,7 @@ static void dbuf_put(struct dbuf *b, const char *s, size_t n)
 	b->len += n;
 }
 
-static void dbuf_ch(struct dbuf *b, char c)
+static void dbuf_ch(struct jsonx_out *b, char c)
 {
 	if (dbuf_reserve(b, 1))
 		b->p[b->len++] = c;
@@ -305,7 +299,7 @@ static void dbuf_ch(struct dbuf *b, char c)
 
 /* A value jansson itself must write (non-ASCII strings, whose UTF-8 it
  * validates, and reals, whose formatting is its own). */
-static void dump_by_jansson(struct dbuf *b, const json_t *v)
+static void dump_by_jansson(struct jsonx_out *b, const json_t *v)
 {
 	char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 	if (t == NULL) {
@@ -339,7 +333,7 @@ static bool plain_ascii(const char *s, size_t n)
 	return true;
 }
 
-static void dump_string(struct dbuf *b, const char *s, size_t n, const json_t *v)
+static void dump_string(struct jsonx_out *b, const char *s, size_t n, const json_t *v)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t i, run = 0;
@@ -399,7 +393,7 @@ static void dump_string(struct dbuf *b, const char *s, size_t n, const json_t *v
 	dbuf_ch(b, '"');
 }
 
-static void dump_value(struct dbuf *b, const json_t *v, int depth)
+static void dump_value(struct jsonx_out *b, const json_t *v, int depth)
 {
 	char num[32];
 	int n;
@@ -459,9 +453,59 @@ static void dump_value(struct dbuf *b, const json_t *v, int depth)
 	}
 }
 
+/* ---- writing answers without a tree ---- */
+
+void jsonx_out_raw(struct jsonx_out *o, const char *s, size_t n)
+{
+	dbuf_put(o, s, n);
+}
+
+void jsonx_out_bytes(struct jsonx_out *o, const uint8_t *p, size_t n)
+{
+	/* b64_encoded_size counts a NUL, which dbuf_reserve's spare byte
+	 * also covers: the quotes and the text fit in what is reserved. */
+	if (!dbuf_reserve(o, b64_encoded_size(n) + 2))
+		return;
+	o->p[o->len++] = '"';
+	o->len += b64_encode(p, n, o->p + o->len);
+	o->p[o->len++] = '"';
+}
+
+void jsonx_out_i64(struct jsonx_out *o, int64_t v)
+{
+	char buf[24];
+	char *end = buf + sizeof buf - 1;
+	char *p;
+	*end = '"';
+	p = u64_digits(v < 0 ? 0 - (uint64_t)v : (uint64_t)v, end);
+	if (v < 0)
+		*--p = '-';
+	*--p = '"';
+	dbuf_put(o, p, (size_t)(end + 1 - p));
+}
+
+void jsonx_out_u64(struct jsonx_out *o, uint64_t v)
+{
+	char buf[24];
+	char *end = buf + sizeof buf - 1;
+	char *p;
+	*end = '"';
+	p = u64_digits(v, end);
+	*--p = '"';
+	dbuf_put(o, p, (size_t)(end + 1 - p));
+}
+
+void jsonx_out_free(struct jsonx_out *o)
+{
+	free(o->p);
+	o->p = NULL;
+	o->len = o->cap = 0;
+	o->failed = false;
+}
+
 char *jsonx_dumps(const json_t *v, size_t *len)
 {
-	struct dbuf b = {0};
+	struct jsonx_out b = {0};
 	if (v == NULL)
 		return NULL;
 	dump_value(&b, v, 0);

@@ -43,6 +43,28 @@ void jsonx_set_bytes_ne(json_t *obj, const char *name, const uint8_t *p, size_t 
  * memory or when a string is not valid UTF-8 (as json_dumps). */
 char *jsonx_dumps(const json_t *v, size_t *len);
 
+/* Writing the gateway's answers straight from bytes, without a jansson
+ * tree (range answers: keys and values go from the rows to the text).
+ * An append-only text buffer: zero-initialize it; after an allocation
+ * fails every later call does nothing and failed stays set. The caller
+ * writes the punctuation and member names with jsonx_out_raw; the others
+ * write one JSON value each, as jsonx_dumps writes what jsonx_bytes,
+ * jsonx_i64 and jsonx_u64 make. Reuse a buffer by setting len to 0;
+ * jsonx_out_free releases it. */
+struct jsonx_out {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+void jsonx_out_raw(struct jsonx_out *o, const char *s, size_t n);
+#define JSONX_OUT_LIT(o, lit) jsonx_out_raw((o), (lit), sizeof(lit) - 1)
+/* "base64 of p[0..n)" */
+void jsonx_out_bytes(struct jsonx_out *o, const uint8_t *p, size_t n);
+/* "decimal", as the gateway writes 64-bit integers */
+void jsonx_out_i64(struct jsonx_out *o, int64_t v);
+void jsonx_out_u64(struct jsonx_out *o, uint64_t v);
+void jsonx_out_free(struct jsonx_out *o);
+
 /* json_loadb(buf, len, flags, err), faster on the requests clients send:
  * an object whose strings are printable ASCII without escapes (base64
  * keys and values), with integers, literals, arrays and objects, is built

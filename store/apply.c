@@ -758,6 +758,70 @@ static int exec_range(struct mvcc *m, const struct range_req *r, json_t *ans)
 	return CAP_OK;
 }
 
+/* apply_kv_json's object as text, member for member. */
+static void kv_text(struct jsonx_out *o, const struct mvcc_kv *kv, bool keys_only)
+{
+	JSONX_OUT_LIT(o, "{\"key\":");
+	jsonx_out_bytes(o, kv->key, kv->key_len);
+	if (kv->create_rev != 0) {
+		JSONX_OUT_LIT(o, ",\"create_revision\":");
+		jsonx_out_i64(o, kv->create_rev);
+	}
+	if (kv->mod_rev != 0) {
+		JSONX_OUT_LIT(o, ",\"mod_revision\":");
+		jsonx_out_i64(o, kv->mod_rev);
+	}
+	if (kv->version != 0) {
+		JSONX_OUT_LIT(o, ",\"version\":");
+		jsonx_out_i64(o, kv->version);
+	}
+	if (!keys_only && kv->value_len > 0) {
+		JSONX_OUT_LIT(o, ",\"value\":");
+		jsonx_out_bytes(o, kv->value, kv->value_len);
+	}
+	if (kv->lease != 0) {
+		JSONX_OUT_LIT(o, ",\"lease\":");
+		jsonx_out_i64(o, kv->lease);
+	}
+	JSONX_OUT_LIT(o, "}");
+}
+
+int apply_range_text(struct mvcc *m, const struct apply_req *req, struct jsonx_out *out,
+		     int64_t *rev)
+{
+	const struct range_req *r = &req->u.range;
+	struct mvcc_kvs kvs = {0};
+	int64_t count = 0;
+	bool more = false;
+	int rv;
+
+	if (req->op != KV_RANGE)
+		return CAP_EINVAL;
+	/* As apply_exec: a range is an etcd txn that writes nothing. */
+	mvcc_txn_begin(m);
+	rv = mvcc_range(m, r->key, r->key_len, r->end, r->end_len, &r->opts, &kvs, &count, &more);
+	*rev = mvcc_txn_end(m);
+	if (rv != 0)
+		return rv;
+	if (kvs.n > 0) {
+		JSONX_OUT_LIT(out, ",\"kvs\":[");
+		for (size_t i = 0; i < kvs.n; i++) {
+			if (i > 0)
+				JSONX_OUT_LIT(out, ",");
+			kv_text(out, &kvs.v[i], r->opts.keys_only);
+		}
+		JSONX_OUT_LIT(out, "]");
+	}
+	if (more)
+		JSONX_OUT_LIT(out, ",\"more\":true");
+	if (count != 0) {
+		JSONX_OUT_LIT(out, ",\"count\":");
+		jsonx_out_i64(out, count);
+	}
+	mvcc_kvs_clear(&kvs);
+	return out->failed ? CAP_ENOMEM : CAP_OK;
+}
+
 static int events_push(struct mvcc_events *evs, struct mvcc_event *ev)
 {
 	if (evs->n == evs->cap) {

@@ -60,6 +60,18 @@ int64_t apply_lease_ttl(const struct apply_req *req);
 int apply_exec(struct mvcc *m, const struct apply_req *req, json_t **answer,
 	       struct mvcc_events *events, int64_t *rev, char *errmsg);
 
+/* For a range (KV_RANGE; CAP_EINVAL for any other request): what
+ * apply_exec answers, as text, without building the answer as a tree.
+ * Appends the answer's members, each after a comma
+ * (,"kvs":[...],"more":true,"count":"N", defaults left out as always),
+ * so the caller writes {"header":{...} before and } after, and gets byte
+ * for byte the text jsonx_dumps makes of apply_exec's answer with its
+ * header first. *rev gets the revision for the header (as apply_exec's).
+ * On failure returns the cap_err; out may then hold part of the text. */
+struct jsonx_out;
+int apply_range_text(struct mvcc *m, const struct apply_req *req, struct jsonx_out *out,
+		     int64_t *rev);
+
 /* Encodes a kv as the gateway does (defaults omitted); NULL on ENOMEM. */
 json_t *apply_kv_json(const struct mvcc_kv *kv, bool keys_only);
 

@@ -87,6 +87,9 @@ struct store {
 	bool probing;
 	int closed_handles;
 	uint64_t rng;
+	/* range answers as text (see read_text): kept between answers so a
+	 * read allocates nothing for its text once the buffer has grown */
+	struct jsonx_out text;
 	void (*close_cb)(void *data);
 	void *close_data;
 };
@@ -105,6 +108,7 @@ struct pending {
 	enum kv_op op;
 	struct apply_req *req;
 	kv_cb cb;
+	store_text_cb text_cb;   /* ranges: the answer as text (store_call_text) */
 	void *data;
 	int64_t lease_id;   /* for expiry revokes */
 	char *cmd;          /* the encoded command, kept for one forward retry */
@@ -827,8 +831,53 @@ int store_internal_read_index(struct store *s, kv_cb cb, void *data)
 
 /* ---- serving requests ---- */
 
-static void read_now(struct store *s, struct apply_req *req, kv_cb cb, void *data)
+/* Text answers past this size give their buffer back after use. */
+#define TEXT_KEEP_BYTES (1u << 20)
+
+/* A range answered as text: the header as store_header writes it, then
+ * the answer's members (apply_range_text), with no JSON tree between the
+ * rows and the text. Returns false (having answered nothing) when the
+ * text path cannot answer, so the caller answers the JSON way. */
+static bool read_text(struct store *s, struct apply_req *req, store_text_cb tcb, void *data)
 {
+	/* The buffer is taken out of the store while in use: the callback
+	 * can start another answer (a pipelined request served at once). */
+	struct jsonx_out o = s->text;
+	int64_t rev = mvcc_rev(s->mvcc), got = -1;
+	int rv;
+
+	memset(&s->text, 0, sizeof s->text);
+	o.len = 0;
+	o.failed = false;
+	JSONX_OUT_LIT(&o, "{\"header\":{\"cluster_id\":");
+	jsonx_out_u64(&o, node_cluster_id(s->node));
+	JSONX_OUT_LIT(&o, ",\"member_id\":");
+	jsonx_out_u64(&o, node_id(s->node));
+	JSONX_OUT_LIT(&o, ",\"revision\":");
+	jsonx_out_i64(&o, rev);
+	JSONX_OUT_LIT(&o, ",\"raft_term\":");
+	jsonx_out_u64(&o, node_term(s->node));
+	JSONX_OUT_LIT(&o, "}");
+	rv = apply_range_text(s->mvcc, req, &o, &got);
+	JSONX_OUT_LIT(&o, "}");
+	/* A range writes nothing, so the header's revision, written first,
+	 * is the one apply_exec would give; anything else is answered the
+	 * JSON way, errors included, with their messages. */
+	bool ok = rv == CAP_OK && got == rev && !o.failed;
+	if (ok)
+		tcb(data, o.p, o.len);
+	if (o.cap > TEXT_KEEP_BYTES || s->text.p != NULL)
+		jsonx_out_free(&o);
+	else
+		s->text = o;
+	return ok;
+}
+
+static void read_now(struct store *s, struct apply_req *req, kv_cb cb, store_text_cb tcb,
+		     void *data)
+{
+	if (tcb != NULL && read_text(s, req, tcb, data))
+		return;
 	json_t *ans = NULL;
 	int64_t rev = 0;
 	char errmsg[CAP_ERRMSG_SIZE] = "";
@@ -854,7 +903,7 @@ static void read_point(void *data, int status)
 	if (status != 0)
 		fail(p->cb, p->data, status, NULL);
 	else
-		read_now(p->s, p->req, p->cb, p->data);
+		read_now(p->s, p->req, p->cb, p->text_cb, p->data);
 	pending_free(p);
 }
 
@@ -870,7 +919,7 @@ static void serve_ready_reads(struct store *s)
 			continue;
 		}
 		*pp = p->next;
-		read_now(s, p->req, p->cb, p->data);
+		read_now(s, p->req, p->cb, p->text_cb, p->data);
 		pending_free(p);
 	}
 }
@@ -1388,7 +1437,8 @@ static int call_move_leader(struct store *s, json_t *req, kv_cb cb, void *data)
 	return CAP_OK;
 }
 
-int store_call(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data)
+static int call(struct store *s, enum kv_op op, json_t *req, kv_cb cb, store_text_cb tcb,
+		void *data)
 {
 	struct apply_req *parsed = NULL;
 	char errmsg[CAP_ERRMSG_SIZE] = "";
@@ -1410,7 +1460,7 @@ int store_call(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data
 		}
 		if (op == KV_RANGE) {
 			if (apply_req_serializable(parsed)) {
-				read_now(s, parsed, cb, data);
+				read_now(s, parsed, cb, tcb, data);
 				apply_req_free(parsed);
 				return CAP_OK;
 			}
@@ -1422,6 +1472,7 @@ int store_call(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data
 			p->s = s;
 			p->req = parsed;
 			p->cb = cb;
+			p->text_cb = tcb;
 			p->data = data;
 			if (!node_leader_ready(s->node) &&
 			    (leader_url(s) != NULL || leader_unreachable(s))) {
@@ -1969,6 +2020,17 @@ err:
 	return rv;
 }
 
+int store_call(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data)
+{
+	return call(s, op, req, cb, NULL, data);
+}
+
+int store_call_text(struct store *s, enum kv_op op, json_t *req, kv_cb cb, store_text_cb tcb,
+		    void *data)
+{
+	return call(s, op, req, cb, tcb, data);
+}
+
 static void fail_reads_list(struct pending **list)
 {
 	while (*list) {
@@ -1986,6 +2048,7 @@ static void store_free(void *data)
 	void (*cb)(void *) = s->close_cb;
 	void *cb_data = s->close_data;
 	mvcc_close(s->mvcc);
+	jsonx_out_free(&s->text);
 	for (int i = 0; i < 8; i++)
 		free(s->strings[i]);
 	free(s);

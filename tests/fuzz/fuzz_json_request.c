@@ -1,6 +1,8 @@
 /* fuzz_json_request.c — libFuzzer target: arbitrary bytes as a gateway JSON
  * body, parsed as every kind of request; whatever passes validation is then
- * applied to a real MVCC store, which must never crash either. */
+ * applied to a real MVCC store, which must never crash either. A range is
+ * also answered as text (apply_range_text), which must be the tree's text
+ * byte for byte, or the same error. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include "lib/err.h"
+#include "lib/jsonx.h"
 #include "lib/kv.h"
 #include "store/apply.h"
 #include "store/mvcc.h"
@@ -65,6 +68,31 @@ static void open_store(void)
 		abort();
 }
 
+/* The text path of a range against the tree path's answer ans (NULL when
+ * apply_exec failed with rv). */
+static void range_text_check(const struct apply_req *req, int rv, json_t *ans, int64_t rev)
+{
+	struct jsonx_out out = {0};
+	int64_t trev = -1;
+	JSONX_OUT_LIT(&out, "{\"header\":{}");
+	int trv = apply_range_text(store, req, &out, &trev);
+	JSONX_OUT_LIT(&out, "}");
+	if (trv != rv)
+		abort();
+	if (rv == CAP_OK && !out.failed) {
+		json_t *whole = json_object();
+		size_t len;
+		json_object_set_new(whole, "header", json_object());
+		json_object_update(whole, ans);
+		char *tree = jsonx_dumps(whole, &len);
+		if (tree == NULL || trev != rev || len != out.len || memcmp(tree, out.p, len) != 0)
+			abort();
+		free(tree);
+		json_decref(whole);
+	}
+	jsonx_out_free(&out);
+}
+
 static void apply_one(enum kv_op op, json_t *body)
 {
 	struct apply_req *req = NULL;
@@ -102,10 +130,14 @@ static void apply_one(enum kv_op op, json_t *body)
 		for (size_t i = 0; i < evs.n; i++)
 			if (evs.v[i].kv.mod_rev != rev)
 				abort();
+		if (op == KV_RANGE)
+			range_text_check(req, rv, ans, rev);
 		json_decref(ans);
 	} else if (evs.n != 0) {
 		/* a failed request leaves no events behind */
 		abort();
+	} else if (op == KV_RANGE) {
+		range_text_check(req, rv, NULL, rev);
 	}
 	/* Roll back so every input starts from the same store. */
 	mvcc_rollback(store);

@@ -12,6 +12,7 @@ remaining TTLs may differ by one second. Everything else must be identical,
 including which fields are omitted.
 """
 
+import http.client
 import json
 import os
 import re
@@ -360,6 +361,33 @@ def test_live_etcd_agrees():
     finally:
         ref.stop()
     compare(r["obs"], live, "live etcd's answers")
+
+
+HEADER_IDS = re.compile(r'"(cluster_id|member_id|raft_term)":"\d+"')
+
+
+def test_range_answers_are_etcds_bytes():
+    """kv1's range answers are etcd's recorded bytes, once the header's cluster_id, member_id and raft_term are ours."""
+    srv = ct.Server().start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        ranges = 0
+        for path, raw, want_status, want_text in parse_transcript("kv1.txt"):
+            conn.request("POST", path, body=raw.encode(),
+                         headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            got = r.read().decode()
+            if path != "/v3/kv/range" or want_status != 200:
+                continue
+            ranges += 1
+            assert r.status == 200, (raw, r.status, got)
+            ours = dict(m.group(1, 0) for m in HEADER_IDS.finditer(got))
+            want = HEADER_IDS.sub(lambda m: ours.get(m.group(1), m.group(0)), want_text)
+            assert got == want, "%s\n got  %s\n want %s" % (raw, got, want)
+        assert ranges >= 9, ranges
+        conn.close()
+    finally:
+        srv.stop()
 
 
 def test_sequence_is_well_formed():
