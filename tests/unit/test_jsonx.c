@@ -144,6 +144,48 @@ static void test_integers_as_strings(void **state)
 	json_decref(u);
 }
 
+/* The tree-less writer writes each value as jsonx_dumps writes the tree's
+ * value: integers (extremes too), base64 bytes of every length mod 3 and
+ * every byte value, and a buffer grown from nothing through many reallocs. */
+static void test_out_same_as_tree(void **state)
+{
+	(void)state;
+	static const int64_t ints[] = {0, 1, -1, 9, 10, -10, 1234567890123, INT64_MAX, INT64_MIN};
+	static const uint64_t uints[] = {0, 1, 10, UINT64_MAX};
+	struct jsonx_out out = {0};
+	json_t *arr = json_array();
+	uint8_t bytes[700];
+	for (size_t i = 0; i < sizeof bytes; i++)
+		bytes[i] = (uint8_t)(i * 37 + 11);
+	JSONX_OUT_LIT(&out, "[");
+	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+		jsonx_out_i64(&out, ints[i]);
+		JSONX_OUT_LIT(&out, ",");
+		json_array_append_new(arr, jsonx_i64(ints[i]));
+	}
+	for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++) {
+		jsonx_out_u64(&out, uints[i]);
+		JSONX_OUT_LIT(&out, ",");
+		json_array_append_new(arr, jsonx_u64(uints[i]));
+	}
+	for (size_t n = 0; n <= sizeof bytes; n += (n < 8 ? 1 : 97)) {
+		jsonx_out_bytes(&out, bytes, n);
+		JSONX_OUT_LIT(&out, ",");
+		json_array_append_new(arr, jsonx_bytes(bytes, n));
+	}
+	jsonx_out_raw(&out, "null]", 5);
+	json_array_append_new(arr, json_null());
+	char *want = jsonx_dumps(arr, NULL);
+	assert_false(out.failed);
+	assert_int_equal(out.len, strlen(want));
+	assert_memory_equal(out.p, want, out.len);
+	free(want);
+	json_decref(arr);
+	jsonx_out_free(&out);
+	assert_null(out.p);
+	assert_int_equal(out.len, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -152,6 +194,7 @@ int main(void)
 		cmocka_unit_test(test_invalid_utf8),
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_integers_as_strings),
+		cmocka_unit_test(test_out_same_as_tree),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
