@@ -10,7 +10,9 @@
  * closed once that is written; a peer that disconnects while its request is
  * with the handler (or its stream is open) makes on_close run once, and later
  * answers are dropped; peers idle for too long, or too slow to send a whole
- * request, are closed by the connection's timer.
+ * request, are closed by the connection's timer, and so is one that takes
+ * nothing of a final answer (or of what an upgraded connection queued
+ * before its close) for as long: a slow reader still gets all of it.
  *
  * Upgrades: http_upgrade() writes the 101 answer and turns the connection
  * raw: reads go to the owner's callback (bytes that came in behind the
@@ -25,12 +27,14 @@
 #include "lib/http.h"
 
 #include <http_parser.h>
+#include <linux/sockios.h>
 #include <netdb.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "lib/err.h"
@@ -136,6 +140,8 @@ struct conn {
 	bool processing;
 	bool eof;
 	bool shutting;              /* final answer written; lingering to close */
+	size_t linger_queued;       /* conn_unsent() when the linger timer was
+				     * last armed */
 	bool closing;               /* handles are being closed */
 	bool in_list;
 	bool upgraded;              /* raw bytes now, no more HTTP */
@@ -956,6 +962,21 @@ static void conn_process(struct conn *c)
 
 static void raw_flush(struct conn *c);
 
+/* Bytes of this connection's output the peer has not taken yet: queued here
+ * and in the socket's send queue (the kernel's buffer drains as the peer
+ * reads, while ours moves only when much of that is free). */
+static size_t conn_unsent(struct conn *c)
+{
+	size_t n = uv_stream_get_write_queue_size(c->stream);
+	uv_os_fd_t fd;
+	int outq = 0;
+
+	if (uv_fileno((uv_handle_t *)c->stream, &fd) == 0 && ioctl(fd, SIOCOUTQ, &outq) == 0 &&
+	    outq > 0)
+		n += (size_t)outq;
+	return n;
+}
+
 static void conn_timer_cb(uv_timer_t *t)
 {
 	struct conn *c = t->data;
@@ -964,6 +985,19 @@ static void conn_timer_cb(uv_timer_t *t)
 		c->timer_mode = TIMER_NONE;
 		raw_flush(c);
 		return;
+	}
+	if (c->timer_mode == TIMER_LINGER) {
+		size_t queued = conn_unsent(c);
+
+		/* A slow reader still taking bytes keeps its answer (a long
+		 * stream, an exec's last output): only a whole period without
+		 * progress ends the connection before everything is written. */
+		if (queued > 0 && queued < c->linger_queued) {
+			c->linger_queued = queued;
+			uv_timer_start(&c->timer, conn_timer_cb, c->header_ms, 0);
+			return;
+		}
+		log_debug("http: closing lingering connection");
 	}
 	if (c->timer_mode == TIMER_IDLE)
 		log_debug("http: closing idle connection");
@@ -1044,6 +1078,7 @@ static void conn_update(struct conn *c)
 	if (c->shutting) {
 		if (c->timer_mode != TIMER_LINGER) {
 			c->timer_mode = TIMER_LINGER;
+			c->linger_queued = conn_unsent(c);
 			ms = c->header_ms;
 		}
 	} else if (c->busy) {

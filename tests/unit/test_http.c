@@ -18,6 +18,11 @@
 #define HEADER_MS 300
 #define STREAM_CHUNKS 5
 #define MANY 500
+/* More than the kernel's socket buffers hold (tcp_wmem's 4 MiB at most, and
+ * the reader's small receive buffer): most of it waits in the server's queue
+ * when the upgraded connection is closed. */
+#define FLOOD_BYTES (8 * 1024 * 1024)
+#define FLOOD_HEAD "HTTP/1.1 101 Switching Protocols\r\nUpgrade: flood\r\n\r\n"
 
 struct fixture;
 
@@ -113,6 +118,14 @@ static struct pending *pending_new(struct fixture *f, struct http_req *req)
 	return p;
 }
 
+static void flood_read(struct http_raw *raw, const char *bytes, ssize_t len, void *data)
+{
+	(void)raw;
+	(void)bytes;
+	(void)len;
+	(void)data;
+}
+
 static void handler(struct http_req *req, void *data)
 {
 	struct fixture *f = data;
@@ -149,6 +162,17 @@ static void handler(struct http_req *req, void *data)
 	} else if (strcmp(req->path, "/slow") == 0) {
 		struct pending *p = pending_new(f, req);
 		http_req_on_close(req, on_peer_gone, p);
+	} else if (strcmp(req->path, "/flood") == 0) {
+		/* Upgrades, queues FLOOD_BYTES and closes at once. */
+		struct http_raw *raw;
+		char *blob = malloc(FLOOD_BYTES);
+
+		assert_non_null(blob);
+		memset(blob, 'x', FLOOD_BYTES);
+		assert_int_equal(http_upgrade(req, "Upgrade: flood\r\n", flood_read, f, &raw), 0);
+		assert_int_equal(http_raw_write(raw, blob, FLOOD_BYTES), 0);
+		http_raw_close(raw);
+		free(blob);
 	} else {
 		http_reply(req, 404, "text/plain", "not found", 9);
 	}
@@ -797,6 +821,99 @@ static void test_many_concurrent(void **state)
 }
 
 /* Closing the client cancels what is outstanding, each callback once. */
+/* A reader that takes a little at a time, with pauses shorter than the
+ * header timeout but adding up to many of them. */
+struct sink {
+	uv_tcp_t tcp;
+	uv_connect_t creq;
+	bool connected, eof, closed;
+	size_t total, burst;
+	char scratch[65536];
+};
+
+static void sink_connect_cb(uv_connect_t *req, int status)
+{
+	assert_int_equal(status, 0);
+	((struct sink *)req->data)->connected = true;
+}
+
+static void sink_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct sink *k = h->data;
+
+	(void)suggested;
+	*buf = uv_buf_init(k->scratch, sizeof(k->scratch));
+}
+
+static void sink_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct sink *k = s->data;
+
+	(void)buf;
+	if (nread < 0) {
+		k->eof = true;
+		uv_read_stop(s);
+		return;
+	}
+	k->total += (size_t)nread;
+	k->burst += (size_t)nread;
+}
+
+static void sink_closed(uv_handle_t *h)
+{
+	((struct sink *)h->data)->closed = true;
+}
+
+/* What an upgraded connection queued before its close reaches a reader that
+ * takes longer than the header timeout in all, but keeps taking bytes. */
+static void test_raw_close_waits_for_a_slow_reader(void **state)
+{
+	static char get_flood[] = "GET /flood HTTP/1.1\r\nHost: x\r\n\r\n";
+	struct fixture *f = *state;
+	struct sink *k = calloc(1, sizeof(*k));
+	struct sockaddr_in sa;
+	uint64_t start, end;
+	uv_buf_t req;
+	uv_write_t w;
+
+	assert_non_null(k);
+	uv_ip4_addr("127.0.0.1", f->port, &sa);
+	assert_int_equal(uv_tcp_init_ex(&f->loop, &k->tcp, AF_INET), 0);
+	k->tcp.data = k;
+	k->creq.data = k;
+	{
+		int small = 32768;
+
+		/* A small window: the server's queue drains only as we read. */
+		assert_int_equal(uv_recv_buffer_size((uv_handle_t *)&k->tcp, &small), 0);
+	}
+	assert_int_equal(uv_tcp_connect(&k->creq, &k->tcp, (struct sockaddr *)&sa,
+					sink_connect_cb), 0);
+	assert_true(run_until(f, &k->connected, 2000));
+	req = uv_buf_init(get_flood, sizeof(get_flood) - 1);
+	assert_int_equal(uv_write(&w, (uv_stream_t *)&k->tcp, &req, 1, NULL), 0);
+	start = uv_now(&f->loop);
+	end = start + 60000;
+	while (!k->eof && uv_now(&f->loop) < end) {
+		bool never = false;
+
+		/* Nothing read for a third of the timeout, then a little. */
+		run_until(f, &never, HEADER_MS / 3);
+		k->burst = 0;
+		assert_int_equal(uv_read_start((uv_stream_t *)&k->tcp, sink_alloc, sink_read), 0);
+		while (!k->eof && k->burst < 512 * 1024 && uv_now(&f->loop) < end)
+			uv_run(&f->loop, UV_RUN_ONCE);
+		uv_read_stop((uv_stream_t *)&k->tcp);
+	}
+	assert_true(k->eof);
+	/* The reading took several header timeouts, and nothing was lost. */
+	assert_true(uv_now(&f->loop) - start > 2 * HEADER_MS);
+	assert_int_equal(k->total, strlen(FLOOD_HEAD) + FLOOD_BYTES);
+	uv_close((uv_handle_t *)&k->tcp, sink_closed);
+	assert_true(run_until(f, &k->closed, 2000));
+	free(k);
+}
+
 static void test_client_close_cancels(void **state)
 {
 	struct fixture *f = *state;
@@ -836,6 +953,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_malformed_400, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_and_header_timeouts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_raw_close_waits_for_a_slow_reader, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect_during_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_close_notifies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_timeout, setup, teardown),
