@@ -496,7 +496,7 @@ static void serve_snapshot(struct gateway *g, struct http_req *req)
 	void *image;
 	size_t len;
 	struct store *s = g->store;
-	if (mvcc_snapshot(store_mvcc(s), &image, &len) != 0) {
+	if (store_commit_applied(s) != 0 || mvcc_snapshot(store_mvcc(s), &image, &len) != 0) {
 		reply_cap_error(req, CAP_EIO, NULL);
 		return;
 	}

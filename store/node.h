@@ -5,7 +5,7 @@
  * Happy path of a write: node_propose() queues the command; in the loop's
  * check phase the queue becomes one log entry (store/cmd.h) handed to
  * raft_apply(); when the entry commits, libraft calls the store's FSM apply,
- * which applies every command in one sqlite transaction and hands its results
+ * which applies every command in its open sqlite transaction and hands its results
  * to node_take_results(); the proposer's callbacks then run with them.
  *
  * Failure modes: not leader (CAP_ENOLEADER at once; forwarding comes with

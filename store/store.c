@@ -5,9 +5,11 @@
  * (apply_parse), encodes it as a command (an op byte, then a put in apply's
  * binary form or any other request's JSON) and proposes it (node_propose).
  * When its log entry commits, fsm_apply applies every command of the entry
- * in one sqlite transaction, recording the raft index; then watchers get
- * the events, the lease clock the grants and revokes, and the proposer its
- * answer.
+ * in the open sqlite transaction, recording the raft index; then watchers
+ * get the events, the lease clock the grants and revokes, and the proposer
+ * its answer. The transaction spans several entries and is committed a few
+ * milliseconds later (commit_applied): see "Group commit of applied
+ * entries" below.
  *
  * Reads: serializable ranges answer from local state at once; linearizable
  * ones wait for a read point (node_read_barrier). Read-only txns go through
@@ -45,6 +47,11 @@
  * puts, which are most of the log. The rest stay op byte + JSON, and
  * entries written before the binary form existed read as they did. */
 #define CMD_BINARY 0x41
+/* The sqlite transaction of applied entries is committed once it holds
+ * this many entries or commands, or this long after it opened. */
+#define COMMIT_MAX_ENTRIES 64
+#define COMMIT_MAX_CMDS 2048
+#define COMMIT_DELAY_MS 5
 /* How long a follower waits for the leader on a forwarded request. */
 #define FORWARD_TIMEOUT_MS 7000
 
@@ -73,6 +80,13 @@ struct store {
 	bool publishing;
 	uv_timer_t tick;
 	uv_check_t check;
+	/* applied entries not yet committed to sqlite (see commit_applied) */
+	uv_timer_t commit_timer;
+	bool commit_timer_ready;   /* until then every entry commits at once */
+	bool batch_open;
+	bool rolled_back;          /* applied entries were lost: apply and reads stop */
+	uint64_t batch_index;      /* raft index of the last entry applied in it */
+	uint32_t batch_entries, batch_cmds;
 	/* linearizable reads on a follower: waiting for a read index, the one
 	 * batch in flight, and those waiting for the local apply to catch up */
 	struct pending *ri_queue, *ri_inflight, *ri_ready;
@@ -292,6 +306,55 @@ exec:
 	return r;
 }
 
+/* ---- group commit of applied entries ----
+ *
+ * Applied entries share one sqlite transaction, committed when it holds
+ * COMMIT_MAX_ENTRIES entries or COMMIT_MAX_CMDS commands, COMMIT_DELAY_MS
+ * after it opened, or before anything that needs the committed state
+ * (snapshots, restore, close). A commit costs WAL frames for every page
+ * the entry touched plus the metadata rows, and with one request per entry
+ * (low load) that was several pages per put; sharing the transaction
+ * writes each page once per commit, and the WAL fills, and so checkpoints,
+ * that much less often.
+ *
+ * Proposers are answered and watchers notified before the commit. That is
+ * safe because the raft log, not sqlite, is the durable record: an entry is
+ * applied only once committed to the log, and the applied index is written
+ * in the same sqlite transaction as the entry's writes, so after a crash
+ * the entries applied but not committed to sqlite are applied again from
+ * the log (fsm_apply skips those at or below the stored applied index).
+ * Reads run on the same sqlite connection and so see every applied entry.
+ * A failed commit, like a failed apply, stops the member (fatal), and
+ * reads stop with it (read_now). */
+static int commit_applied(struct store *s)
+{
+	if (!s->batch_open)
+		return 0;
+	s->batch_open = false;
+	s->batch_entries = s->batch_cmds = 0;
+	if (s->commit_timer_ready)
+		uv_timer_stop(&s->commit_timer);
+	/* mvcc_commit rolls back what it could not commit. */
+	if (mvcc_commit(s->mvcc, s->batch_index) != 0) {
+		s->rolled_back = true;
+		fatal(s, mvcc_errmsg(s->mvcc));
+		return RAFT_IOERR;
+	}
+	if (s->ckpt != NULL)
+		wal_ckpt_committed(s->ckpt);
+	return 0;
+}
+
+static void commit_timer_cb(uv_timer_t *t)
+{
+	commit_applied(t->data);
+}
+
+int store_commit_applied(struct store *s)
+{
+	return commit_applied(s) == 0 ? CAP_OK : CAP_EIO;
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
 	struct store *s = fsm->data;
@@ -304,17 +367,28 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	*result = NULL;
 	if (index <= mvcc_applied_index(s->mvcc))
 		return 0;  /* already in sqlite: a replay after restart */
+	/* Applying on top of a state that lost earlier entries would commit
+	 * an applied index past them. */
+	if (s->rolled_back)
+		return RAFT_IOERR;
 	if (cmd_decode(buf->base, buf->len, &e) != 0) {
 		fatal(s, "a log entry failed to decode");
 		return RAFT_CORRUPT;
 	}
 	results = calloc(e.count ? e.count : 1, sizeof *results);
-	if (results == NULL || mvcc_begin(s->mvcc) != 0) {
+	if (results == NULL || (!s->batch_open && mvcc_begin(s->mvcc) != 0)) {
 		free(results);
 		cmd_entry_clear(&e);
+		if (s->batch_open) {
+			/* Out of memory with entries open: they go too. */
+			mvcc_rollback(s->mvcc);
+			s->batch_open = false;
+		}
+		s->rolled_back = true;
 		fatal(s, "cannot begin a state transaction");
 		return RAFT_IOERR;
 	}
+	s->batch_open = true;
 	for (uint32_t i = 0; i < e.count; i++) {
 		struct pending *mine = s->node ? node_entry_data(s->node, &e, i) : NULL;
 		struct result *r = apply_one(s, e.cmds[i], e.lens[i], mine ? mine->parsed : NULL,
@@ -323,14 +397,22 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		if (r == NULL || r->err == CAP_ENOMEM || r->err == CAP_EIO || r->err == CAP_ECORRUPT) {
 			/* Not the request's fault: applying cannot go on consistently. */
 			mvcc_rollback(s->mvcc);
+			s->batch_open = false;
+			s->rolled_back = true;
 			goto fatal_out;
 		}
 	}
-	rv = mvcc_commit(s->mvcc, index);
-	if (rv != 0)
-		goto fatal_out;
-	if (s->ckpt != NULL)
-		wal_ckpt_committed(s->ckpt);
+	s->batch_index = index;
+	s->batch_entries++;
+	s->batch_cmds += e.count;
+	if (!s->commit_timer_ready || s->batch_entries >= COMMIT_MAX_ENTRIES ||
+	    s->batch_cmds >= COMMIT_MAX_CMDS) {
+		rv = commit_applied(s);
+		if (rv != 0)
+			goto fatal_out;
+	} else if (!uv_is_active((uv_handle_t *)&s->commit_timer)) {
+		uv_timer_start(&s->commit_timer, commit_timer_cb, COMMIT_DELAY_MS, 0);
+	}
 	if (events.n > 0)
 		watch_hub_notify(s->hub, &events, mvcc_rev(s->mvcc));
 	mvcc_events_clear(&events);
@@ -360,9 +442,12 @@ static int snapshot_image(struct store *s, struct raft_buffer *out)
 {
 	void *image;
 	size_t len;
-	uint64_t applied = mvcc_applied_index(s->mvcc);
+	uint64_t applied;
 	uint8_t *buf;
 
+	if (commit_applied(s) != 0)
+		return RAFT_IOERR;
+	applied = mvcc_applied_index(s->mvcc);
 	if (mvcc_snapshot(s->mvcc, &image, &len) != 0)
 		return RAFT_IOERR;
 	buf = raft_malloc(SNAP_HEADER + len);
@@ -394,8 +479,12 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 {
 	struct store *s = fsm->data;
 	uint8_t *hdr;
-	uint64_t applied = mvcc_applied_index(s->mvcc);
+	uint64_t applied;
 
+	/* The snapshot names the committed state. */
+	if (commit_applied(s) != 0)
+		return RAFT_IOERR;
+	applied = mvcc_applied_index(s->mvcc);
 	/* The log up to here may be deleted once raft has the snapshot, and
 	 * commits do not fsync sqlite's WAL (synchronous=NORMAL: the raft log
 	 * is the durable record): checkpoint first, which syncs both files.
@@ -455,6 +544,11 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		return RAFT_CORRUPT;
 	}
 	applied = snap_index(p);
+	/* The applied index compared below is the committed one. */
+	if (commit_applied(s) != 0) {
+		raft_free(buf->base);
+		return RAFT_IOERR;
+	}
 	if (memcmp(p, SNAP_REF_MAGIC, 8) == 0) {
 		/* Our own snapshot, loaded at start: the database must hold it. */
 		if (applied > mvcc_applied_index(s->mvcc)) {
@@ -882,7 +976,14 @@ static void read_now(struct store *s, struct apply_req *req, kv_cb cb, store_tex
 	int64_t rev = 0;
 	char errmsg[CAP_ERRMSG_SIZE] = "";
 	struct mvcc_events unused = {0};
-	int rv = apply_exec(s->mvcc, req, &ans, &unused, &rev, errmsg);
+	int rv;
+	/* After a failed apply or commit the open transaction was rolled
+	 * back: the state may be older than answers already given. */
+	if (s->rolled_back) {
+		fail(cb, data, CAP_ESTOPPED, NULL);
+		return;
+	}
+	rv = apply_exec(s->mvcc, req, &ans, &unused, &rev, errmsg);
 	if (rv != 0)
 		fail(cb, data, rv, errmsg);
 	else
@@ -1996,6 +2097,9 @@ int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **o
 	uv_check_init(loop, &s->check);
 	s->check.data = s;
 	uv_check_start(&s->check, check_cb);
+	uv_timer_init(loop, &s->commit_timer);
+	s->commit_timer.data = s;
+	s->commit_timer_ready = true;
 	log_info("state at revision %lld, applied index %llu", (long long)mvcc_rev(s->mvcc),
 		 (unsigned long long)mvcc_applied_index(s->mvcc));
 	*out = s;
@@ -2074,14 +2178,20 @@ static void node_closed(void *data)
 	json_decref(s->members);
 	lease_table_close(s->leases);
 	watch_hub_close(s->hub);
+	/* The node applies nothing more. Committing is not needed for
+	 * durability (the log replays), but a clean stop leaves nothing to
+	 * replay. */
+	if (!s->rolled_back)
+		commit_applied(s);
 	/* A checkpoint pass in the pool still uses the database. */
 	wal_ckpt_close(s->ckpt, store_free, s);
+	s->ckpt = NULL;
 }
 
 static void handles_closed(uv_handle_t *h)
 {
 	struct store *s = h->data;
-	if (++s->closed_handles < 2)
+	if (++s->closed_handles < 3)
 		return;
 	node_close(s->node, node_closed, s);
 }
@@ -2092,8 +2202,11 @@ static void close_now(struct store *s)
 	 * node goes. */
 	forwarder_close(s->fw);
 	s->fw = NULL;
+	/* Entries the node still applies while it closes commit at once. */
+	s->commit_timer_ready = false;
 	uv_close((uv_handle_t *)&s->tick, handles_closed);
 	uv_close((uv_handle_t *)&s->check, handles_closed);
+	uv_close((uv_handle_t *)&s->commit_timer, handles_closed);
 }
 
 static void handoff_done(void *data, int status)

@@ -67,6 +67,11 @@ struct kv *store_kv(struct store *s);
 json_t *store_header(struct store *s, int64_t rev);
 struct watch_hub *store_watch_hub(struct store *s);
 struct mvcc *store_mvcc(struct store *s);
+/* Commits the applied entries still in the open sqlite transaction (see
+ * store.c's group commit): call before reading the database other than
+ * through its own connection, e.g. mvcc_snapshot. 0 or CAP_EIO (then the
+ * member stops). */
+int store_commit_applied(struct store *s);
 bool store_is_leader(struct store *s);
 /* Leader side of forwarding: propose a follower's command ({"cmd": base64})
  * and answer {"rev","answer"[,"err","errmsg"]}; or confirm leadership and
