@@ -2183,9 +2183,11 @@ static void node_closed(void *data)
 	 * replay. */
 	if (!s->rolled_back)
 		commit_applied(s);
-	/* A checkpoint pass in the pool still uses the database. */
-	wal_ckpt_close(s->ckpt, store_free, s);
+	/* A checkpoint pass in the pool still uses the database; store_free
+	 * may run at once. */
+	struct wal_ckpt *ckpt = s->ckpt;
 	s->ckpt = NULL;
+	wal_ckpt_close(ckpt, store_free, s);
 }
 
 static void handles_closed(uv_handle_t *h)
