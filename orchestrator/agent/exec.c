@@ -33,7 +33,8 @@
  * Failure modes: a request that is no websocket or SPDY upgrade gets 400;
  * a command that cannot be started is a Failure Status on the error
  * channel (kubectl prints it); a client that goes away, closes, or breaks
- * the protocol gets the command's session killed. When the process exits,
+ * the protocol gets the command's session killed (while the client is not
+ * read, pings find out that it went; see on_probe). When the process exits,
  * whatever it left behind in its session (its group, and groups it made,
  * as a shell's jobs) is killed too, as the process runtime does for
  * containers, so a background child holding stdout or the terminal cannot
@@ -66,6 +67,8 @@
 #define EXEC_HIGH_WATER (1024 * 1024)
 #define EXEC_LOW_WATER (256 * 1024)
 #define EXEC_POLL_MS 20
+/* While the client is not read, how often it is pinged (see on_probe). */
+#define EXEC_PROBE_MS 2000
 
 #define CH_STDIN 0
 #define CH_STDOUT 1
@@ -106,6 +109,7 @@ struct exec_session {
 	uv_pipe_t pin, pout, perr;
 	uv_timer_t timer;            /* polls a slow client's queue; before that,
 				      * the SPDY streams' deadline */
+	uv_timer_t probe;            /* pings a client that is not read */
 	uv_shutdown_t shut;
 	int handles_open;
 	bool ask_in, ask_out, ask_err;  /* the streams the query asks for */
@@ -126,6 +130,7 @@ struct exec_session {
 	bool flow;                   /* the peer takes part in flow control */
 	uint32_t sid[N_CHANNELS];    /* stream of each channel, 0 if none */
 	uint32_t last_sid;
+	uint32_t ping_id;            /* of our last SPDY ping: even */
 	int64_t window[N_CHANNELS];  /* what the peer lets us send */
 	int64_t session_window;
 	int64_t initial_window;
@@ -267,6 +272,7 @@ static void session_end(struct exec_session *s)
 	else
 		close_reaper(s);
 	close_handle(s, (uv_handle_t *)&s->timer);
+	close_handle(s, (uv_handle_t *)&s->probe);
 	if (s->want_in)
 		close_handle(s, (uv_handle_t *)&s->pin);
 	if (s->want_out)
@@ -700,6 +706,41 @@ static size_t stdin_queued(struct exec_session *s)
 	return uv_is_closing(h) ? 0 : uv_stream_get_write_queue_size((uv_stream_t *)h);
 }
 
+/* A client that is not read (its stdin waits for the command) could leave
+ * unseen: nothing would read its end, and a command that writes nothing
+ * would write nothing to fail, so the command would outlive the session. A
+ * ping now and then does write: to a peer that is gone the kernel answers
+ * with a reset, the next write fails, and the connection's end is the
+ * session's (client_lost). Through the API server the same happens one hop
+ * at a time. */
+static void on_probe(uv_timer_t *t)
+{
+	struct exec_session *s = t->data;
+
+	if (s->finished)
+		return;
+	if (s->spdy) {
+		uint8_t b[12];
+
+		s->ping_id += 2;     /* a server's ids are even */
+		raw_send(s, b, spdy_ping(b, s->ping_id));
+	} else {
+		send_frame(s, WS_OP_PING, -1, NULL, 0);
+	}
+}
+
+/* Stops (true) or resumes reading the client, for stdin's back-pressure. */
+static void client_pause(struct exec_session *s, bool pause)
+{
+	if (s->raw == NULL)
+		return;
+	http_raw_pause(s->raw, pause);
+	if (pause)
+		uv_timer_start(&s->probe, on_probe, EXEC_PROBE_MS, EXEC_PROBE_MS);
+	else
+		uv_timer_stop(&s->probe);
+}
+
 static void on_stdin_written(uv_write_t *w, int status)
 {
 	struct stdin_write *sw = (struct stdin_write *)w;
@@ -709,8 +750,8 @@ static void on_stdin_written(uv_write_t *w, int status)
 	if (!s->finished)
 		spdy_ack(s, sw->len);
 	free(sw);
-	if (s->raw != NULL && !s->finished && stdin_queued(s) < EXEC_LOW_WATER)
-		http_raw_pause(s->raw, false);
+	if (!s->finished && stdin_queued(s) < EXEC_LOW_WATER)
+		client_pause(s, false);
 }
 
 /* Everything queued is written: closing our end is the command's EOF (a
@@ -764,7 +805,7 @@ static void stdin_write(struct exec_session *s, const uint8_t *data, size_t n)
 		return;
 	}
 	if (stdin_queued(s) > EXEC_HIGH_WATER)
-		http_raw_pause(s->raw, true);
+		client_pause(s, true);
 }
 
 static void on_message(struct exec_session *s, const uint8_t *m, size_t n)
@@ -1193,7 +1234,9 @@ void exec_serve(uv_loop_t *loop, struct exec_group *g, struct http_req *req,
 	format_cmdline(s, spec->argv);
 	uv_timer_init(loop, &s->timer);
 	s->timer.data = s;
-	s->handles_open = 1;         /* the timer */
+	uv_timer_init(loop, &s->probe);
+	s->probe.data = s;
+	s->handles_open = 2;         /* the timers */
 	ns.argv = spec->argv;
 	ns.env = spec->env;
 	ns.cwd = spec->cwd;

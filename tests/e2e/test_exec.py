@@ -523,5 +523,51 @@ def test_websocket_output_waits_for_the_clients_streams():
     tp.delete_and_wait(name)
 
 
+
+def test_exec_killed_when_its_client_leaves_while_stdin_waits():
+    """A client that leaves while its stdin waits for a command that reads none (so neither the server nor the agent is reading it) still gets the command killed, websocket and SPDY."""
+    s = tp.server()
+    name = exec_pod("exec-stuck", os.path.join(ct.mktemp("capstan-exec-"), "vol"))
+    piece = b"x" * 100
+    # Websocket: 4 MiB of stdin, more than the agent, the server and the
+    # sockets between take before they stop reading.
+    sock, head = ws_upgrade(s.port, name, "command=sleep&command=7783&stdin=true&stdout=true")
+    assert head.startswith("HTTP/1.1 101"), head
+    ct.wait_until(lambda: len(pids_running("sleep", "7783")) == 1, timeout=20,
+                  what="the command running")
+    frame = ws_message(0, piece)
+    sock.settimeout(0.5)
+    sent = 0
+    try:
+        while sent < 4 * 1024 * 1024:
+            sock.sendall(frame * 100)
+            sent += len(frame) * 100
+    except socket.timeout:
+        pass            # nobody reads any more
+    sock.close()
+    ct.wait_until(lambda: pids_running("sleep", "7783") == [], timeout=30,
+                  what="the command killed after its websocket client left")
+    # SPDY: the same through a stdin stream.
+    c = SpdyClient(s.port, name, ["sleep", "7784"], "stdin=true&stdout=true")
+    c.stream("error")
+    stdin = c.stream("stdin")
+    c.stream("stdout")
+    ct.wait_until(lambda: len(pids_running("sleep", "7784")) == 1, timeout=20,
+                  what="the command running")
+    c.sock.settimeout(0.5)
+    sent = 0
+    try:
+        while sent < 4 * 1024 * 1024:
+            c.sock.sendall(data(stdin, 0, piece * 100))
+            sent += len(piece) * 100
+    except socket.timeout:
+        pass
+    c.sock.close()
+    ct.wait_until(lambda: pids_running("sleep", "7784") == [], timeout=30,
+                  what="the command killed after its SPDY client left")
+    assert s.must(WS_VERSIONS[0], "exec", name, "--", "echo", "still") == "still\n"
+    tp.delete_and_wait(name)
+
+
 if __name__ == "__main__":
     ct.run(globals())
