@@ -101,6 +101,15 @@ struct http_iov {
 	size_t len;
 };
 int http_stream_writev(struct http_req *req, const struct http_iov *iov, size_t n);
+/* Write batches (loop thread only): between begin and end, writes to
+ * connections with nothing queued are gathered (copied) instead of made,
+ * and end writes them all, the sockets of many connections on a few threads
+ * at once. Each connection's bytes keep their order, also with writes made
+ * outside the batch; nothing else changes for the caller (a connection that
+ * closes meanwhile drops its bytes, as it would have). Pairs nest; end must
+ * be called before control returns to the loop. */
+void http_server_batch_begin(struct http_server *srv);
+void http_server_batch_end(struct http_server *srv);
 /* Bytes queued to the client and not yet written: lets producers apply
  * back-pressure on slow readers. */
 size_t http_stream_pending(const struct http_req *req);

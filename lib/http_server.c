@@ -23,7 +23,19 @@
  * in the last close callback), one per request handed to the handler
  * (released when the request is answered) and one for its raw owner
  * (released by http_raw_close), so neither a late answer nor a late close
- * callback can touch freed memory. */
+ * callback can touch freed memory.
+ *
+ * Write batches: between http_server_batch_begin() and _end() a write to a
+ * connection with nothing queued is copied into the batch instead of being
+ * written; _end() then writes every gathered connection's bytes with one
+ * non-blocking writev each, on a few threads at once (lib/fanout.h), and
+ * queues whatever a socket did not take with uv_write, as an ordinary write
+ * would. The loop thread runs nothing else meanwhile, so libuv never sees a
+ * concurrent write, and a connection closed during the batch (its
+ * descriptor closed by uv_close) is skipped, never written. A connection's
+ * bytes keep their order: once it has bytes in the batch, its later writes
+ * join them; one that already had bytes queued is written to the queue as
+ * before. */
 #include "lib/http.h"
 
 #include <http_parser.h>
@@ -38,6 +50,7 @@
 #include <sys/socket.h>
 
 #include "lib/err.h"
+#include "lib/fanout.h"
 #include "lib/log.h"
 #include "lib/url.h"
 
@@ -146,8 +159,30 @@ struct conn {
 	bool in_list;
 	bool upgraded;              /* raw bytes now, no more HTTP */
 	struct http_raw raw;
+	size_t batch_job;           /* index + 1 of its job in the open batch, or 0 */
 	struct conn *prev;
 	struct conn *next;
+};
+
+/* A connection's bytes in a write batch: up to BATCH_SEGS runs of the
+ * batch's buffer (a connection with more is written out and starts again). */
+#define BATCH_SEGS 8
+/* Below this many connections a batch is written on the loop thread alone. */
+#define BATCH_MIN_SHARED 64
+/* The batch buffer kept between batches at most. */
+#define BATCH_KEEP_BYTES (1u << 20)
+/* Helper threads for batches at most (besides the loop thread). */
+#define BATCH_MAX_HELPERS 3
+
+struct batch_seg {
+	size_t off, len;            /* in the batch's buffer */
+};
+
+struct batch_job {
+	struct conn *conn;          /* holds a reference until the batch ends */
+	int fd;
+	int nseg;                   /* 0: written out early (batch_settle) */
+	struct batch_seg seg[BATCH_SEGS];
 };
 
 struct http_server {
@@ -159,6 +194,14 @@ struct http_server {
 	bool closing;
 	int pending;                /* open handles: listener + connections */
 	struct conn *conns;
+	struct {
+		int depth;              /* nesting of begin/end */
+		struct batch_job *jobs;
+		size_t njobs, cap;
+		struct sbuf bytes;      /* every job's bytes */
+		struct fanout *fanout;  /* made at the first big batch */
+		bool no_fanout;         /* making it failed: stay on the loop thread */
+	} batch;
 	char readbuf[HTTP_READ_SIZE];
 	void (*close_cb)(void *data);
 	void *close_data;
@@ -400,6 +443,9 @@ static void server_maybe_free(struct http_server *srv)
 		return;
 	cb = srv->close_cb;
 	data = srv->close_data;
+	fanout_free(srv->batch.fanout);
+	free(srv->batch.jobs);
+	sbuf_free(&srv->batch.bytes);
 	free(srv->host);
 	free(srv);
 	if (cb != NULL)
@@ -482,9 +528,16 @@ static void conn_shutdown_cb(uv_shutdown_t *sr, int status)
 }
 
 /* Closes gracefully once everything queued has been written. */
+static void batch_settle(struct conn *c);
+
 static void conn_shutdown(struct conn *c)
 {
 	if (c->closing || c->shutting)
+		return;
+	/* The shutdown follows the write queue: bytes waiting in a batch must
+	 * be in it first. */
+	batch_settle(c);
+	if (c->closing)
 		return;
 	c->shutting = true;
 	c->shutdown_req.data = c;
@@ -512,35 +565,23 @@ static void conn_write_cb(uv_write_t *w, int status)
 		conn_close(c);
 }
 
-/* Queues the concatenation of parts; returns 0 or -1 (connection closing). */
-static int conn_write(struct conn *c, const uv_buf_t *parts, size_t nparts)
+/* Queues parts with uv_write, leaving out their first skip bytes (written
+ * already). Returns 0, or -1 without closing the connection (the caller
+ * does: a batch must not run callbacks halfway). */
+static int conn_queue(struct conn *c, const uv_buf_t *parts, size_t nparts, size_t skip)
 {
 	struct wreq *wr;
-	size_t total = 0, off = 0, skip = 0;
+	size_t total = 0, off = 0;
 	uv_buf_t buf;
 
-	if (c->closing || c->shutting)
-		return -1;
 	for (size_t i = 0; i < nparts; i++)
 		total += parts[i].len;
-	if (total == 0)
+	if (skip >= total)
 		return 0;
-	/* Nothing queued: write now, straight from the caller's buffers, and
-	 * copy only what the socket did not take. An error is left to the
-	 * queued write below, which reports it through its callback. */
-	if (c->pending_bytes == 0) {
-		int n = uv_try_write(c->stream, parts, (unsigned)nparts);
-		if (n > 0 && (size_t)n == total)
-			return 0;
-		if (n > 0)
-			skip = (size_t)n;
-	}
 	total -= skip;
 	wr = malloc(sizeof(*wr) + total);
-	if (wr == NULL) {
-		conn_close(c);
+	if (wr == NULL)
 		return -1;
-	}
 	for (size_t i = 0; i < nparts; i++) {
 		size_t len = parts[i].len;
 		const char *base = parts[i].base;
@@ -559,11 +600,219 @@ static int conn_write(struct conn *c, const uv_buf_t *parts, size_t nparts)
 	buf = uv_buf_init(wr->data, (unsigned)total);
 	if (uv_write(&wr->w, c->stream, &buf, 1, conn_write_cb) != 0) {
 		free(wr);
-		conn_close(c);
 		return -1;
 	}
 	c->pending_bytes += total;
 	return 0;
+}
+
+/* Writes parts now (what the socket does not take is queued); returns 0 or
+ * -1 (connection closing). */
+static int conn_write_now(struct conn *c, const uv_buf_t *parts, size_t nparts)
+{
+	size_t total = 0, skip = 0;
+
+	for (size_t i = 0; i < nparts; i++)
+		total += parts[i].len;
+	if (total == 0)
+		return 0;
+	/* Nothing queued: write now, straight from the caller's buffers, and
+	 * copy only what the socket did not take. An error is left to the
+	 * queued write below, which reports it through its callback. */
+	if (c->pending_bytes == 0) {
+		int n = uv_try_write(c->stream, parts, (unsigned)nparts);
+		if (n > 0 && (size_t)n == total)
+			return 0;
+		if (n > 0)
+			skip = (size_t)n;
+	}
+	if (conn_queue(c, parts, nparts, skip) != 0) {
+		conn_close(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* Writes c's bytes of the open batch now, on the loop thread: before
+ * anything that must come after them and cannot wait for the batch's end. */
+static void batch_settle(struct conn *c)
+{
+	struct http_server *srv = c->srv;
+	struct batch_job *job;
+	uv_buf_t parts[BATCH_SEGS];
+
+	if (c->batch_job == 0)
+		return;
+	job = &srv->batch.jobs[c->batch_job - 1];
+	c->batch_job = 0;
+	for (int i = 0; i < job->nseg; i++)
+		parts[i] = uv_buf_init(srv->batch.bytes.data + job->seg[i].off,
+				       (unsigned)job->seg[i].len);
+	/* The job keeps its reference on c until the batch ends. */
+	int nseg = job->nseg;
+	job->nseg = 0;
+	if (!c->closing)
+		conn_write_now(c, parts, (size_t)nseg);
+}
+
+/* Adds parts to c's bytes in the open batch. */
+static int batch_add(struct conn *c, const uv_buf_t *parts, size_t nparts)
+{
+	struct http_server *srv = c->srv;
+	struct batch_job *job = NULL;
+	size_t off = srv->batch.bytes.len, total = 0;
+	uv_os_fd_t fd;
+
+	for (size_t i = 0; i < nparts; i++)
+		total += parts[i].len;
+	if (total == 0)
+		return 0;
+	if (c->batch_job != 0) {
+		job = &srv->batch.jobs[c->batch_job - 1];
+		if (job->nseg == BATCH_SEGS && job->seg[BATCH_SEGS - 1].off +
+		    job->seg[BATCH_SEGS - 1].len != off) {
+			batch_settle(c);
+			if (c->closing)
+				return -1;
+			return conn_write_now(c, parts, nparts);
+		}
+	} else {
+		if (uv_fileno((uv_handle_t *)c->stream, &fd) != 0)
+			return conn_write_now(c, parts, nparts);
+		if (srv->batch.njobs == srv->batch.cap) {
+			size_t cap = srv->batch.cap ? srv->batch.cap * 2 : 64;
+			struct batch_job *jobs = realloc(srv->batch.jobs, cap * sizeof(*jobs));
+			if (jobs == NULL)
+				return conn_write_now(c, parts, nparts);
+			srv->batch.jobs = jobs;
+			srv->batch.cap = cap;
+		}
+		job = &srv->batch.jobs[srv->batch.njobs];
+		job->conn = c;
+		job->fd = fd;
+		job->nseg = 0;
+	}
+	for (size_t i = 0; i < nparts; i++)
+		if (sbuf_append(&srv->batch.bytes, parts[i].base, parts[i].len) != 0) {
+			srv->batch.bytes.len = off;
+			if (c->batch_job == 0)
+				return conn_write_now(c, parts, nparts);
+			batch_settle(c);
+			if (c->closing)
+				return -1;
+			return conn_write_now(c, parts, nparts);
+		}
+	if (c->batch_job == 0) {
+		srv->batch.njobs++;
+		c->batch_job = srv->batch.njobs;
+		c->refs++;
+	}
+	/* Back-to-back writes of one connection make one run. */
+	if (job->nseg > 0 && job->seg[job->nseg - 1].off + job->seg[job->nseg - 1].len == off)
+		job->seg[job->nseg - 1].len += total;
+	else
+		job->seg[job->nseg++] = (struct batch_seg){off, total};
+	return 0;
+}
+
+/* Queues the concatenation of parts; returns 0 or -1 (connection closing). */
+static int conn_write(struct conn *c, const uv_buf_t *parts, size_t nparts)
+{
+	if (c->closing || c->shutting)
+		return -1;
+	if (c->srv->batch.depth > 0 && (c->batch_job != 0 || c->pending_bytes == 0))
+		return batch_add(c, parts, nparts);
+	return conn_write_now(c, parts, nparts);
+}
+
+void http_server_batch_begin(struct http_server *srv)
+{
+	srv->batch.depth++;
+}
+
+static void batch_fanout(struct http_server *srv, size_t njobs)
+{
+	unsigned par;
+
+	if (srv->batch.fanout != NULL || srv->batch.no_fanout || njobs < BATCH_MIN_SHARED)
+		return;
+	par = uv_available_parallelism();
+	par = par > BATCH_MAX_HELPERS + 1 ? BATCH_MAX_HELPERS : par - 1;
+	if (par == 0 || fanout_new(par, &srv->batch.fanout) != 0) {
+		srv->batch.fanout = NULL;
+		srv->batch.no_fanout = true;
+	}
+}
+
+void http_server_batch_end(struct http_server *srv)
+{
+	struct batch_job *jobs = srv->batch.jobs;
+	size_t njobs = srv->batch.njobs, cap = srv->batch.cap, nw = 0;
+	struct sbuf bytes = srv->batch.bytes;
+	struct fanout_write *w;
+	struct iovec *iov;
+
+	if (srv->batch.depth <= 0)
+		abort();
+	if (--srv->batch.depth > 0 || njobs == 0)
+		return;
+	/* The batch is taken whole: a callback run by a close below sees no
+	 * batch, and cannot add to this one. */
+	srv->batch.jobs = NULL;
+	srv->batch.njobs = srv->batch.cap = 0;
+	srv->batch.bytes = (struct sbuf){0};
+	w = malloc(njobs * sizeof(*w));
+	iov = malloc(njobs * BATCH_SEGS * sizeof(*iov));
+	for (size_t i = 0; i < njobs; i++) {
+		struct batch_job *job = &jobs[i];
+		job->conn->batch_job = 0;
+		if (job->nseg == 0 || job->conn->closing || w == NULL || iov == NULL)
+			continue;
+		for (int k = 0; k < job->nseg; k++)
+			iov[i * BATCH_SEGS + k] = (struct iovec){bytes.data + job->seg[k].off,
+								 job->seg[k].len};
+		w[nw++] = (struct fanout_write){job->fd, &iov[i * BATCH_SEGS], job->nseg, 0};
+	}
+	batch_fanout(srv, nw);
+	fanout_run(srv->batch.fanout, w, nw);
+	/* Nothing below runs a callback until every job has been queued:
+	 * connections are closed, if need be, only at the end. */
+	nw = 0;
+	for (size_t i = 0; i < njobs; i++) {
+		struct batch_job *job = &jobs[i];
+		struct conn *c = job->conn;
+		uv_buf_t parts[BATCH_SEGS];
+		size_t written = 0;
+		if (job->nseg == 0 || c->closing)
+			continue;
+		if (w != NULL && iov != NULL)
+			written = w[nw++].written;
+		for (int k = 0; k < job->nseg; k++)
+			parts[k] = uv_buf_init(bytes.data + job->seg[k].off, (unsigned)job->seg[k].len);
+		/* What the socket did not take (also after an error, which the
+		 * queued write then reports) goes to libuv's queue, in order. */
+		if (conn_queue(c, parts, (size_t)job->nseg, written) != 0)
+			job->nseg = -1;
+	}
+	free(w);
+	free(iov);
+	for (size_t i = 0; i < njobs; i++) {
+		if (jobs[i].nseg < 0)
+			conn_close(jobs[i].conn);
+		conn_unref(jobs[i].conn);
+	}
+	/* Keep the arrays for the next batch, unless a callback made new ones;
+	 * a buffer grown by a big fan-out is given back rather than held. */
+	if (srv->batch.jobs == NULL && srv->batch.bytes.data == NULL &&
+	    bytes.cap <= BATCH_KEEP_BYTES) {
+		srv->batch.jobs = jobs;
+		srv->batch.cap = cap;
+		bytes.len = 0;
+		srv->batch.bytes = bytes;
+	} else {
+		free(jobs);
+		sbuf_free(&bytes);
+	}
 }
 
 static const char *status_text(int status)

@@ -658,6 +658,18 @@ static void handle(struct http_req *req, void *data)
 	}
 }
 
+static void batch_begin(void *data)
+{
+	struct gateway *g = data;
+	http_server_batch_begin(g->http);
+}
+
+static void batch_end(void *data)
+{
+	struct gateway *g = data;
+	http_server_batch_end(g->http);
+}
+
 int gateway_start(uv_loop_t *loop, struct store *s, const struct gateway_config *cfg,
 		  struct gateway **out, char *errmsg)
 {
@@ -684,6 +696,9 @@ int gateway_start(uv_loop_t *loop, struct store *s, const struct gateway_config 
 		free(g);
 		return CAP_EIO;
 	}
+	/* One put seen by many streams: their frames are written together, on
+	 * every core, when the hub has handed the put to all of them. */
+	watch_hub_set_batch_hooks(store_watch_hub(s), batch_begin, batch_end, g);
 	*out = g;
 	return CAP_OK;
 }
@@ -709,6 +724,7 @@ void gateway_close(struct gateway *g, void (*cb)(void *data), void *data)
 {
 	g->close_cb = cb;
 	g->close_data = data;
+	watch_hub_set_batch_hooks(store_watch_hub(g->store), NULL, NULL, NULL);
 	/* Closing the server closes each stream's connection, whose on_close
 	 * ends the session and removes its watchers. */
 	http_server_close(g->http, http_closed, g);

@@ -35,6 +35,9 @@ struct watch_hub {
 	unsigned progress_ms;
 	int open_handles;
 	bool closing;
+	void (*batch_begin)(void *data);
+	void (*batch_end)(void *data);
+	void *batch_data;
 };
 
 static int bcmp_(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
@@ -256,6 +259,8 @@ bool watch_synced(const struct watcher *w)
 void watch_hub_notify(struct watch_hub *hub, const struct mvcc_events *evs, int64_t rev)
 {
 	hub->batch++;
+	if (hub->batch_begin != NULL)
+		hub->batch_begin(hub->batch_data);
 	for (struct watcher *w = hub->head; w; w = w->next) {
 		if (!w->synced || w->done)
 			continue;
@@ -271,6 +276,16 @@ void watch_hub_notify(struct watch_hub *hub, const struct mvcc_events *evs, int6
 		if (w->next_rev <= rev)
 			w->next_rev = rev + 1;
 	}
+	if (hub->batch_end != NULL)
+		hub->batch_end(hub->batch_data);
+}
+
+void watch_hub_set_batch_hooks(struct watch_hub *hub, void (*begin)(void *data),
+			       void (*end)(void *data), void *data)
+{
+	hub->batch_begin = begin;
+	hub->batch_end = end;
+	hub->batch_data = data;
 }
 
 void watch_hub_reset(struct watch_hub *hub)

@@ -61,6 +61,11 @@ void watch_hub_notify(struct watch_hub *hub, const struct mvcc_events *evs, int6
 /* The state was replaced (snapshot install): every watcher re-reads history. */
 void watch_hub_reset(struct watch_hub *hub);
 size_t watch_hub_count(const struct watch_hub *hub);
+/* Called before and after watch_hub_notify hands one committed batch to the
+ * synced watchers' sinks: the sinks' output in between may be gathered and
+ * written at once (see http_server_batch_begin). Either may be NULL. */
+void watch_hub_set_batch_hooks(struct watch_hub *hub, void (*begin)(void *data),
+			       void (*end)(void *data), void *data);
 /* Names the events array of the delivery under way: within one value, equal
  * event pointers are equal events, so a sink may encode a selection once
  * for every watcher that gets it. */
