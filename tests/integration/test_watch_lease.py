@@ -12,7 +12,10 @@ deleting the attached keys (seen by a watch) within TTL + 2 s.
 """
 
 import os
+import socket
+import struct
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -288,6 +291,61 @@ def test_watch_survives_many_puts():
         assert [ct.unb64(e["kv"]["value"]) for e in evs] == [str(i) for i in range(500)]
     finally:
         w.close()
+
+
+def test_fanout_with_streams_closing():
+    """160 streams (two with a second watch, some with prev_kv) get 100 puts while
+    a quarter of them reset their connections mid-stream: every survivor sees
+    each put once, in order, per watch; the server stays up."""
+    srv = shared()
+    key = b64("fan/k")
+    streams = []
+    for i in range(160):
+        body = [{"create_request": {"key": key, "prev_kv": i % 3 == 0}}]
+        if i in (5, 77):
+            body.append({"create_request": {"key": key, "prev_kv": True}})
+        w = srv.watch(body)
+        ids = [created(w).get("watch_id", "0") for _ in body]
+        streams.append((w, ids))
+    doomed = [s for i, s in enumerate(streams) if i % 4 == 1]
+    kept = [s for i, s in enumerate(streams) if i % 4 != 1]
+    revs = []
+
+    def writer():
+        conn = srv.conn()
+        for i in range(100):
+            st, body = srv.post("/v3/kv/put", {"key": key, "value": b64(str(i))}, conn=conn)
+            assert st == 200, body
+            revs.append(body["header"]["revision"])
+        conn.close()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    for w, _ in doomed:
+        # An abortive close (RST): the server's next write to it fails.
+        time.sleep(0.005)
+        w.conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        w.close()
+    t.join(60)
+    assert not t.is_alive() and len(revs) == 100, revs
+    try:
+        for w, ids in kept:
+            got = {i: [] for i in ids}
+            deadline = time.time() + 20
+            while sum(len(v) for v in got.values()) < 100 * len(ids) and time.time() < deadline:
+                f = w.next(max(0.01, deadline - time.time()))
+                if f is None:
+                    break
+                r = res(f)
+                got[r.get("watch_id", "0")] += [e["kv"]["mod_revision"] for e in r.get("events", [])]
+            for i in ids:
+                assert got[i] == revs, "watch %s: %r, want %r" % (i, got[i], revs)
+        w = srv.watch({"create_request": {"key": key}})
+        created(w)
+        w.close()
+    finally:
+        for w, _ in kept:
+            w.close()
 
 
 # ------------------------------------------------------------------ leases
