@@ -153,6 +153,7 @@ struct conn {
 	bool processing;
 	bool eof;
 	bool shutting;              /* final answer written; lingering to close */
+	bool shut_done;             /* ... and everything queued is written */
 	size_t linger_queued;       /* conn_unsent() when the linger timer was
 				     * last armed */
 	bool closing;               /* handles are being closed */
@@ -520,6 +521,7 @@ static void conn_shutdown_cb(uv_shutdown_t *sr, int status)
 {
 	struct conn *c = sr->data;
 
+	c->shut_done = true;
 	if (status < 0 || c->eof)
 		conn_close(c);
 	/* Otherwise linger: read and discard until the peer closes or the timer
@@ -1279,6 +1281,12 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (nread < 0) {
 		c->eof = true;
+		if (c->shutting && !c->shut_done && nread == UV_EOF) {
+			/* A peer that only stopped sending still gets what is
+			 * queued for it; the shutdown's end closes. */
+			conn_update(c);
+			return;
+		}
 		if (c->shutting || c->busy || nread != UV_EOF) {
 			conn_close(c);
 			return;

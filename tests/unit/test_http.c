@@ -864,12 +864,16 @@ static void sink_closed(uv_handle_t *h)
 	((struct sink *)h->data)->closed = true;
 }
 
-/* What an upgraded connection queued before its close reaches a reader that
- * takes longer than the header timeout in all, but keeps taking bytes. */
-static void test_raw_close_waits_for_a_slow_reader(void **state)
+static void sink_shut(uv_shutdown_t *r, int status)
+{
+	assert_int_equal(status, 0);
+	free(r);
+}
+
+/* Asks for /flood and reads it slowly; half_close: stops sending first. */
+static void flood_slow_reader(struct fixture *f, bool half_close)
 {
 	static char get_flood[] = "GET /flood HTTP/1.1\r\nHost: x\r\n\r\n";
-	struct fixture *f = *state;
 	struct sink *k = calloc(1, sizeof(*k));
 	struct sockaddr_in sa;
 	uint64_t start, end;
@@ -892,6 +896,12 @@ static void test_raw_close_waits_for_a_slow_reader(void **state)
 	assert_true(run_until(f, &k->connected, 2000));
 	req = uv_buf_init(get_flood, sizeof(get_flood) - 1);
 	assert_int_equal(uv_write(&w, (uv_stream_t *)&k->tcp, &req, 1, NULL), 0);
+	if (half_close) {
+		uv_shutdown_t *sr = malloc(sizeof(*sr));
+
+		assert_non_null(sr);
+		assert_int_equal(uv_shutdown(sr, (uv_stream_t *)&k->tcp, sink_shut), 0);
+	}
 	start = uv_now(&f->loop);
 	end = start + 60000;
 	while (!k->eof && uv_now(&f->loop) < end) {
@@ -912,6 +922,19 @@ static void test_raw_close_waits_for_a_slow_reader(void **state)
 	uv_close((uv_handle_t *)&k->tcp, sink_closed);
 	assert_true(run_until(f, &k->closed, 2000));
 	free(k);
+}
+
+/* What an upgraded connection queued before its close reaches a reader that
+ * takes longer than the header timeout in all, but keeps taking bytes. */
+static void test_raw_close_waits_for_a_slow_reader(void **state)
+{
+	flood_slow_reader(*state, false);
+}
+
+/* ... also when that reader has stopped sending (half closed) before. */
+static void test_raw_close_waits_for_a_half_closed_reader(void **state)
+{
+	flood_slow_reader(*state, true);
 }
 
 static void test_client_close_cancels(void **state)
@@ -955,6 +978,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_idle_and_header_timeouts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_raw_close_waits_for_a_slow_reader, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_raw_close_waits_for_a_half_closed_reader,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect_during_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_close_notifies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_timeout, setup, teardown),
