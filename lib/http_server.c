@@ -168,7 +168,8 @@ struct conn {
 /* A connection's bytes in a write batch: up to BATCH_SEGS runs of the
  * batch's buffer (a connection with more is written out and starts again). */
 #define BATCH_SEGS 8
-/* Below this many connections a batch is written on the loop thread alone. */
+/* A batch of fewer connections does not start the helper threads (and
+ * fanout_run keeps small runs on the calling thread anyway). */
 #define BATCH_MIN_SHARED 64
 /* The batch buffer kept between batches at most. */
 #define BATCH_KEEP_BYTES (1u << 20)
