@@ -1,8 +1,11 @@
 /* fanout.c — parallel non-blocking writes: see fanout.h.
  *
  * A run hands out the writes in slices through an atomic cursor; the caller
- * takes slices too, then waits until every helper has finished its last
- * slice. Helpers sleep on a condition variable between runs. */
+ * takes slices too. A helper joins the run when it wakes, if the run is
+ * still open; once the caller is out of slices it closes the run and waits
+ * only for the helpers that joined: one that the scheduler wakes late (the
+ * cores busy elsewhere) finds the run over instead of holding the caller.
+ * Helpers sleep on a condition variable between runs. */
 #include "lib/fanout.h"
 
 #include <errno.h>
@@ -28,7 +31,8 @@ struct fanout {
 	unsigned helpers;
 	unsigned started;          /* helper threads created */
 	uint64_t gen;              /* bumped per shared run */
-	unsigned finished;         /* helpers done with run gen */
+	bool open;                 /* run gen still takes helpers */
+	unsigned joined, left;     /* helpers that joined run gen, and finished */
 	bool stopping;
 	struct fanout_write *w;    /* the shared run */
 	size_t n;
@@ -80,10 +84,13 @@ static void helper_main(void *arg)
 		if (f->stopping)
 			break;
 		seen = f->gen;
+		if (!f->open)
+			continue;
+		f->joined++;
 		uv_mutex_unlock(&f->lock);
 		run_slices(f);
 		uv_mutex_lock(&f->lock);
-		f->finished++;
+		f->left++;
 		uv_cond_signal(&f->done);
 	}
 	uv_mutex_unlock(&f->lock);
@@ -127,17 +134,19 @@ void fanout_run(struct fanout *f, struct fanout_write *w, size_t n)
 	f->w = w;
 	f->n = n;
 	atomic_store(&f->next, 0);
-	f->finished = 0;
+	f->joined = f->left = 0;
+	f->open = true;
 	f->gen++;
 	uv_cond_broadcast(&f->start);
 	uv_mutex_unlock(&f->lock);
 
 	run_slices(f);
 
-	/* Every helper finishes the run, even one that found nothing left:
-	 * none may still be reading w when this returns. */
+	/* No helper joins from now on, and every one that joined finishes its
+	 * slice: none may still be reading w when this returns. */
 	uv_mutex_lock(&f->lock);
-	while (f->finished < f->helpers)
+	f->open = false;
+	while (f->left < f->joined)
 		uv_cond_wait(&f->done, &f->lock);
 	f->w = NULL;
 	f->n = 0;

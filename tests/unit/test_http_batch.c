@@ -413,6 +413,43 @@ static void test_fanout_writes(void **state)
 	free(big);
 }
 
+/* Back-to-back runs, with helpers that wake late or join a run already
+ * over: every write of every run is tried once, and no run returns while a
+ * helper still works on it. */
+static void test_fanout_many_runs(void **state)
+{
+	enum { N = 100, RUNS = 2000 };
+	struct fanout *fo;
+	int sv[N][2];
+	struct fanout_write w[N];
+	struct iovec iov = {"0123456789", 10};
+	char buf[4096];
+
+	(void)state;
+	assert_int_equal(fanout_new(3, &fo), 0);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]), 0);
+		fcntl(sv[i][0], F_SETFL, fcntl(sv[i][0], F_GETFL) | O_NONBLOCK);
+		fcntl(sv[i][1], F_SETFL, fcntl(sv[i][1], F_GETFL) | O_NONBLOCK);
+	}
+	for (int run = 0; run < RUNS; run++) {
+		for (int i = 0; i < N; i++)
+			w[i] = (struct fanout_write){sv[i][0], &iov, 1, 12345};
+		fanout_run(fo, w, N);
+		for (int i = 0; i < N; i++)
+			assert_int_equal(w[i].written, 10);
+		if (run % 100 == 99)
+			for (int i = 0; i < N; i++)
+				while (read(sv[i][1], buf, sizeof(buf)) > 0)
+					;
+	}
+	fanout_free(fo);
+	for (int i = 0; i < N; i++) {
+		close(sv[i][0]);
+		close(sv[i][1]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -422,6 +459,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_batch_server_closes_inside, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_stream_end_inside, setup, teardown),
 		cmocka_unit_test(test_fanout_writes),
+		cmocka_unit_test(test_fanout_many_runs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
