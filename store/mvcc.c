@@ -1,11 +1,17 @@
 /* mvcc.c — etcd's multi-version key space on sqlite3: history rows, a live-key index, leases, metadata.
  *
  * Tables:
- *   kv    every version ever written and not yet compacted, keyed by
- *         (key, mod_rev, sub); a tombstone is a row with version 0 and no
- *         value. An index on (mod_rev, sub) serves watch history.
+ *   hist  every version ever written and not yet compacted, in revision
+ *         order: its rowid is (mod_rev << HIST_SUB_BITS) + sub, so each
+ *         write appends to the table's last page (pages fill completely,
+ *         and a commit dirties one history page, not one per key), and
+ *         watch history is a rowid range. A tombstone is a row with
+ *         version 0 and no value. Each row names the key's version before
+ *         it (prev, 0 if none): per-key history is that chain, from the
+ *         key's newest row. A partial index finds the newest tombstone of
+ *         a key that is no longer live, where such a chain starts.
  *   cur   the live key space: one row per live key pointing at its newest
- *         kv row, with the fields reads filter and sort on, so the common
+ *         hist row, with the fields reads filter and sort on, so the common
  *         read (current revision) never has to look at history.
  *   lease granted leases and their TTLs.
  *   meta  revision, compact revision, applied raft index, schema version.
@@ -33,7 +39,19 @@
 
 /* "CAPS": marks a database file as ours in the sqlite header. */
 #define MVCC_APP_ID 0x43415053
-#define MVCC_SCHEMA_VERSION 1
+/* 1: history in a table keyed by (key, mod_rev, sub), indexed by revision.
+ * 2: history in revision order with per-key chains (see above); a version 1
+ *    file is migrated when opened. */
+#define MVCC_SCHEMA_VERSION 2
+/* hist rowids: the low bits are the sub-revision, the rest the revision.
+ * 22 bits allow 4M writes in one revision and revisions up to 2^41 (70
+ * years at 1,000 writes a second); both limits are checked before a write. */
+#define HIST_SUB_BITS 22
+#define HIST_SB "22"
+#define HIST_MAX_SUB ((int64_t)1 << HIST_SUB_BITS)
+#define HIST_MAX_REV ((int64_t)1 << (62 - HIST_SUB_BITS))
+/* SQL for the revision part of a hist rowid in column c. */
+#define REV_OF(c) "(" c " >> " HIST_SB ")"
 /* Values this long or longer are offered to lz4. */
 #define MVCC_COMPRESS_MIN 256
 
@@ -56,7 +74,7 @@ enum sortv {
 enum {
 	ST_BEGIN = 0, ST_COMMIT, ST_ROLLBACK,
 	ST_META_GET, ST_META_SET, ST_INFO_GET, ST_INFO_SET,
-	ST_CUR_GET, ST_KV_VALUE, ST_KV_INSERT, ST_CUR_PUT, ST_PREV,
+	ST_CUR_GET, ST_TOMB_HEAD, ST_KV_VALUE, ST_KV_INSERT, ST_CUR_PUT, ST_PREV, ST_UNDO,
 	ST_LEASE_INSERT, ST_LEASE_GET, ST_LEASE_DELETE, ST_LEASE_LIST, ST_LEASE_KEYS,
 	ST_LEASE_PREVS, ST_LEASE_TOMB, ST_LEASE_CURDEL,
 	ST_COMPACT, ST_COMPACT_TOMB, ST_HASH, ST_PAGE_COUNT, ST_PAGE_SIZE, ST_FREELIST,
@@ -71,57 +89,66 @@ static const char *const fixed_sql[ST_COUNT] = {
 	[ST_META_SET] = "INSERT OR REPLACE INTO meta(name, value) VALUES(?1, ?2)",
 	[ST_INFO_GET] = "SELECT value FROM info WHERE name = ?1",
 	[ST_INFO_SET] = "INSERT OR REPLACE INTO info(name, value) VALUES(?1, ?2)",
-	[ST_CUR_GET] = "SELECT create_rev, mod_rev, sub, version, lease FROM cur WHERE key = ?1",
-	[ST_KV_VALUE] = "SELECT enc, value FROM kv WHERE key = ?1 AND mod_rev = ?2 AND sub = ?3",
-	[ST_KV_INSERT] = "INSERT INTO kv(key, mod_rev, sub, create_rev, version, lease, enc, value)"
+	[ST_CUR_GET] = "SELECT create_rev, id, version, lease FROM cur WHERE key = ?1",
+	/* The newest row of a key that is not live: where its chain starts. */
+	[ST_TOMB_HEAD] = "SELECT max(id) FROM hist WHERE key = ?1 AND version = 0",
+	[ST_KV_VALUE] = "SELECT enc, value FROM hist WHERE id = ?1",
+	[ST_KV_INSERT] = "INSERT INTO hist(id, key, prev, create_rev, version, lease, enc, value)"
 		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[ST_CUR_PUT] = "INSERT OR REPLACE INTO cur(key, create_rev, mod_rev, sub, version, lease)"
-		" VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-	/* The version just before (mod_rev, sub) of one key. */
-	[ST_PREV] = "SELECT create_rev, mod_rev, version, lease, enc, value FROM kv"
-		" WHERE key = ?1 AND mod_rev <= ?2 AND (mod_rev < ?2 OR sub < ?3)"
-		" ORDER BY mod_rev DESC, sub DESC LIMIT 1",
+	[ST_CUR_PUT] = "INSERT OR REPLACE INTO cur(key, id, create_rev, version, lease)"
+		" VALUES(?1, ?2, ?3, ?4, ?5)",
+	/* One row of history by its id (a version's prev). */
+	[ST_PREV] = "SELECT create_rev, " REV_OF("id") ", version, lease, enc, value FROM hist"
+		" WHERE id = ?1",
+	/* Takes back rows a write just appended (ids from ?1 on). */
+	[ST_UNDO] = "DELETE FROM hist WHERE id >= ?1",
 	[ST_LEASE_INSERT] = "INSERT INTO lease(id, ttl) VALUES(?1, ?2)",
 	[ST_LEASE_GET] = "SELECT ttl FROM lease WHERE id = ?1",
 	[ST_LEASE_DELETE] = "DELETE FROM lease WHERE id = ?1",
 	[ST_LEASE_LIST] = "SELECT id, ttl FROM lease ORDER BY id",
 	/* "lease != 0" lets sqlite use the partial index cur_lease. */
 	[ST_LEASE_KEYS] = "SELECT key FROM cur WHERE lease = ?1 AND lease != 0 ORDER BY key",
-	[ST_LEASE_PREVS] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, v.enc, v.value"
-		" FROM cur AS x CROSS JOIN kv AS v"
-		" ON v.key = x.key AND v.mod_rev = x.mod_rev AND v.sub = x.sub"
+	[ST_LEASE_PREVS] = "SELECT x.key, x.create_rev, " REV_OF("x.id") ", x.version, x.lease,"
+		" v.enc, v.value FROM cur AS x CROSS JOIN hist AS v ON v.id = x.id"
 		" WHERE x.lease = ?1 AND x.lease != 0 ORDER BY x.key",
-	[ST_LEASE_TOMB] = "INSERT INTO kv(key, mod_rev, sub, create_rev, version, lease, enc, value)"
-		" SELECT key, ?2, ?3 + row_number() OVER (ORDER BY key) - 1, 0, 0, 0, 0, NULL"
+	/* ?2 is the first id of the tombstones. */
+	[ST_LEASE_TOMB] = "INSERT INTO hist(id, key, prev, create_rev, version, lease, enc, value)"
+		" SELECT ?2 + row_number() OVER (ORDER BY key) - 1, key, id, 0, 0, 0, 0, NULL"
 		" FROM cur WHERE lease = ?1 AND lease != 0",
 	[ST_LEASE_CURDEL] = "DELETE FROM cur WHERE lease = ?1 AND lease != 0",
 	/* Versions superseded at or below the compact revision ?1. Whatever a
 	 * compaction at ?2 left is the newest version of its key at ?2, so only
-	 * a version written in (?2, ?1] can supersede anything: the search
-	 * starts from those, not from the whole of history. */
-	[ST_COMPACT] = "DELETE FROM kv WHERE (key, mod_rev, sub) IN ("
-		"SELECT o.key, o.mod_rev, o.sub FROM kv AS n CROSS JOIN kv AS o"
-		" ON o.key = n.key AND o.mod_rev <= n.mod_rev"
-		" WHERE n.mod_rev > ?2 AND n.mod_rev <= ?1 AND (o.mod_rev < n.mod_rev OR o.sub < n.sub))",
+	 * a version written in (?2, ?1] can supersede anything: everything on
+	 * the chains behind those goes (a chain ends at a row an older
+	 * compaction removed). */
+	[ST_COMPACT] = "WITH RECURSIVE d(id) AS ("
+		"SELECT prev FROM hist WHERE id >= ((?2 + 1) << " HIST_SB ")"
+		" AND id < ((?1 + 1) << " HIST_SB ") AND prev != 0"
+		" UNION SELECT h.prev FROM d CROSS JOIN hist AS h ON h.id = d.id WHERE h.prev != 0)"
+		" DELETE FROM hist WHERE id IN d",
 	/* Then the tombstones, which older compactions already removed below ?2. */
-	[ST_COMPACT_TOMB] = "DELETE FROM kv WHERE mod_rev > ?2 AND mod_rev <= ?1 AND version = 0",
-	[ST_HASH] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, v.enc, v.value"
-		" FROM cur AS x CROSS JOIN kv AS v"
-		" ON v.key = x.key AND v.mod_rev = x.mod_rev AND v.sub = x.sub ORDER BY x.key",
+	[ST_COMPACT_TOMB] = "DELETE FROM hist WHERE id >= ((?2 + 1) << " HIST_SB ")"
+		" AND id < ((?1 + 1) << " HIST_SB ") AND version = 0",
+	[ST_HASH] = "SELECT x.key, x.create_rev, " REV_OF("x.id") ", x.version, x.lease,"
+		" v.enc, v.value FROM cur AS x CROSS JOIN hist AS v ON v.id = x.id ORDER BY x.key",
 	[ST_PAGE_COUNT] = "PRAGMA page_count",
 	[ST_PAGE_SIZE] = "PRAGMA page_size",
 	[ST_FREELIST] = "PRAGMA freelist_count",
 };
 
-static const char schema_sql[] =
-	"CREATE TABLE kv(key BLOB NOT NULL, mod_rev INTEGER NOT NULL, sub INTEGER NOT NULL,"
-	" create_rev INTEGER NOT NULL, version INTEGER NOT NULL, lease INTEGER NOT NULL,"
-	" enc INTEGER NOT NULL, value BLOB, PRIMARY KEY(key, mod_rev, sub)) WITHOUT ROWID;"
-	"CREATE INDEX kv_rev ON kv(mod_rev, sub);"
-	"CREATE TABLE cur(key BLOB PRIMARY KEY, create_rev INTEGER NOT NULL,"
-	" mod_rev INTEGER NOT NULL, sub INTEGER NOT NULL, version INTEGER NOT NULL,"
-	" lease INTEGER NOT NULL) WITHOUT ROWID;"
+/* The history and live-key tables (shared by a new file and a migration). */
+#define HIST_CUR_SQL \
+	"CREATE TABLE hist(id INTEGER PRIMARY KEY, key BLOB NOT NULL, prev INTEGER NOT NULL," \
+	" create_rev INTEGER NOT NULL, version INTEGER NOT NULL, lease INTEGER NOT NULL," \
+	" enc INTEGER NOT NULL, value BLOB);" \
+	"CREATE INDEX hist_tomb ON hist(key) WHERE version = 0;" \
+	"CREATE TABLE cur(key BLOB PRIMARY KEY, id INTEGER NOT NULL," \
+	" create_rev INTEGER NOT NULL, version INTEGER NOT NULL," \
+	" lease INTEGER NOT NULL) WITHOUT ROWID;" \
 	"CREATE INDEX cur_lease ON cur(lease) WHERE lease != 0;"
+
+static const char schema_sql[] =
+	HIST_CUR_SQL
 	"CREATE TABLE lease(id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL);"
 	"CREATE TABLE meta(name TEXT PRIMARY KEY, value) WITHOUT ROWID;"
 	"CREATE TABLE info(name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;";
@@ -453,10 +480,11 @@ static int meta_read(sqlite3 *db, const char *name, int64_t *out, char *errmsg)
 	return err;
 }
 
-/* Checks that db is an undamaged capstan database. A file with no tables
- * and no application id is new: *fresh is set when fresh is not NULL, and
- * refused otherwise. Every refusal is CAP_ECORRUPT with the reason in errmsg. */
-static int db_check(sqlite3 *db, bool *fresh, char *errmsg)
+/* Checks that db is an undamaged capstan database of a schema version this
+ * code reads or migrates (*schema gets it). A file with no tables and no
+ * application id is new: *fresh is set when fresh is not NULL, and refused
+ * otherwise. Every refusal is CAP_ECORRUPT with the reason in errmsg. */
+static int db_check(sqlite3 *db, bool *fresh, int64_t *schema, char *errmsg)
 {
 	int64_t app_id, ntables, v;
 	int err = query_i64(db, "PRAGMA application_id", &app_id, errmsg);
@@ -506,19 +534,23 @@ static int db_check(sqlite3 *db, bool *fresh, char *errmsg)
 	}
 	sqlite3_finalize(s);
 
-	err = query_i64(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-			" AND name IN ('kv', 'cur', 'lease', 'meta', 'info')", &ntables, errmsg);
+	err = meta_read(db, "schema", &v, errmsg);
+	if (err)
+		goto refuse;
+	if (v != 1 && v != MVCC_SCHEMA_VERSION) {
+		cap_errmsg_printf(errmsg, "unknown schema version %lld", (long long)v);
+		return CAP_ECORRUPT;
+	}
+	*schema = v;
+	err = query_i64(db, v == 1 ? "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+				     " AND name IN ('kv', 'cur', 'lease', 'meta', 'info')"
+				   : "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+				     " AND name IN ('hist', 'cur', 'lease', 'meta', 'info')",
+			&ntables, errmsg);
 	if (err)
 		goto refuse;
 	if (ntables != 5) {
 		cap_errmsg_printf(errmsg, "database lacks capstan tables");
-		return CAP_ECORRUPT;
-	}
-	err = meta_read(db, "schema", &v, errmsg);
-	if (err)
-		goto refuse;
-	if (v != MVCC_SCHEMA_VERSION) {
-		cap_errmsg_printf(errmsg, "unknown schema version %lld", (long long)v);
 		return CAP_ECORRUPT;
 	}
 	static const char *const names[] = {"revision", "compact_revision", "applied_index"};
@@ -580,10 +612,50 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 	return SQLITE_OK;
 }
 
+/* Rewrites a version 1 database as version 2 in one transaction: history
+ * copied in revision order (so it packs as new writes would), each row
+ * linked to its key's version before it; the live index re-pointed at the
+ * new rows. A crash leaves the file as it was. A history the new ids
+ * cannot hold is refused, never cut. */
+static int migrate_v1(sqlite3 *db, char *errmsg)
+{
+	int64_t max_rev, max_sub;
+	int err;
+	if ((err = query_i64(db, "SELECT coalesce(max(mod_rev), 0) FROM kv", &max_rev, errmsg)) ||
+	    (err = query_i64(db, "SELECT coalesce(max(sub), 0) FROM kv", &max_sub, errmsg)))
+		return err;
+	if (max_rev >= HIST_MAX_REV || max_sub >= HIST_MAX_SUB) {
+		cap_errmsg_printf(errmsg, "cannot migrate schema 1: revision %lld or sub-revision"
+				  " %lld out of range", (long long)max_rev, (long long)max_sub);
+		return CAP_ECORRUPT;
+	}
+	/* The old live index moves aside first: the new one takes its names. */
+	err = exec(db, "BEGIN IMMEDIATE;"
+		   "DROP INDEX cur_lease;"
+		   "ALTER TABLE cur RENAME TO cur_v1;"
+		   HIST_CUR_SQL
+		   "INSERT INTO hist(id, key, prev, create_rev, version, lease, enc, value)"
+		   " SELECT (mod_rev << " HIST_SB ") + sub, key,"
+		   " coalesce(lag((mod_rev << " HIST_SB ") + sub)"
+		   " OVER (PARTITION BY key ORDER BY mod_rev, sub), 0),"
+		   " create_rev, version, lease, enc, value FROM kv ORDER BY mod_rev, sub;"
+		   "INSERT INTO cur(key, id, create_rev, version, lease)"
+		   " SELECT key, (mod_rev << " HIST_SB ") + sub, create_rev, version, lease"
+		   " FROM cur_v1;"
+		   "DROP TABLE cur_v1;"
+		   "DROP TABLE kv;"
+		   "UPDATE meta SET value = 2 WHERE name = 'schema';"
+		   "COMMIT", errmsg);
+	if (err)
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return err;
+}
+
 /* Opens m->path into m->db, creating the schema for a new file. */
 static int db_open(struct mvcc *m, char *errmsg)
 {
 	bool fresh = false;
+	int64_t schema = MVCC_SCHEMA_VERSION;
 	int err;
 	int rc = sqlite3_open_v2(m->path, &m->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -595,7 +667,7 @@ static int db_open(struct mvcc *m, char *errmsg)
 	}
 	sqlite3_extended_result_codes(m->db, 1);
 
-	err = db_check(m->db, &fresh, errmsg);
+	err = db_check(m->db, &fresh, &schema, errmsg);
 	if (err)
 		goto err_after_open;
 	err = exec(m->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
@@ -619,6 +691,12 @@ static int db_open(struct mvcc *m, char *errmsg)
 		err = exec(m->db, sql, errmsg);
 		if (err)
 			goto err_after_open;
+	} else if (schema == 1) {
+		err = migrate_v1(m->db, errmsg);
+		if (err) {
+			cap_errmsg_wrapf(errmsg, "migrate");
+			goto err_after_open;
+		}
 	}
 
 	int64_t applied;
@@ -860,6 +938,37 @@ static int lease_exists(struct mvcc *m, int64_t id, bool *exists, int64_t *ttl)
 	return CAP_OK;
 }
 
+static int64_t hist_id(int64_t rev, int64_t sub)
+{
+	return (rev << HIST_SUB_BITS) + sub;
+}
+
+/* Refuses a write of n more rows in the open txn's revision that hist ids
+ * cannot hold (see HIST_SUB_BITS), before anything is written. */
+static int id_room(struct mvcc *m, int64_t n)
+{
+	int64_t sub = m->in_txn ? m->txn_sub : 0;
+	if (m->rev + 1 >= HIST_MAX_REV)
+		return fail(m, CAP_ENOSPACE, "revision space exhausted");
+	if (sub + n > HIST_MAX_SUB)
+		return fail(m, CAP_ETOOLARGE, "too many writes in one revision");
+	return CAP_OK;
+}
+
+/* After a statement appended n rows from sub-revision sub on: if they went
+ * past what ids hold, takes them back and refuses the write. */
+static int id_room_after(struct mvcc *m, int64_t sub, int64_t n)
+{
+	if (sub + n <= HIST_MAX_SUB)
+		return CAP_OK;
+	sqlite3_stmt *s = m->st[ST_UNDO];
+	sqlite3_bind_int64(s, 1, hist_id(m->rev + 1, sub));
+	int err = step_done(m, s, "undo");
+	if (err)
+		return err;
+	return fail(m, CAP_ETOOLARGE, "too many writes in one revision");
+}
+
 int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len,
 	     const uint8_t *value, size_t value_len, int64_t lease,
 	     struct mvcc_kv *prev, struct mvcc_kv *cur)
@@ -878,22 +987,25 @@ int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len,
 		if (!exists)
 			return fail(m, CAP_ELEASENOTFOUND, "requested lease not found");
 	}
+	if ((err = id_room(m, 1)))
+		return err;
 	bool implicit = txn_enter(m);
 	int64_t rev = m->rev + 1;
-	int64_t create_rev = rev, version = 1;
+	int64_t id = hist_id(rev, m->txn_sub);
+	int64_t create_rev = rev, version = 1, prev_id = 0;
 
 	sqlite3_stmt *s = m->st[ST_CUR_GET];
 	bind_blob(s, 1, key, key_len);
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		create_rev = sqlite3_column_int64(s, 0);
-		version = sqlite3_column_int64(s, 3) + 1;
+		prev_id = sqlite3_column_int64(s, 1);
+		version = sqlite3_column_int64(s, 2) + 1;
 		if (prev) {
 			prev->create_rev = create_rev;
-			prev->mod_rev = sqlite3_column_int64(s, 1);
+			prev->mod_rev = prev_id >> HIST_SUB_BITS;
 			prev->version = version - 1;
-			prev->lease = sqlite3_column_int64(s, 4);
-			int64_t psub = sqlite3_column_int64(s, 2);
+			prev->lease = sqlite3_column_int64(s, 3);
 			sqlite3_reset(s);
 			prev->key = malloc(key_len);
 			if (prev->key == NULL) {
@@ -903,9 +1015,7 @@ int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len,
 			memcpy(prev->key, key, key_len);
 			prev->key_len = key_len;
 			sqlite3_stmt *vs = m->st[ST_KV_VALUE];
-			bind_blob(vs, 1, key, key_len);
-			sqlite3_bind_int64(vs, 2, prev->mod_rev);
-			sqlite3_bind_int64(vs, 3, psub);
+			sqlite3_bind_int64(vs, 1, prev_id);
 			rc = sqlite3_step(vs);
 			if (rc == SQLITE_ROW)
 				err = column_value(m, vs, 0, &prev->value, &prev->value_len);
@@ -916,7 +1026,19 @@ int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len,
 			if (err)
 				goto err_after_prev;
 		}
-	} else if (rc != SQLITE_DONE) {
+	} else if (rc == SQLITE_DONE) {
+		/* Not live: the chain goes on from its last tombstone, if any. */
+		sqlite3_reset(s);
+		s = m->st[ST_TOMB_HEAD];
+		bind_blob(s, 1, key, key_len);
+		rc = sqlite3_step(s);
+		if (rc != SQLITE_ROW) {
+			err = db_fail(m, rc, "put");
+			sqlite3_reset(s);
+			goto err_after_prev;
+		}
+		prev_id = sqlite3_column_int64(s, 0);
+	} else {
 		err = db_fail(m, rc, "put");
 		sqlite3_reset(s);
 		goto err_after_prev;
@@ -930,9 +1052,9 @@ int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len,
 	if (err)
 		goto err_after_prev;
 	s = m->st[ST_KV_INSERT];
-	bind_blob(s, 1, key, key_len);
-	sqlite3_bind_int64(s, 2, rev);
-	sqlite3_bind_int64(s, 3, m->txn_sub);
+	sqlite3_bind_int64(s, 1, id);
+	bind_blob(s, 2, key, key_len);
+	sqlite3_bind_int64(s, 3, prev_id);
 	sqlite3_bind_int64(s, 4, create_rev);
 	sqlite3_bind_int64(s, 5, version);
 	sqlite3_bind_int64(s, 6, lease);
@@ -943,11 +1065,10 @@ int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len,
 
 	s = m->st[ST_CUR_PUT];
 	bind_blob(s, 1, key, key_len);
-	sqlite3_bind_int64(s, 2, create_rev);
-	sqlite3_bind_int64(s, 3, rev);
-	sqlite3_bind_int64(s, 4, m->txn_sub);
-	sqlite3_bind_int64(s, 5, version);
-	sqlite3_bind_int64(s, 6, lease);
+	sqlite3_bind_int64(s, 2, id);
+	sqlite3_bind_int64(s, 3, create_rev);
+	sqlite3_bind_int64(s, 4, version);
+	sqlite3_bind_int64(s, 5, lease);
 	if ((err = step_done(m, s, "put")))
 		goto err_after_prev;
 
@@ -987,12 +1108,12 @@ static const char *keycond(enum keymode km)
 	}
 }
 
-/* Events scan the (mod_rev, sub) index for a range of keys; the unary plus
- * keeps sqlite from choosing the key index instead. */
+/* Events scan hist by id for a range of keys; the unary plus keeps sqlite
+ * from choosing the tombstone index instead. */
 static const char *keycond_norange(enum keymode km)
 {
 	switch (km) {
-	case KM_EQ: return "x.key = ?1";
+	case KM_EQ: return "+x.key = ?1";
 	case KM_RANGE: return "+x.key >= ?1 AND +x.key < ?2";
 	default: return "+x.key >= ?1";
 	}
@@ -1028,21 +1149,25 @@ int mvcc_delete_range(struct mvcc *m, const uint8_t *key, size_t key_len,
 	}
 
 	char sql[512];
+	/* ?3 is the first id of the tombstones. */
 	snprintf(sql, sizeof(sql),
-		 "INSERT INTO kv(key, mod_rev, sub, create_rev, version, lease, enc, value)"
-		 " SELECT x.key, ?3, ?4 + row_number() OVER (ORDER BY x.key) - 1, 0, 0, 0, 0, NULL"
+		 "INSERT INTO hist(id, key, prev, create_rev, version, lease, enc, value)"
+		 " SELECT ?3 + row_number() OVER (ORDER BY x.key) - 1, x.key, x.id, 0, 0, 0, 0, NULL"
 		 " FROM cur AS x WHERE %s", keycond(km));
 	if ((err = lazy(m, &m->tomb_st[km], sql)))
 		goto err;
+	if ((err = id_room(m, 0)))
+		goto err;
 	sqlite3_stmt *s = m->tomb_st[km];
 	bind_keys(s, key, key_len, end, end_len, km);
-	sqlite3_bind_int64(s, 3, m->rev + 1);
-	sqlite3_bind_int64(s, 4, m->txn_sub);
+	sqlite3_bind_int64(s, 3, hist_id(m->rev + 1, m->txn_sub));
 	if ((err = step_done(m, s, "delete")))
 		goto err;
 	int64_t n = sqlite3_changes64(m->db);
 	if (n == 0)
 		goto done;
+	if ((err = id_room_after(m, m->txn_sub, n)))
+		goto err;
 
 	snprintf(sql, sizeof(sql), "DELETE FROM cur AS x WHERE %s", keycond(km));
 	if ((err = lazy(m, &m->curdel_st[km], sql)))
@@ -1092,42 +1217,53 @@ static const char *const order_sql[SORTV_COUNT] = {
 	[SORTV_VER_DESC] = "x.version DESC, x.key",
 	[SORTV_CREATE_ASC] = "x.create_rev, x.key",
 	[SORTV_CREATE_DESC] = "x.create_rev DESC, x.key",
-	[SORTV_MOD_ASC] = "x.mod_rev, x.key",
-	[SORTV_MOD_DESC] = "x.mod_rev DESC, x.key",
+	[SORTV_MOD_ASC] = REV_OF("x.id") ", x.key",
+	[SORTV_MOD_DESC] = REV_OF("x.id") " DESC, x.key",
 };
 
 static const char *const src_sql[SRC_COUNT] = {
-	[SRC_CUR] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, v.enc, v.value"
-		" FROM cur AS x CROSS JOIN kv AS v"
-		" ON v.key = x.key AND v.mod_rev = x.mod_rev AND v.sub = x.sub WHERE ",
-	[SRC_CURK] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, 0, NULL"
+	[SRC_CUR] = "SELECT x.key, x.create_rev, " REV_OF("x.id") ", x.version, x.lease,"
+		" v.enc, v.value FROM cur AS x CROSS JOIN hist AS v ON v.id = x.id WHERE ",
+	[SRC_CURK] = "SELECT x.key, x.create_rev, " REV_OF("x.id") ", x.version, x.lease, 0, NULL"
 		" FROM cur AS x WHERE ",
-	[SRC_HIST] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, x.enc, x.value"
-		" FROM ",
-	[SRC_HISTK] = "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, 0, NULL"
+	[SRC_HIST] = "SELECT x.key, x.create_rev, " REV_OF("x.id") ", x.version, x.lease,"
+		" x.enc, x.value FROM ",
+	[SRC_HISTK] = "SELECT x.key, x.create_rev, " REV_OF("x.id") ", x.version, x.lease, 0, NULL"
 		" FROM ",
 };
 
-/* The newest version of each key at or below ?3, unless it is a tombstone.
- * The unary plus keeps sqlite on the key index rather than kv_rev. */
-static const char hist_cond[] =
-	" AND +x.mod_rev <= ?3 AND x.version > 0 AND NOT EXISTS (SELECT 1 FROM kv AS n"
-	" WHERE n.key = x.key AND n.mod_rev <= ?3 AND n.mod_rev >= x.mod_rev"
-	" AND (n.mod_rev > x.mod_rev OR n.sub > x.sub))";
+/* The first hist id past revision ?3. */
+#define HIST_BOUND "((?3 + 1) << " HIST_SB ")"
 
-/* The rows of history at revision ?3 for a key mode, as "<from> WHERE <cond>".
- * One key is one backwards index seek, however long its history. */
-static void hist_from(enum keymode km, char *buf, size_t size)
+/* History at revision ?3 for a key mode, as a WITH prefix (into with) and
+ * "<from> WHERE <cond>" naming the rows as x (into from). Each key's chain
+ * starts at its newest row (live in cur, else its last tombstone) and is
+ * walked back to the first row at or below ?3; the key exists there unless
+ * that row is a tombstone or was compacted away. */
+static void hist_sql(enum keymode km, char *with, size_t with_size, char *from, size_t from_size)
 {
+	char heads[512];
 	if (km == KM_EQ)
-		snprintf(buf, size, "(SELECT * FROM kv WHERE key = ?1 AND mod_rev <= ?3"
-			 " ORDER BY mod_rev DESC, sub DESC LIMIT 1) AS x WHERE x.version > 0");
+		snprintf(heads, sizeof(heads),
+			 "SELECT ?1 AS key, coalesce((SELECT id FROM cur WHERE key = ?1),"
+			 " (SELECT max(id) FROM hist WHERE key = ?1 AND version = 0)) AS id");
 	else
-		snprintf(buf, size, "kv AS x WHERE %s%s", keycond(km), hist_cond);
+		snprintf(heads, sizeof(heads),
+			 "SELECT x.key, x.id FROM cur AS x WHERE %s UNION ALL"
+			 " SELECT x.key, max(x.id) FROM hist AS x WHERE x.version = 0 AND %s"
+			 " AND NOT EXISTS (SELECT 1 FROM cur AS c WHERE c.key = x.key) GROUP BY x.key",
+			 keycond(km), keycond(km));
+	snprintf(with, with_size,
+		 "WITH RECURSIVE w(key, id) AS (SELECT key, id FROM (%s) WHERE id IS NOT NULL"
+		 " UNION ALL SELECT w.key, h.prev FROM w CROSS JOIN hist AS h ON h.id = w.id"
+		 " WHERE w.id >= " HIST_BOUND " AND h.prev != 0),"
+		 " p(id) AS (SELECT max(id) FROM w WHERE id < " HIST_BOUND " GROUP BY key) ",
+		 heads);
+	snprintf(from, from_size, "p CROSS JOIN hist AS x ON x.id = p.id WHERE x.version > 0");
 }
 
 static const char filter_cond[] =
-	" AND (?4 = 0 OR x.mod_rev >= ?4) AND (?5 = 0 OR x.mod_rev <= ?5)"
+	" AND (?4 = 0 OR " REV_OF("x.id") " >= ?4) AND (?5 = 0 OR " REV_OF("x.id") " <= ?5)"
 	" AND (?6 = 0 OR x.create_rev >= ?6) AND (?7 = 0 OR x.create_rev <= ?7)";
 
 static int kv_value_cmp(const void *pa, const void *pb)
@@ -1163,12 +1299,12 @@ static int count_live(struct mvcc *m, bool hist, enum keymode km, const uint8_t 
 		      size_t key_len, const uint8_t *end, size_t end_len, int64_t rev,
 		      int64_t *count)
 {
-	char sql[1024], from[768];
+	char sql[2048], with[1536] = "", from[256];
 	if (hist)
-		hist_from(km, from, sizeof(from));
+		hist_sql(km, with, sizeof(with), from, sizeof(from));
 	else
 		snprintf(from, sizeof(from), "cur AS x WHERE %s", keycond(km));
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", from);
+	snprintf(sql, sizeof(sql), "%sSELECT count(*) FROM %s", with, from);
 	int err = lazy(m, &m->count_st[hist][km], sql);
 	if (err)
 		return err;
@@ -1209,12 +1345,12 @@ static int range_read(struct mvcc *m, const uint8_t *key, size_t key_len,
 	enum src src = hist ? (values ? SRC_HIST : SRC_HISTK) : (values ? SRC_CUR : SRC_CURK);
 	sqlite3_stmt **slot = &m->range_st[src][km][sv];
 	if (*slot == NULL) {
-		char sql[2048], from[768];
+		char sql[3072], with[1536] = "", from[256];
 		if (hist)
-			hist_from(km, from, sizeof(from));
+			hist_sql(km, with, sizeof(with), from, sizeof(from));
 		else
 			snprintf(from, sizeof(from), "%s", keycond(km));
-		snprintf(sql, sizeof(sql), "%s%s%s ORDER BY %s LIMIT ?8", src_sql[src],
+		snprintf(sql, sizeof(sql), "%s%s%s%s ORDER BY %s LIMIT ?8", with, src_sql[src],
 			 from, filter_cond, order_sql[sv]);
 		if ((err = prepare(m, sql, slot)))
 			return err;
@@ -1340,17 +1476,18 @@ int mvcc_compact(struct mvcc *m, int64_t rev)
 	return CAP_OK;
 }
 
-/* Fills *prev with the version of key just before (mod_rev, sub), leaving
- * it zeroed when there is none or it is a tombstone. */
-static int prev_version(struct mvcc *m, const uint8_t *key, size_t key_len, int64_t mod_rev,
-			int64_t sub, struct mvcc_kv *prev)
+/* Fills *prev with the version of key in hist row prev_id (a row's prev),
+ * leaving it zeroed when there is none, it is a tombstone or it was
+ * compacted away. */
+static int prev_version(struct mvcc *m, const uint8_t *key, size_t key_len, int64_t prev_id,
+			struct mvcc_kv *prev)
 {
 	sqlite3_stmt *s = m->st[ST_PREV];
 	int err = CAP_OK;
 	memset(prev, 0, sizeof(*prev));
-	bind_blob(s, 1, key, key_len);
-	sqlite3_bind_int64(s, 2, mod_rev);
-	sqlite3_bind_int64(s, 3, sub);
+	if (prev_id == 0)
+		return CAP_OK;
+	sqlite3_bind_int64(s, 1, prev_id);
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW && sqlite3_column_int64(s, 2) > 0) {
 		prev->create_rev = sqlite3_column_int64(s, 0);
@@ -1406,17 +1543,32 @@ int mvcc_events(struct mvcc *m, int64_t from_rev, int64_t to_rev,
 		return CAP_OK;
 
 	enum keymode km = keymode_of(end, end_len);
-	char sql[512];
-	snprintf(sql, sizeof(sql),
-		 "SELECT x.key, x.create_rev, x.mod_rev, x.version, x.lease, x.enc, x.value, x.sub"
-		 " FROM kv AS x WHERE x.mod_rev >= ?3 AND x.mod_rev <= ?4 AND %s"
-		 " ORDER BY x.mod_rev, x.sub", keycond_norange(km));
+	char sql[1024];
+	/* ?3 and ?4: the hist ids of revisions from_rev and hi + 1. */
+	if (km == KM_EQ)
+		/* One key: its chain, from its newest row back into the range,
+		 * rather than every write in the range. */
+		snprintf(sql, sizeof(sql),
+			 "WITH RECURSIVE w(id) AS (SELECT id FROM (SELECT coalesce("
+			 "(SELECT id FROM cur WHERE key = ?1),"
+			 " (SELECT max(id) FROM hist WHERE key = ?1 AND version = 0)) AS id)"
+			 " WHERE id IS NOT NULL"
+			 " UNION ALL SELECT h.prev FROM w CROSS JOIN hist AS h ON h.id = w.id"
+			 " WHERE h.prev >= ?3)"
+			 " SELECT x.key, x.create_rev, " REV_OF("x.id") ", x.version, x.lease,"
+			 " x.enc, x.value, x.prev FROM w CROSS JOIN hist AS x ON x.id = w.id"
+			 " WHERE x.id >= ?3 AND x.id < ?4 ORDER BY x.id");
+	else
+		snprintf(sql, sizeof(sql),
+			 "SELECT x.key, x.create_rev, " REV_OF("x.id") ", x.version, x.lease,"
+			 " x.enc, x.value, x.prev FROM hist AS x WHERE x.id >= ?3 AND x.id < ?4"
+			 " AND %s ORDER BY x.id", keycond_norange(km));
 	if ((err = lazy(m, &m->events_st[km], sql)))
 		return err;
 	sqlite3_stmt *s = m->events_st[km];
 	bind_keys(s, key, key_len, end, end_len, km);
-	sqlite3_bind_int64(s, 3, from_rev);
-	sqlite3_bind_int64(s, 4, hi);
+	sqlite3_bind_int64(s, 3, hist_id(from_rev, 0));
+	sqlite3_bind_int64(s, 4, hist_id(hi + 1, 0));
 
 	size_t start = out->n, taken = 0;
 	int64_t last_rev = 0;
@@ -1440,7 +1592,7 @@ int mvcc_events(struct mvcc *m, int64_t from_rev, int64_t to_rev,
 			goto err;
 		out->n++;
 		if (with_prev &&
-		    (err = prev_version(m, ev->kv.key, ev->kv.key_len, r,
+		    (err = prev_version(m, ev->kv.key, ev->kv.key_len,
 					sqlite3_column_int64(s, 7), &ev->prev)))
 			goto err;
 		last_rev = r;
@@ -1518,13 +1670,16 @@ int mvcc_lease_revoke(struct mvcc *m, int64_t id, struct mvcc_kvs *deleted_prevs
 			goto err;
 	}
 
+	if ((err = id_room(m, 0)))
+		goto err;
 	s = m->st[ST_LEASE_TOMB];
 	sqlite3_bind_int64(s, 1, id);
-	sqlite3_bind_int64(s, 2, m->rev + 1);
-	sqlite3_bind_int64(s, 3, m->txn_sub);
+	sqlite3_bind_int64(s, 2, hist_id(m->rev + 1, m->txn_sub));
 	if ((err = step_done(m, s, "lease revoke")))
 		goto err;
 	int64_t n = sqlite3_changes64(m->db);
+	if ((err = id_room_after(m, m->txn_sub, n)))
+		goto err;
 	if (n > 0) {
 		s = m->st[ST_LEASE_CURDEL];
 		sqlite3_bind_int64(s, 1, id);
@@ -1824,7 +1979,8 @@ static int image_check(struct mvcc *m, const void *buf, size_t len)
 		err = fail(m, map_sqlite(rc), "restore: cannot load the image");
 		goto err_after_open;
 	}
-	err = db_check(db, NULL, msg);
+	int64_t schema;
+	err = db_check(db, NULL, &schema, msg);
 	if (err) {
 		cap_errmsg_printf(m->errmsg, "restore: %s", msg);
 		goto err_after_open;

@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1297,6 +1298,225 @@ static void test_misuse_refused(void **state)
 	assert_int_equal(mvcc_rev(f->m), 1);
 }
 
+/* The schema-1 layout and rows as the code before schema 2 wrote them:
+ * a put a=1 (rev 2), b=x with lease 7 (3), a=2 (4), delete b (5), one txn
+ * putting c=3 then a=3 (6), d=4 with lease 7 (7). */
+static const char v1_sql[] =
+	"CREATE TABLE kv(key BLOB NOT NULL, mod_rev INTEGER NOT NULL, sub INTEGER NOT NULL,"
+	" create_rev INTEGER NOT NULL, version INTEGER NOT NULL, lease INTEGER NOT NULL,"
+	" enc INTEGER NOT NULL, value BLOB, PRIMARY KEY(key, mod_rev, sub)) WITHOUT ROWID;"
+	"CREATE INDEX kv_rev ON kv(mod_rev, sub);"
+	"CREATE TABLE cur(key BLOB PRIMARY KEY, create_rev INTEGER NOT NULL,"
+	" mod_rev INTEGER NOT NULL, sub INTEGER NOT NULL, version INTEGER NOT NULL,"
+	" lease INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX cur_lease ON cur(lease) WHERE lease != 0;"
+	"CREATE TABLE lease(id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL);"
+	"CREATE TABLE meta(name TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+	"CREATE TABLE info(name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
+	"INSERT INTO meta VALUES('schema', 1), ('revision', 7), ('compact_revision', 0),"
+	" ('applied_index', 9);"
+	"INSERT INTO info VALUES('cluster', 'c1');"
+	"INSERT INTO lease VALUES(7, 60);"
+	"INSERT INTO kv VALUES(CAST('a' AS BLOB), 2, 0, 2, 1, 0, 0, CAST('1' AS BLOB)),"
+	" (CAST('b' AS BLOB), 3, 0, 3, 1, 7, 0, CAST('x' AS BLOB)),"
+	" (CAST('a' AS BLOB), 4, 0, 2, 2, 0, 0, CAST('2' AS BLOB)),"
+	" (CAST('b' AS BLOB), 5, 0, 0, 0, 0, 0, NULL),"
+	" (CAST('c' AS BLOB), 6, 0, 6, 1, 0, 0, CAST('3' AS BLOB)),"
+	" (CAST('a' AS BLOB), 6, 1, 2, 3, 0, 0, CAST('3' AS BLOB)),"
+	" (CAST('d' AS BLOB), 7, 0, 7, 1, 7, 0, CAST('4' AS BLOB));"
+	"INSERT INTO cur VALUES(CAST('a' AS BLOB), 2, 6, 1, 3, 0),"
+	" (CAST('c' AS BLOB), 6, 6, 0, 1, 0), (CAST('d' AS BLOB), 7, 7, 0, 1, 7);"
+	"PRAGMA application_id=1128353875;";
+
+static void make_v1(const char *path, const char *extra)
+{
+	sqlite3 *db;
+	remove_db_files(path);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, v1_sql, NULL, NULL, NULL), SQLITE_OK);
+	if (extra)
+		assert_int_equal(sqlite3_exec(db, extra, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void assert_event(const struct mvcc_event *ev, enum mvcc_event_type type, const char *key,
+			 int64_t mod, const char *prev_value, int64_t prev_mod)
+{
+	assert_int_equal(ev->type, type);
+	assert_int_equal(ev->kv.key_len, strlen(key));
+	assert_memory_equal(ev->kv.key, key, ev->kv.key_len);
+	assert_int_equal(ev->kv.mod_rev, mod);
+	assert_int_equal(ev->prev.mod_rev, prev_mod);
+	if (prev_value) {
+		assert_int_equal(ev->prev.value_len, strlen(prev_value));
+		assert_memory_equal(ev->prev.value, prev_value, ev->prev.value_len);
+	}
+}
+
+/* A schema-1 database opens migrated: the same revisions, live keys, past
+ * revisions, events with their previous versions, leases and metadata, and
+ * it keeps working (writes, compaction) and reopens as schema 2. */
+static void test_schema1_migrated(void **state)
+{
+	struct fx *f = *state;
+	char errmsg[CAP_ERRMSG_SIZE], path2[256], buf[64], *v;
+	struct mvcc *m;
+	struct mvcc_kv kv;
+	struct mvcc_kvs kvs = {0};
+	struct mvcc_events evs = {0};
+	struct mvcc_range_opts o = {0};
+	int64_t count, next;
+	bool more;
+
+	snprintf(path2, sizeof(path2), "%s/db2", f->dir);
+	make_v1(path2, NULL);
+	assert_int_equal(mvcc_open(path2, &m, errmsg), CAP_OK);
+	assert_int_equal(mvcc_rev(m), 7);
+	assert_int_equal(mvcc_applied_index(m), 9);
+	assert_int_equal(mvcc_meta_get(m, "cluster", &v), CAP_OK);
+	assert_string_equal(v, "c1");
+	free(v);
+
+	assert_int_equal(mvcc_range(m, S("\0"), zero, 1, &o, &kvs, &count, &more), CAP_OK);
+	assert_int_equal(kvs.n, 3);
+	assert_kv(&kvs.v[0], "a", "3", 2, 6, 3);
+	assert_kv(&kvs.v[1], "c", "3", 6, 6, 1);
+	assert_kv(&kvs.v[2], "d", "4", 7, 7, 1);
+	assert_int_equal(kvs.v[2].lease, 7);
+	mvcc_kvs_clear(&kvs);
+	o.rev = 4;
+	range_keys(m, "\0", zero, 1, &o, buf, sizeof(buf), &count, &more);
+	assert_string_equal(buf, "a,b");
+	assert_int_equal(get(m, "a", 3, &kv), 1);
+	assert_kv(&kv, "a", "1", 2, 2, 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(get(m, "b", 4, &kv), 1);
+	assert_kv(&kv, "b", "x", 3, 3, 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(get(m, "b", 5, &kv), 0);
+
+	assert_int_equal(mvcc_events(m, 2, 0, S("\0"), zero, 1, true, 0, &evs, &next), CAP_OK);
+	assert_int_equal(evs.n, 7);
+	assert_event(&evs.v[0], MVCC_EVENT_PUT, "a", 2, NULL, 0);
+	assert_event(&evs.v[2], MVCC_EVENT_PUT, "a", 4, "1", 2);
+	assert_event(&evs.v[3], MVCC_EVENT_DELETE, "b", 5, "x", 3);
+	assert_event(&evs.v[4], MVCC_EVENT_PUT, "c", 6, NULL, 0);
+	assert_event(&evs.v[5], MVCC_EVENT_PUT, "a", 6, "2", 4);
+	mvcc_events_clear(&evs);
+
+	assert_int_equal(mvcc_lease_keys(m, 7, &kvs), CAP_OK);
+	assert_int_equal(kvs.n, 1);
+	assert_memory_equal(kvs.v[0].key, "d", 1);
+	mvcc_kvs_clear(&kvs);
+
+	/* b comes back after its tombstone; compaction keeps what it must. */
+	assert_int_equal(put(m, "b", "y"), 8);
+	assert_int_equal(get(m, "b", 0, &kv), 1);
+	assert_kv(&kv, "b", "y", 8, 8, 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(mvcc_begin(m), CAP_OK);
+	assert_int_equal(mvcc_compact(m, 6), CAP_OK);
+	assert_int_equal(mvcc_commit(m, 10), CAP_OK);
+	assert_int_equal(get(m, "a", 6, &kv), 1);
+	assert_kv(&kv, "a", "3", 2, 6, 3);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(get(m, "b", 7, &kv), 0);
+	mvcc_close(m);
+
+	assert_int_equal(mvcc_open(path2, &m, errmsg), CAP_OK);
+	assert_int_equal(mvcc_rev(m), 8);
+	assert_int_equal(get(m, "d", 0, &kv), 1);
+	assert_kv(&kv, "d", "4", 7, 7, 1);
+	mvcc_kv_clear(&kv);
+	mvcc_close(m);
+
+	/* A history whose sub-revisions the new ids cannot hold is refused,
+	 * and the file is left as it was. */
+	make_v1(path2, "INSERT INTO kv VALUES(CAST('e' AS BLOB), 7, 9999999, 7, 1, 0, 0, NULL)");
+	assert_int_equal(mvcc_open(path2, &m, errmsg), CAP_ECORRUPT);
+	assert_non_null(strstr(errmsg, "cannot migrate"));
+	sqlite3 *db;
+	int64_t n = 0;
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_open(path2, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM kv", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	assert_int_equal(n, 8);
+}
+
+/* One key's history across a delete and a re-create: reads at each past
+ * revision, its watch events with previous versions (none across the
+ * tombstone), and the same after a compaction cut part of it. */
+static void test_single_key_history(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc *m = f->m;
+	struct mvcc_kv kv;
+	struct mvcc_events evs = {0};
+	int64_t next;
+
+	assert_int_equal(put(m, "k", "1"), 2);
+	assert_int_equal(put(m, "other", "o"), 3);
+	assert_int_equal(put(m, "k", "2"), 4);
+	assert_int_equal(del(m, "k", NULL, 0), 1);           /* rev 5 */
+	assert_int_equal(put(m, "k", "3"), 6);
+	assert_int_equal(put(m, "k", "4"), 7);
+	assert_int_equal(get(m, "k", 3, &kv), 1);
+	assert_kv(&kv, "k", "1", 2, 2, 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(get(m, "k", 4, &kv), 1);
+	assert_kv(&kv, "k", "2", 2, 4, 2);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(get(m, "k", 5, &kv), 0);
+	assert_int_equal(get(m, "k", 6, &kv), 1);
+	assert_kv(&kv, "k", "3", 6, 6, 1);
+	mvcc_kv_clear(&kv);
+
+	assert_int_equal(mvcc_events(m, 3, 6, S("k"), NULL, 0, true, 0, &evs, &next), CAP_OK);
+	assert_int_equal(evs.n, 3);
+	assert_event(&evs.v[0], MVCC_EVENT_PUT, "k", 4, "1", 2);
+	assert_event(&evs.v[1], MVCC_EVENT_DELETE, "k", 5, "2", 4);
+	assert_event(&evs.v[2], MVCC_EVENT_PUT, "k", 6, NULL, 0);
+	assert_int_equal(next, 7);
+	mvcc_events_clear(&evs);
+
+	/* Deleted again: the chain now starts at the newest tombstone. */
+	assert_int_equal(del(m, "k", NULL, 0), 1);           /* rev 8 */
+	assert_int_equal(get(m, "k", 7, &kv), 1);
+	assert_kv(&kv, "k", "4", 6, 7, 2);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(mvcc_events(m, 7, 0, S("k"), NULL, 0, true, 0, &evs, &next), CAP_OK);
+	assert_int_equal(evs.n, 2);
+	assert_event(&evs.v[0], MVCC_EVENT_PUT, "k", 7, "3", 6);
+	assert_event(&evs.v[1], MVCC_EVENT_DELETE, "k", 8, "4", 7);
+	mvcc_events_clear(&evs);
+
+	/* Compacted at 6: the version there stays, the ones before it go,
+	 * and an event at 7 no longer finds a previous version it had. */
+	assert_int_equal(mvcc_begin(m), CAP_OK);
+	assert_int_equal(mvcc_compact(m, 6), CAP_OK);
+	assert_int_equal(mvcc_commit(m, 100), CAP_OK);
+	assert_int_equal(get(m, "k", 6, &kv), 1);
+	assert_kv(&kv, "k", "3", 6, 6, 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(mvcc_begin(m), CAP_OK);
+	assert_int_equal(mvcc_compact(m, 7), CAP_OK);
+	assert_int_equal(mvcc_commit(m, 101), CAP_OK);
+	assert_int_equal(mvcc_events(m, 7, 0, S("k"), NULL, 0, true, 0, &evs, &next), CAP_OK);
+	assert_int_equal(evs.n, 2);
+	assert_event(&evs.v[0], MVCC_EVENT_PUT, "k", 7, NULL, 0);
+	mvcc_events_clear(&evs);
+	assert_int_equal(get(m, "other", 7, &kv), 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(put(m, "k", "5"), 9);
+	assert_int_equal(get(m, "k", 0, &kv), 1);
+	assert_kv(&kv, "k", "5", 9, 9, 1);
+	mvcc_kv_clear(&kv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1325,6 +1545,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_compression_blocks_independent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_misuse_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema1_migrated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_single_key_history, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
