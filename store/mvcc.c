@@ -1221,45 +1221,67 @@ static const char *const order_sql[SORTV_COUNT] = {
 	[SORTV_MOD_DESC] = REV_OF("x.id") " DESC, x.key",
 };
 
+/* The same orders for history reads, by result column: 1 key, 2 create_rev,
+ * 3 mod_rev, 4 version (their two arms merge on these, see hist_sql). */
+static const char *const hist_order_sql[SORTV_COUNT] = {
+	[SORTV_KEY_ASC] = "1",
+	[SORTV_KEY_DESC] = "1 DESC",
+	[SORTV_VER_ASC] = "4, 1",
+	[SORTV_VER_DESC] = "4 DESC, 1",
+	[SORTV_CREATE_ASC] = "2, 1",
+	[SORTV_CREATE_DESC] = "2 DESC, 1",
+	[SORTV_MOD_ASC] = "3, 1",
+	[SORTV_MOD_DESC] = "3 DESC, 1",
+};
+
+/* Current reads: "<select> <key condition>"; history reads: the select
+ * list for hist_sql. */
 static const char *const src_sql[SRC_COUNT] = {
 	[SRC_CUR] = "SELECT x.key, x.create_rev, " REV_OF("x.id") ", x.version, x.lease,"
 		" v.enc, v.value FROM cur AS x CROSS JOIN hist AS v ON v.id = x.id WHERE ",
 	[SRC_CURK] = "SELECT x.key, x.create_rev, " REV_OF("x.id") ", x.version, x.lease, 0, NULL"
 		" FROM cur AS x WHERE ",
-	[SRC_HIST] = "SELECT x.key, x.create_rev, " REV_OF("x.id") ", x.version, x.lease,"
-		" x.enc, x.value FROM ",
-	[SRC_HISTK] = "SELECT x.key, x.create_rev, " REV_OF("x.id") ", x.version, x.lease, 0, NULL"
-		" FROM ",
+	[SRC_HIST] = "SELECT hd.key, x.create_rev, " REV_OF("x.id") ", x.version, x.lease,"
+		" x.enc, x.value",
+	[SRC_HISTK] = "SELECT hd.key, x.create_rev, " REV_OF("x.id") ", x.version, x.lease, 0, NULL",
 };
 
 /* The first hist id past revision ?3. */
 #define HIST_BOUND "((?3 + 1) << " HIST_SB ")"
+/* The id of head's key's version at revision ?3: its chain walked back from
+ * head (the key's newest row) to the first row at or below ?3. A chain that
+ * ends above ?3 (the key was created later) gives its last row, which the
+ * caller's "x.id < bound" drops. */
+#define HIST_WALK \
+	"(WITH RECURSIVE w(id) AS (SELECT hd.id UNION ALL SELECT h.prev FROM w" \
+	" CROSS JOIN hist AS h ON h.id = w.id WHERE w.id >= " HIST_BOUND " AND h.prev != 0)" \
+	" SELECT min(id) FROM w)"
+#define HIST_AT "hist AS x ON x.id = " HIST_WALK " WHERE x.id < " HIST_BOUND " AND x.version > 0"
 
-/* History at revision ?3 for a key mode, as a WITH prefix (into with) and
- * "<from> WHERE <cond>" naming the rows as x (into from). Each key's chain
- * starts at its newest row (live in cur, else its last tombstone) and is
- * walked back to the first row at or below ?3; the key exists there unless
- * that row is a tombstone or was compacted away. */
-static void hist_sql(enum keymode km, char *with, size_t with_size, char *from, size_t from_size)
+/* History at revision ?3 for a key mode: the select list cols over each
+ * key's version there as x (the key as hd.key), filtered by cond. A key's
+ * chain starts at its newest row: live in cur, else its last tombstone;
+ * the key exists at ?3 unless the row found is a tombstone or was
+ * compacted away. For a range the two kinds of keys come from two arms,
+ * each in key order from its index, which sqlite merges for an ORDER BY
+ * on the result columns: a limit stops the walk early. */
+static void hist_sql(enum keymode km, const char *cols, const char *cond, char *buf, size_t size)
 {
-	char heads[512];
+	const char *kc_cur = km == KM_RANGE ? "hd.key >= ?1 AND hd.key < ?2" : "hd.key >= ?1";
+	const char *kc_tomb = km == KM_RANGE ? "t.key >= ?1 AND t.key < ?2" : "t.key >= ?1";
 	if (km == KM_EQ)
-		snprintf(heads, sizeof(heads),
-			 "SELECT ?1 AS key, coalesce((SELECT id FROM cur WHERE key = ?1),"
-			 " (SELECT max(id) FROM hist WHERE key = ?1 AND version = 0)) AS id");
+		snprintf(buf, size,
+			 "%s FROM (SELECT ?1 AS key, coalesce((SELECT id FROM cur WHERE key = ?1),"
+			 " (SELECT max(id) FROM hist WHERE key = ?1 AND version = 0)) AS id) AS hd"
+			 " CROSS JOIN " HIST_AT "%s", cols, cond);
 	else
-		snprintf(heads, sizeof(heads),
-			 "SELECT x.key, x.id FROM cur AS x WHERE %s UNION ALL"
-			 " SELECT x.key, max(x.id) FROM hist AS x WHERE x.version = 0 AND %s"
-			 " AND NOT EXISTS (SELECT 1 FROM cur AS c WHERE c.key = x.key) GROUP BY x.key",
-			 keycond(km), keycond(km));
-	snprintf(with, with_size,
-		 "WITH RECURSIVE w(key, id) AS (SELECT key, id FROM (%s) WHERE id IS NOT NULL"
-		 " UNION ALL SELECT w.key, h.prev FROM w CROSS JOIN hist AS h ON h.id = w.id"
-		 " WHERE w.id >= " HIST_BOUND " AND h.prev != 0),"
-		 " p(id) AS (SELECT max(id) FROM w WHERE id < " HIST_BOUND " GROUP BY key) ",
-		 heads);
-	snprintf(from, from_size, "p CROSS JOIN hist AS x ON x.id = p.id WHERE x.version > 0");
+		snprintf(buf, size,
+			 "%s FROM cur AS hd CROSS JOIN " HIST_AT " AND %s%s"
+			 " UNION ALL %s FROM (SELECT t.key AS key, max(t.id) AS id FROM hist AS t"
+			 " WHERE t.version = 0 AND %s"
+			 " AND NOT EXISTS (SELECT 1 FROM cur AS c WHERE c.key = t.key) GROUP BY t.key)"
+			 " AS hd CROSS JOIN " HIST_AT "%s",
+			 cols, kc_cur, cond, cols, kc_tomb, cond);
 }
 
 static const char filter_cond[] =
@@ -1299,12 +1321,13 @@ static int count_live(struct mvcc *m, bool hist, enum keymode km, const uint8_t 
 		      size_t key_len, const uint8_t *end, size_t end_len, int64_t rev,
 		      int64_t *count)
 {
-	char sql[2048], with[1536] = "", from[256];
-	if (hist)
-		hist_sql(km, with, sizeof(with), from, sizeof(from));
-	else
-		snprintf(from, sizeof(from), "cur AS x WHERE %s", keycond(km));
-	snprintf(sql, sizeof(sql), "%sSELECT count(*) FROM %s", with, from);
+	char sql[4096], inner[3584];
+	if (hist) {
+		hist_sql(km, "SELECT 1", "", inner, sizeof(inner));
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM (%s)", inner);
+	} else {
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM cur AS x WHERE %s", keycond(km));
+	}
 	int err = lazy(m, &m->count_st[hist][km], sql);
 	if (err)
 		return err;
@@ -1345,13 +1368,15 @@ static int range_read(struct mvcc *m, const uint8_t *key, size_t key_len,
 	enum src src = hist ? (values ? SRC_HIST : SRC_HISTK) : (values ? SRC_CUR : SRC_CURK);
 	sqlite3_stmt **slot = &m->range_st[src][km][sv];
 	if (*slot == NULL) {
-		char sql[3072], with[1536] = "", from[256];
-		if (hist)
-			hist_sql(km, with, sizeof(with), from, sizeof(from));
-		else
-			snprintf(from, sizeof(from), "%s", keycond(km));
-		snprintf(sql, sizeof(sql), "%s%s%s%s ORDER BY %s LIMIT ?8", with, src_sql[src],
-			 from, filter_cond, order_sql[sv]);
+		char sql[4096], inner[3584];
+		if (hist) {
+			hist_sql(km, src_sql[src], filter_cond, inner, sizeof(inner));
+			snprintf(sql, sizeof(sql), "%s ORDER BY %s LIMIT ?8", inner,
+				 hist_order_sql[sv]);
+		} else {
+			snprintf(sql, sizeof(sql), "%s%s%s ORDER BY %s LIMIT ?8", src_sql[src],
+				 keycond(km), filter_cond, order_sql[sv]);
+		}
 		if ((err = prepare(m, sql, slot)))
 			return err;
 	}
@@ -1857,6 +1882,26 @@ void mvcc_set_bg_checkpoints(struct mvcc *m)
 int mvcc_wal_frames(const struct mvcc *m)
 {
 	return m->wal_frames;
+}
+
+int mvcc_wal_truncate(struct mvcc *m)
+{
+	int log_frames = -1, done = -1;
+	int err = need_db(m);
+	if (err)
+		return err;
+	if (m->in_batch)
+		return fail(m, CAP_EINVAL, "WAL truncate inside a batch");
+	/* No busy handler: against a background pass this returns
+	 * SQLITE_BUSY at once rather than wait on the loop thread. */
+	int rc = sqlite3_wal_checkpoint_v2(m->db, "main", SQLITE_CHECKPOINT_TRUNCATE,
+					   &log_frames, &done);
+	if ((rc & 0xff) == SQLITE_BUSY)
+		return fail(m, CAP_EUNAVAILABLE, "WAL truncate: checkpoint busy");
+	if (rc != SQLITE_OK)
+		return fail(m, map_sqlite(rc), sqlite3_errmsg(m->db));
+	m->wal_frames = 0;
+	return CAP_OK;
 }
 
 int mvcc_checkpoint_bg(struct mvcc *m, int *log_frames, int *done, char *errmsg)
