@@ -194,6 +194,11 @@ int mvcc_sync(struct mvcc *m);
 void mvcc_set_bg_checkpoints(struct mvcc *m);
 int mvcc_wal_frames(const struct mvcc *m);
 int mvcc_checkpoint_bg(struct mvcc *m, int *log_frames, int *done, char *errmsg);
+/* Empties the WAL file (a TRUNCATE checkpoint) when the store is idle, so
+ * it does not keep its high-water size on disk: on the loop thread, not
+ * inside a batch. CAP_EUNAVAILABLE if a background pass holds the
+ * checkpoint (try again later). */
+int mvcc_wal_truncate(struct mvcc *m);
 /* Replaces the whole state with a buffer made by mvcc_snapshot (checked
  * first; a damaged one is refused with CAP_ECORRUPT and nothing changes).
  * The new file is renamed over the old one, so a crash leaves either. If the

@@ -13,6 +13,9 @@
 #define CKPT_FINISH_FRAMES 128
 /* Passes that may leave more than that before the loop thread takes over. */
 #define CKPT_MAX_PASSES 4
+/* How often the idle check runs: a WAL with no commit for a whole period
+ * is emptied (see wal_ckpt.h). */
+#define CKPT_IDLE_MS 250
 
 struct wal_ckpt {
 	uv_loop_t *loop;
@@ -23,10 +26,35 @@ struct wal_ckpt {
 	int passes;
 	int pass_log, pass_done, pass_err;
 	char errmsg[CAP_ERRMSG_SIZE];
+	uv_timer_t idle;
+	unsigned long commits;       /* commits seen, for the idle check */
+	unsigned long idle_commits;  /* commits at the last idle check */
 	bool closing;
+	bool timer_closed;
 	void (*close_cb)(void *data);
 	void *close_data;
 };
+
+/* A WAL keeps the size of its busiest stretch on disk (sqlite reuses the
+ * file from its start after a checkpoint, not shrinks it). Once no commit
+ * came for a whole period, nothing is waiting on the loop thread for the
+ * few milliseconds a TRUNCATE checkpoint takes (what is left to copy is at
+ * most CKPT_START_FRAMES, usually nothing), so the WAL is emptied then. */
+static void idle_check(uv_timer_t *t)
+{
+	struct wal_ckpt *c = t->data;
+	bool idle = c->commits == c->idle_commits;
+
+	c->idle_commits = c->commits;
+	if (!idle || c->busy || c->closing || mvcc_wal_frames(c->m) == 0)
+		return;
+	if (mvcc_wal_truncate(c->m) != 0) {
+		/* Busy: the next idle period tries again. */
+		return;
+	}
+	c->have_pass = false;
+	c->passes = 0;
+}
 
 int wal_ckpt_open(uv_loop_t *loop, struct mvcc *m, struct wal_ckpt **out)
 {
@@ -36,6 +64,15 @@ int wal_ckpt_open(uv_loop_t *loop, struct mvcc *m, struct wal_ckpt **out)
 	c->loop = loop;
 	c->m = m;
 	c->work.data = c;
+	int rv = uv_timer_init(loop, &c->idle);
+	if (rv != 0) {
+		free(c);
+		return CAP_EIO;
+	}
+	c->idle.data = c;
+	/* Unreferenced: the check alone does not keep the loop running. */
+	uv_timer_start(&c->idle, idle_check, CKPT_IDLE_MS, CKPT_IDLE_MS);
+	uv_unref((uv_handle_t *)&c->idle);
 	mvcc_set_bg_checkpoints(m);
 	*out = c;
 	return CAP_OK;
@@ -47,16 +84,25 @@ static void pass_work(uv_work_t *w)
 	c->pass_err = mvcc_checkpoint_bg(c->m, &c->pass_log, &c->pass_done, c->errmsg);
 }
 
+/* Frees c and calls the close callback once neither the timer nor a pass
+ * refers to it. */
+static void finish_close(struct wal_ckpt *c)
+{
+	if (c->busy || !c->timer_closed)
+		return;
+	void (*cb)(void *) = c->close_cb;
+	void *data = c->close_data;
+	free(c);
+	if (cb)
+		cb(data);
+}
+
 static void pass_done(uv_work_t *w, int status)
 {
 	struct wal_ckpt *c = w->data;
 	c->busy = false;
 	if (c->closing) {
-		void (*cb)(void *) = c->close_cb;
-		void *data = c->close_data;
-		free(c);
-		if (cb)
-			cb(data);
+		finish_close(c);
 		return;
 	}
 	if (status != 0 || c->pass_err != 0) {
@@ -83,6 +129,7 @@ void wal_ckpt_committed(struct wal_ckpt *c)
 {
 	int frames = mvcc_wal_frames(c->m);
 
+	c->commits++;
 	if (c->busy || c->closing)
 		return;
 	if (frames < CKPT_START_FRAMES) {
@@ -103,15 +150,17 @@ void wal_ckpt_committed(struct wal_ckpt *c)
 	c->busy = true;
 }
 
+static void timer_closed(uv_handle_t *h)
+{
+	struct wal_ckpt *c = h->data;
+	c->timer_closed = true;
+	finish_close(c);
+}
+
 void wal_ckpt_close(struct wal_ckpt *c, void (*cb)(void *data), void *data)
 {
-	if (c->busy) {
-		c->closing = true;
-		c->close_cb = cb;
-		c->close_data = data;
-		return;
-	}
-	free(c);
-	if (cb)
-		cb(data);
+	c->closing = true;
+	c->close_cb = cb;
+	c->close_data = data;
+	uv_close((uv_handle_t *)&c->idle, timer_closed);
 }

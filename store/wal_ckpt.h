@@ -14,6 +14,12 @@
  * up, the loop thread checkpoints whatever is left after a few of them, as
  * sqlite would have.
  *
+ * The WAL file keeps the size of its busiest stretch (sqlite reuses it from
+ * the start rather than shrink it), megabytes of disk for nothing once
+ * writes stop. A timer checks every 250 ms; when a whole period passed
+ * without a commit, the loop thread empties the file with a TRUNCATE
+ * checkpoint (mvcc_wal_truncate).
+ *
  * Failure modes: a failed pass is logged and retried at a later commit;
  * nothing depends on a checkpoint for durability (the raft log is the
  * record; snapshots sync sqlite themselves, see store.c).
@@ -34,7 +40,8 @@ struct wal_ckpt;
 int wal_ckpt_open(uv_loop_t *loop, struct mvcc *m, struct wal_ckpt **out);
 /* Call after every commit of m. */
 void wal_ckpt_committed(struct wal_ckpt *c);
-/* Waits for a pass in flight, frees c, then calls cb (perhaps at once). */
+/* Stops the idle timer, waits for a pass in flight, frees c, then calls
+ * cb from a later loop iteration. */
 void wal_ckpt_close(struct wal_ckpt *c, void (*cb)(void *data), void *data);
 
 #endif
