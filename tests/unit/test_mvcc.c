@@ -17,6 +17,7 @@
 
 #include "lib/err.h"
 #include "store/mvcc.h"
+#include "store/wal_ckpt.h"
 
 struct fx {
 	char dir[64];
@@ -1517,6 +1518,66 @@ static void test_single_key_history(void **state)
 	mvcc_kv_clear(&kv);
 }
 
+static off_t wal_size(const char *path)
+{
+	char p[256];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s-wal", path);
+	return stat(p, &st) == 0 ? st.st_size : -1;
+}
+
+static void idle_tick(uv_timer_t *t)
+{
+	(void)t;
+}
+
+/* An idle store's WAL file is emptied: by mvcc_wal_truncate directly (not
+ * inside a batch), and by the checkpointer's idle timer once no commit came
+ * for a while; everything committed is still there after a reopen. */
+static void test_wal_truncated_when_idle(void **state)
+{
+	struct fx *f = *state;
+	char errmsg[CAP_ERRMSG_SIZE], key[32];
+	struct mvcc_kv kv;
+	uv_loop_t loop;
+	uv_timer_t t;
+	struct wal_ckpt *c;
+
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(wal_ckpt_open(&loop, f->m, &c), CAP_OK);
+	for (int i = 0; i < 300; i++) {
+		snprintf(key, sizeof key, "k%04d", i);
+		put(f->m, key, "value");
+		wal_ckpt_committed(c);
+	}
+	assert_true(wal_size(f->path) > 0);
+	assert_int_equal(mvcc_begin(f->m), CAP_OK);
+	assert_int_equal(mvcc_wal_truncate(f->m), CAP_EINVAL);
+	mvcc_rollback(f->m);
+	/* Two idle periods and a bit: the first check still saw commits. */
+	uv_timer_init(&loop, &t);
+	uv_timer_start(&t, idle_tick, 700, 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(wal_size(f->path), 0);
+	assert_int_equal(mvcc_wal_frames(f->m), 0);
+
+	put(f->m, "after", "truncate");
+	assert_true(wal_size(f->path) > 0);
+	assert_int_equal(mvcc_wal_truncate(f->m), CAP_OK);
+	assert_int_equal(wal_size(f->path), 0);
+	wal_ckpt_close(c, NULL, NULL);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+
+	mvcc_close(f->m);
+	assert_int_equal(mvcc_open(f->path, &f->m, errmsg), CAP_OK);
+	assert_int_equal(get(f->m, "k0299", 0, &kv), 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(get(f->m, "after", 0, &kv), 1);
+	mvcc_kv_clear(&kv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1547,6 +1608,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_misuse_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema1_migrated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_single_key_history, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wal_truncated_when_idle, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
