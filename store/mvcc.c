@@ -72,7 +72,7 @@ enum sortv {
 };
 
 enum {
-	ST_BEGIN = 0, ST_COMMIT, ST_ROLLBACK,
+	ST_BEGIN = 0, ST_COMMIT, ST_ROLLBACK, ST_BEGIN_READ,
 	ST_META_GET, ST_META_SET, ST_INFO_GET, ST_INFO_SET,
 	ST_CUR_GET, ST_TOMB_HEAD, ST_KV_VALUE, ST_KV_INSERT, ST_CUR_PUT, ST_PREV, ST_UNDO,
 	ST_LEASE_INSERT, ST_LEASE_GET, ST_LEASE_DELETE, ST_LEASE_LIST, ST_LEASE_KEYS,
@@ -85,6 +85,8 @@ static const char *const fixed_sql[ST_COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
+	/* Deferred: the read lock is taken by the first read (see read_hold). */
+	[ST_BEGIN_READ] = "BEGIN",
 	[ST_META_GET] = "SELECT value FROM meta WHERE name = ?1",
 	[ST_META_SET] = "INSERT OR REPLACE INTO meta(name, value) VALUES(?1, ?2)",
 	[ST_INFO_GET] = "SELECT value FROM info WHERE name = ?1",
@@ -165,6 +167,7 @@ struct mvcc {
 	uint64_t applied_index;
 
 	bool in_batch;
+	bool read_open;            /* ranges' read transaction: see read_hold */
 	bool in_txn;
 	bool txn_wrote;
 	int64_t txn_sub;           /* next sub-revision in the open txn */
@@ -566,8 +569,11 @@ refuse:
 	return err == CAP_ENOMEM ? err : CAP_ECORRUPT;
 }
 
+static void read_release(struct mvcc *m);
+
 static void db_close(struct mvcc *m)
 {
+	read_release(m);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(m->st[i]);
 	for (int a = 0; a < SRC_COUNT; a++)
@@ -802,11 +808,55 @@ uint64_t mvcc_applied_index(const struct mvcc *m)
 
 /* ---- batches and txns ---- */
 
-static int need_db(struct mvcc *m)
+/* ---- the read transaction of ranges ----
+ *
+ * Ranges outside a batch share one read transaction (a deferred BEGIN),
+ * open from the first such range until anything else uses the connection:
+ * a statement in autocommit mode takes and drops sqlite's WAL read lock
+ * (file locks and shared-memory reads) by itself, which was about a tenth
+ * of a range read's CPU. It never reads an old state: this connection is
+ * the only writer (the background checkpointer only copies pages), and
+ * every other entry point ends the read transaction first (need_db), so a
+ * batch begins, a checkpoint or snapshot runs, and a restore replaces the
+ * file with none open. */
+static void read_hold(struct mvcc *m)
+{
+	if (m->read_open || m->in_batch || m->db == NULL)
+		return;
+	int rc = sqlite3_step(m->st[ST_BEGIN_READ]);
+	sqlite3_reset(m->st[ST_BEGIN_READ]);
+	/* Failing, reads just go on in autocommit mode. */
+	m->read_open = rc == SQLITE_DONE;
+}
+
+static void read_release(struct mvcc *m)
+{
+	if (!m->read_open)
+		return;
+	m->read_open = false;
+	int rc = sqlite3_step(m->st[ST_COMMIT]);
+	sqlite3_reset(m->st[ST_COMMIT]);
+	/* A read-only transaction ends without writing; should it not, it
+	 * must still not be left open under the next batch. */
+	if (rc != SQLITE_DONE || !sqlite3_get_autocommit(m->db)) {
+		sqlite3_step(m->st[ST_ROLLBACK]);
+		sqlite3_reset(m->st[ST_ROLLBACK]);
+	}
+}
+
+/* The checks of every entry point but ranges, which keep the read
+ * transaction (need_db_keep). */
+static int need_db_keep(struct mvcc *m)
 {
 	if (m->db == NULL)
 		return fail(m, CAP_EIO, "database is closed after a failed restore");
 	return CAP_OK;
+}
+
+static int need_db(struct mvcc *m)
+{
+	read_release(m);
+	return need_db_keep(m);
 }
 
 static int need_batch(struct mvcc *m)
@@ -1466,7 +1516,7 @@ int mvcc_range(struct mvcc *m, const uint8_t *key, size_t key_len,
 		more = &mo;
 	*count = 0;
 	*more = false;
-	int err = need_db(m);
+	int err = need_db_keep(m);
 	if (err)
 		return err;
 	if ((err = check_rev(m, opts->rev)))
@@ -1476,6 +1526,7 @@ int mvcc_range(struct mvcc *m, const uint8_t *key, size_t key_len,
 			return fail(m, CAP_EINVAL, "range without an output");
 		out = &scratch;
 	}
+	read_hold(m);
 	return range_read(m, key, key_len, end, end_len, opts, out, count, more);
 }
 

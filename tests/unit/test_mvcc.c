@@ -1578,6 +1578,84 @@ static void test_wal_truncated_when_idle(void **state)
 	mvcc_kv_clear(&kv);
 }
 
+/* A TRUNCATE checkpoint from another connection: whether a reader of the
+ * main connection held it back. */
+static bool truncate_blocked(const char *path)
+{
+	sqlite3 *db = NULL;
+	int busy = -1, log = -1, done = -1;
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode", NULL, NULL, NULL), SQLITE_OK);
+	int rc = sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+	busy = (rc & 0xff) == SQLITE_BUSY;
+	assert_true(rc == SQLITE_OK || busy);
+	sqlite3_close(db);
+	return busy;
+}
+
+/* Ranges outside a batch share one read transaction, kept after the range
+ * returns; a batch, a sync, a snapshot, a restore and other reads end it
+ * first, so writes and checkpoints go through and every read after a
+ * commit sees it. */
+static void test_ranges_share_a_read_transaction(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc_kv kv;
+	put(f->m, "a", "1");
+	assert_false(truncate_blocked(f->path));
+
+	/* a range leaves its read transaction open (on WAL frames, which a
+	 * reader of the database file alone would not hold back) */
+	put(f->m, "w", "1");
+	assert_int_equal(get(f->m, "a", 0, &kv), 1);
+	mvcc_kv_clear(&kv);
+	assert_true(truncate_blocked(f->path));
+
+	/* a batch ends it, and the next range sees the batch's writes */
+	int64_t r2 = put(f->m, "a", "2");
+	assert_int_equal(get(f->m, "a", 0, &kv), 1);
+	assert_kv(&kv, "a", "2", 2, r2, 2);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(get(f->m, "a", 0, &kv), 1);
+	assert_kv(&kv, "a", "2", 2, r2, 2);
+	mvcc_kv_clear(&kv);
+
+	/* a sync copies every frame despite the range before it */
+	assert_int_equal(mvcc_sync(f->m), CAP_OK);
+	assert_false(truncate_blocked(f->path));
+
+	/* other reads end it too */
+	put(f->m, "w", "2");
+	assert_int_equal(get(f->m, "a", 0, &kv), 1);
+	mvcc_kv_clear(&kv);
+	char *v = NULL;
+	assert_int_equal(mvcc_meta_get(f->m, "nothing", &v), CAP_OK);
+	assert_null(v);
+	assert_false(truncate_blocked(f->path));
+
+	/* snapshot and restore after a range */
+	void *snap = NULL;
+	size_t len = 0;
+	assert_int_equal(get(f->m, "a", 0, &kv), 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(mvcc_snapshot(f->m, &snap, &len), CAP_OK);
+	int64_t r3 = put(f->m, "a", "3");
+	assert_int_equal(get(f->m, "a", 0, &kv), 1);
+	assert_kv(&kv, "a", "3", 2, r3, 3);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(mvcc_restore(f->m, snap, len), CAP_OK);
+	free(snap);
+	assert_int_equal(get(f->m, "a", 0, &kv), 1);
+	assert_kv(&kv, "a", "2", 2, r2, 2);
+	mvcc_kv_clear(&kv);
+	/* and a range at a past revision, then a write, then close */
+	assert_int_equal(get(f->m, "a", r2, &kv), 1);
+	mvcc_kv_clear(&kv);
+	put(f->m, "b", "x");
+	assert_int_equal(get(f->m, "b", 0, &kv), 1);
+	mvcc_kv_clear(&kv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1609,6 +1687,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_schema1_migrated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_single_key_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_truncated_when_idle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ranges_share_a_read_transaction, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
