@@ -786,39 +786,50 @@ static void kv_text(struct jsonx_out *o, const struct mvcc_kv *kv, bool keys_onl
 	JSONX_OUT_LIT(o, "}");
 }
 
+struct range_text {
+	struct jsonx_out *out;
+	bool keys_only;
+	size_t n;
+};
+
+static int range_text_kv(void *arg, const struct mvcc_kv *kv)
+{
+	struct range_text *rt = arg;
+	if (rt->n++ == 0)
+		JSONX_OUT_LIT(rt->out, ",\"kvs\":[");
+	else
+		JSONX_OUT_LIT(rt->out, ",");
+	kv_text(rt->out, kv, rt->keys_only);
+	return rt->out->failed ? CAP_ENOMEM : CAP_OK;
+}
+
 int apply_range_text(struct mvcc *m, const struct apply_req *req, struct jsonx_out *out,
 		     int64_t *rev)
 {
 	const struct range_req *r = &req->u.range;
-	struct mvcc_kvs kvs = {0};
+	struct range_text rt = {.out = out, .keys_only = r->opts.keys_only};
 	int64_t count = 0;
 	bool more = false;
 	int rv;
 
 	if (req->op != KV_RANGE)
 		return CAP_EINVAL;
-	/* As apply_exec: a range is an etcd txn that writes nothing. */
+	/* As apply_exec: a range is an etcd txn that writes nothing. The rows
+	 * go from the database to the text without copies. */
 	mvcc_txn_begin(m);
-	rv = mvcc_range(m, r->key, r->key_len, r->end, r->end_len, &r->opts, &kvs, &count, &more);
+	rv = mvcc_range_each(m, r->key, r->key_len, r->end, r->end_len, &r->opts, range_text_kv,
+			     &rt, &count, &more);
 	*rev = mvcc_txn_end(m);
 	if (rv != 0)
 		return rv;
-	if (kvs.n > 0) {
-		JSONX_OUT_LIT(out, ",\"kvs\":[");
-		for (size_t i = 0; i < kvs.n; i++) {
-			if (i > 0)
-				JSONX_OUT_LIT(out, ",");
-			kv_text(out, &kvs.v[i], r->opts.keys_only);
-		}
+	if (rt.n > 0)
 		JSONX_OUT_LIT(out, "]");
-	}
 	if (more)
 		JSONX_OUT_LIT(out, ",\"more\":true");
 	if (count != 0) {
 		JSONX_OUT_LIT(out, ",\"count\":");
 		jsonx_out_i64(out, count);
 	}
-	mvcc_kvs_clear(&kvs);
 	return out->failed ? CAP_ENOMEM : CAP_OK;
 }
 

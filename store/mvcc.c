@@ -412,6 +412,34 @@ static int row_to_kv(struct mvcc *m, sqlite3_stmt *s, bool with_value, struct mv
 	return CAP_OK;
 }
 
+/* row_to_kv without copies: key, and a value stored uncompressed, point
+ * into the row (valid until the statement steps on); a compressed value
+ * is decoded into *owned, which the caller frees. */
+static int row_borrow(struct mvcc *m, sqlite3_stmt *s, bool with_value, struct mvcc_kv *kv,
+		      uint8_t **owned)
+{
+	memset(kv, 0, sizeof(*kv));
+	*owned = NULL;
+	kv->key_len = (size_t)sqlite3_column_bytes(s, 0);
+	/* Keys are never NULL for a caller, even empty ones. */
+	kv->key = kv->key_len ? (uint8_t *)(uintptr_t)sqlite3_column_blob(s, 0)
+			      : (uint8_t *)(uintptr_t)"";
+	kv->create_rev = sqlite3_column_int64(s, 1);
+	kv->mod_rev = sqlite3_column_int64(s, 2);
+	kv->version = sqlite3_column_int64(s, 3);
+	kv->lease = sqlite3_column_int64(s, 4);
+	if (!with_value)
+		return CAP_OK;
+	if (sqlite3_column_int(s, 5) != ENC_RAW) {
+		int err = column_value(m, s, 5, owned, &kv->value_len);
+		kv->value = *owned;
+		return err;
+	}
+	kv->value_len = (size_t)sqlite3_column_bytes(s, 6);
+	kv->value = kv->value_len ? (uint8_t *)(uintptr_t)sqlite3_column_blob(s, 6) : NULL;
+	return CAP_OK;
+}
+
 static struct mvcc_kv *kvs_push(struct mvcc *m, struct mvcc_kvs *kvs)
 {
 	if (kvs->n == kvs->cap) {
@@ -1393,10 +1421,24 @@ static int count_live(struct mvcc *m, bool hist, enum keymode km, const uint8_t 
 	return CAP_OK;
 }
 
-/* mvcc_range without the argument checks, appending to out. */
+/* mvcc_range without the argument checks, appending to out; or, when fn
+ * is not NULL, handing each kv to fn (mvcc_range_each) with out unused. */
+static int range_read_fn(struct mvcc *m, const uint8_t *key, size_t key_len,
+			 const uint8_t *end, size_t end_len, const struct mvcc_range_opts *opts,
+			 struct mvcc_kvs *out, mvcc_kv_fn fn, void *arg, int64_t *count,
+			 bool *more);
+
 static int range_read(struct mvcc *m, const uint8_t *key, size_t key_len,
 		      const uint8_t *end, size_t end_len, const struct mvcc_range_opts *opts,
 		      struct mvcc_kvs *out, int64_t *count, bool *more)
+{
+	return range_read_fn(m, key, key_len, end, end_len, opts, out, NULL, NULL, count, more);
+}
+
+static int range_read_fn(struct mvcc *m, const uint8_t *key, size_t key_len,
+			 const uint8_t *end, size_t end_len, const struct mvcc_range_opts *opts,
+			 struct mvcc_kvs *out, mvcc_kv_fn fn, void *arg, int64_t *count,
+			 bool *more)
 {
 	int64_t rev = opts->rev > 0 ? opts->rev : 0;
 	/* The live index answers for the current revision, as long as the
@@ -1413,6 +1455,15 @@ static int range_read(struct mvcc *m, const uint8_t *key, size_t key_len,
 	*count = 0;
 	if (opts->count_only)
 		return count_live(m, hist, km, key, key_len, end, end_len, rev, count);
+	/* A sort by value needs every row first: collect, then hand over. */
+	if (fn != NULL && value_sort) {
+		struct mvcc_kvs all = {0};
+		err = range_read(m, key, key_len, end, end_len, opts, &all, count, more);
+		for (size_t i = 0; err == CAP_OK && i < all.n; i++)
+			err = fn(arg, &all.v[i]);
+		mvcc_kvs_clear(&all);
+		return err;
+	}
 
 	bool values = !opts->keys_only || value_sort;
 	enum src src = hist ? (values ? SRC_HIST : SRC_HISTK) : (values ? SRC_CUR : SRC_CURK);
@@ -1440,8 +1491,35 @@ static int range_read(struct mvcc *m, const uint8_t *key, size_t key_len,
 	/* One row past the limit tells whether there is more. */
 	sqlite3_bind_int64(s, 8, opts->limit > 0 && !value_sort ? opts->limit + 1 : -1);
 
-	size_t start = out->n;
+	size_t start = out ? out->n : 0;
 	int rc;
+	if (fn != NULL) {
+		/* Rows go to fn as they come, without copies; the row past the
+		 * limit only says there is more. */
+		int64_t n = 0;
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			struct mvcc_kv kv;
+			uint8_t *owned;
+			if (opts->limit > 0 && n == opts->limit) {
+				*more = true;
+				continue;
+			}
+			err = row_borrow(m, s, values, &kv, &owned);
+			if (err == CAP_OK)
+				err = fn(arg, &kv);
+			free(owned);
+			if (err)
+				goto err_fn;
+			n++;
+		}
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE)
+			return db_fail(m, rc, "range");
+		if (filters || *more)
+			return count_live(m, hist, km, key, key_len, end, end_len, rev, count);
+		*count = n;
+		return CAP_OK;
+	}
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct mvcc_kv *kv = kvs_push(m, out);
 		if (kv == NULL) {
@@ -1489,6 +1567,10 @@ err:
 err_truncate:
 	kvs_truncate(out, start);
 	return err;
+err_fn:
+	sqlite3_reset(s);
+	*more = false;
+	return err;
 }
 
 static int check_rev(struct mvcc *m, int64_t rev)
@@ -1528,6 +1610,30 @@ int mvcc_range(struct mvcc *m, const uint8_t *key, size_t key_len,
 	}
 	read_hold(m);
 	return range_read(m, key, key_len, end, end_len, opts, out, count, more);
+}
+
+int mvcc_range_each(struct mvcc *m, const uint8_t *key, size_t key_len,
+		    const uint8_t *end, size_t end_len, const struct mvcc_range_opts *opts,
+		    mvcc_kv_fn fn, void *arg, int64_t *count, bool *more)
+{
+	static const struct mvcc_range_opts defaults;
+	int64_t c;
+	bool mo;
+	if (opts == NULL)
+		opts = &defaults;
+	if (count == NULL)
+		count = &c;
+	if (more == NULL)
+		more = &mo;
+	*count = 0;
+	*more = false;
+	int err = need_db_keep(m);
+	if (err)
+		return err;
+	if ((err = check_rev(m, opts->rev)))
+		return err;
+	read_hold(m);
+	return range_read_fn(m, key, key_len, end, end_len, opts, NULL, fn, arg, count, more);
 }
 
 int mvcc_compact(struct mvcc *m, int64_t rev)

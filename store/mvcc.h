@@ -140,6 +140,16 @@ int mvcc_range(struct mvcc *m, const uint8_t *key, size_t key_len,
 	       const uint8_t *end, size_t end_len, const struct mvcc_range_opts *opts,
 	       struct mvcc_kvs *out, int64_t *count, bool *more);
 
+/* mvcc_range handing each kv to fn, in order, instead of collecting them:
+ * its key and value point into the database's row (or a buffer of the
+ * call) and are valid only during fn. fn returning non-zero stops the
+ * range, which returns that code (fn may then have had some kvs). count
+ * and more as mvcc_range; with count_only fn is not called. */
+typedef int (*mvcc_kv_fn)(void *arg, const struct mvcc_kv *kv);
+int mvcc_range_each(struct mvcc *m, const uint8_t *key, size_t key_len,
+		    const uint8_t *end, size_t end_len, const struct mvcc_range_opts *opts,
+		    mvcc_kv_fn fn, void *arg, int64_t *count, bool *more);
+
 /* Compacts history below rev: every version superseded at or before rev and
  * every tombstone at or before rev is dropped. Errors: CAP_ECOMPACTED if
  * rev <= the current compact revision, CAP_EFUTUREREV if rev > current.

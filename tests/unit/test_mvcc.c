@@ -1656,6 +1656,100 @@ static void test_ranges_share_a_read_transaction(void **state)
 	mvcc_kv_clear(&kv);
 }
 
+struct each_seen {
+	int calls;
+	int stop_at;           /* fail on this call (1-based), 0 = never */
+	struct mvcc_kvs kvs;   /* copies of what fn saw */
+};
+
+static int each_fn(void *arg, const struct mvcc_kv *kv)
+{
+	struct each_seen *e = arg;
+	if (++e->calls == e->stop_at)
+		return CAP_ENOMEM;
+	if (e->kvs.n == e->kvs.cap) {
+		e->kvs.cap = e->kvs.cap ? 2 * e->kvs.cap : 8;
+		e->kvs.v = realloc(e->kvs.v, e->kvs.cap * sizeof(*e->kvs.v));
+		assert_non_null(e->kvs.v);
+	}
+	struct mvcc_kv *c = &e->kvs.v[e->kvs.n++];
+	*c = *kv;
+	c->key = malloc(kv->key_len + 1);
+	memcpy(c->key, kv->key, kv->key_len);
+	c->value = kv->value_len ? malloc(kv->value_len) : NULL;
+	if (kv->value_len)
+		memcpy(c->value, kv->value, kv->value_len);
+	return CAP_OK;
+}
+
+/* mvcc_range_each hands over the kvs mvcc_range gives, with the same count
+ * and more, for plain, limited, keys-only, value-sorted, past-revision and
+ * compressed reads; with count_only it calls nothing; an error from fn
+ * stops the range and is returned. */
+static void test_range_each(void **state)
+{
+	struct fx *f = *state;
+	char big[600];
+	memset(big, 'q', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	put(f->m, "k1", "b");
+	int64_t r = put(f->m, "k2", "a");
+	put(f->m, "k3", big);
+	put(f->m, "k2", "c");
+	static const uint8_t all_end[] = {0};
+	struct mvcc_range_opts cases[] = {
+		{0},
+		{.limit = 2},
+		{.keys_only = true, .limit = 1},
+		{.sort_order = MVCC_SORT_DESCEND, .sort_target = MVCC_SORT_VALUE, .limit = 2},
+		{.rev = r},
+		{.min_mod_rev = r + 1},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mvcc_kvs want = {0};
+		struct each_seen got = {0};
+		int64_t wc = -1, gc = -2;
+		bool wm = false, gm = true;
+		assert_int_equal(mvcc_range(f->m, S("k"), all_end, 1, &cases[i], &want, &wc, &wm), CAP_OK);
+		assert_int_equal(mvcc_range_each(f->m, S("k"), all_end, 1, &cases[i], each_fn, &got, &gc,
+						 &gm),
+				 CAP_OK);
+		assert_int_equal(gc, wc);
+		assert_int_equal(gm, wm);
+		assert_int_equal(got.kvs.n, want.n);
+		for (size_t j = 0; j < want.n; j++) {
+			const struct mvcc_kv *a = &want.v[j], *b = &got.kvs.v[j];
+			assert_int_equal(a->key_len, b->key_len);
+			assert_memory_equal(a->key, b->key, a->key_len);
+			assert_int_equal(a->value_len, b->value_len);
+			if (a->value_len)
+				assert_memory_equal(a->value, b->value, a->value_len);
+			assert_int_equal(a->create_rev, b->create_rev);
+			assert_int_equal(a->mod_rev, b->mod_rev);
+			assert_int_equal(a->version, b->version);
+			assert_int_equal(a->lease, b->lease);
+		}
+		mvcc_kvs_clear(&want);
+		mvcc_kvs_clear(&got.kvs);
+	}
+	struct mvcc_range_opts co = {.count_only = true};
+	struct each_seen none = {0};
+	int64_t c = 0;
+	assert_int_equal(mvcc_range_each(f->m, S("k"), all_end, 1, &co, each_fn, &none, &c, NULL),
+			 CAP_OK);
+	assert_int_equal(c, 3);
+	assert_int_equal(none.calls, 0);
+	struct each_seen stop = {.stop_at = 2};
+	assert_int_equal(mvcc_range_each(f->m, S("k"), all_end, 1, NULL, each_fn, &stop, NULL, NULL),
+			 CAP_ENOMEM);
+	assert_int_equal(stop.calls, 2);
+	mvcc_kvs_clear(&stop.kvs);
+	/* the statement was reset: the next read works */
+	struct mvcc_kv kv;
+	assert_int_equal(get(f->m, "k1", 0, &kv), 1);
+	mvcc_kv_clear(&kv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1688,6 +1782,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_single_key_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_truncated_when_idle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ranges_share_a_read_transaction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_range_each, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
