@@ -3,6 +3,7 @@
 #include "lib/b64.h"
 
 #include <stdbool.h>
+#include <string.h>
 
 static const char b64_alphabet[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -20,16 +21,29 @@ size_t b64_encoded_size(size_t n)
 	return (n + 2) / 3 * 4 + 1;
 }
 
+/* The two characters of every 12-bit value, built by the compiler: a group
+ * of three bytes is two lookups and two 2-byte copies instead of four of
+ * each (base64 of values was a tenth of a range read's CPU). */
+#define B64_CHAR(x) ((x) < 26 ? 'A' + (x) : (x) < 52 ? 'a' + (x) - 26 : \
+		     (x) < 62 ? '0' + (x) - 52 : (x) == 62 ? '+' : '/')
+#define B64_P1(i) {B64_CHAR((i) >> 6), B64_CHAR((i) & 63)}
+#define B64_P4(i) B64_P1(i), B64_P1((i) + 1), B64_P1((i) + 2), B64_P1((i) + 3)
+#define B64_P16(i) B64_P4(i), B64_P4((i) + 4), B64_P4((i) + 8), B64_P4((i) + 12)
+#define B64_P64(i) B64_P16(i), B64_P16((i) + 16), B64_P16((i) + 32), B64_P16((i) + 48)
+#define B64_P256(i) B64_P64(i), B64_P64((i) + 64), B64_P64((i) + 128), B64_P64((i) + 192)
+#define B64_P1024(i) B64_P256(i), B64_P256((i) + 256), B64_P256((i) + 512), B64_P256((i) + 768)
+static const char b64_pairs[4096][2] = {
+	B64_P1024(0), B64_P1024(1024), B64_P1024(2048), B64_P1024(3072),
+};
+
 size_t b64_encode(const uint8_t *src, size_t n, char *dst)
 {
 	size_t i = 0, o = 0;
 
-	for (; i + 3 <= n; i += 3) {
+	for (; i + 3 <= n; i += 3, o += 4) {
 		uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
-		dst[o++] = b64_alphabet[v >> 18 & 63];
-		dst[o++] = b64_alphabet[v >> 12 & 63];
-		dst[o++] = b64_alphabet[v >> 6 & 63];
-		dst[o++] = b64_alphabet[v & 63];
+		memcpy(dst + o, b64_pairs[v >> 12], 2);
+		memcpy(dst + o + 2, b64_pairs[v & 4095], 2);
 	}
 	if (n - i == 1) {
 		uint32_t v = (uint32_t)src[i] << 16;
