@@ -4,8 +4,8 @@
  * Left to itself, sqlite checkpoints in the commit that takes the WAL past
  * 1,000 frames: it copies them into the database file and fsyncs the WAL
  * and the file there, 4–6 ms during which the store's loop answers nothing
- * (the put p99). Here a commit that finds the WAL past that size queues a
- * PASSIVE checkpoint on a connection of its own in a pool thread
+ * (the put p99). Here a commit that finds the WAL past CKPT_START_FRAMES
+ * (4,000: see wal_ckpt.c) queues a PASSIVE checkpoint on a connection of its own in a pool thread
  * (mvcc_checkpoint_bg); it copies and syncs the frames that existed when
  * it started. The WAL can only start over from its beginning once every
  * frame is in the file, and commits keep adding frames meanwhile, so when a
