@@ -970,19 +970,20 @@ static bool read_text(struct store *s, struct apply_req *req, store_text_cb tcb,
 static void read_now(struct store *s, struct apply_req *req, kv_cb cb, store_text_cb tcb,
 		     void *data)
 {
-	if (tcb != NULL && read_text(s, req, tcb, data))
-		return;
 	json_t *ans = NULL;
 	int64_t rev = 0;
 	char errmsg[CAP_ERRMSG_SIZE] = "";
 	struct mvcc_events unused = {0};
 	int rv;
 	/* After a failed apply or commit the open transaction was rolled
-	 * back: the state may be older than answers already given. */
+	 * back: the state may be older than answers already given. This
+	 * holds for answers as text too. */
 	if (s->rolled_back) {
 		fail(cb, data, CAP_ESTOPPED, NULL);
 		return;
 	}
+	if (tcb != NULL && read_text(s, req, tcb, data))
+		return;
 	rv = apply_exec(s->mvcc, req, &ans, &unused, &rev, errmsg);
 	if (rv != 0)
 		fail(cb, data, rv, errmsg);
