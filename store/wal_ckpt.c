@@ -35,31 +35,49 @@ struct wal_ckpt {
 	uv_timer_t idle;
 	unsigned long commits;       /* commits seen, for the idle check */
 	unsigned long idle_commits;  /* commits at the last idle check */
+	bool idle_pass;              /* the pass in the pool was queued by it */
 	bool closing;
 	bool timer_closed;
 	void (*close_cb)(void *data);
 	void *close_data;
 };
 
+static void pass_work(uv_work_t *w);
+static void pass_done(uv_work_t *w, int status);
+
+/* Empties the WAL file once a pass has copied every frame: then the
+ * TRUNCATE checkpoint on the loop thread has nothing to copy, only the
+ * file to cut. */
+static void idle_truncate(struct wal_ckpt *c)
+{
+	if (mvcc_wal_truncate(c->m) != 0)
+		return;   /* busy: the next idle period tries again */
+	c->have_pass = false;
+	c->passes = 0;
+}
+
 /* A WAL keeps the size of its busiest stretch on disk (sqlite reuses the
- * file from its start after a checkpoint, not shrinks it). Once no commit
- * came for a whole period, nothing is waiting on the loop thread for the
- * few milliseconds a TRUNCATE checkpoint takes (what is left to copy is at
- * most CKPT_START_FRAMES, usually nothing), so the WAL is emptied then. */
+ * file from its start after a checkpoint, not shrinks it): up to
+ * CKPT_START_FRAMES pages. Once no commit came for a whole period, a pass
+ * copies what is left in the pool, and the file is emptied when it is
+ * done (pass_done), or at once if an earlier pass already copied it all. */
 static void idle_check(uv_timer_t *t)
 {
 	struct wal_ckpt *c = t->data;
 	bool idle = c->commits == c->idle_commits;
+	int frames = mvcc_wal_frames(c->m);
 
 	c->idle_commits = c->commits;
-	if (!idle || c->busy || c->closing || mvcc_wal_frames(c->m) == 0)
+	if (!idle || c->busy || c->closing || frames == 0)
 		return;
-	if (mvcc_wal_truncate(c->m) != 0) {
-		/* Busy: the next idle period tries again. */
+	if (c->have_pass && c->pass_done >= frames) {
+		idle_truncate(c);
 		return;
 	}
-	c->have_pass = false;
-	c->passes = 0;
+	if (uv_queue_work(c->loop, &c->work, pass_work, pass_done) != 0)
+		return;
+	c->busy = true;
+	c->idle_pass = true;
 }
 
 int wal_ckpt_open(uv_loop_t *loop, struct mvcc *m, struct wal_ckpt **out)
@@ -106,7 +124,9 @@ static void finish_close(struct wal_ckpt *c)
 static void pass_done(uv_work_t *w, int status)
 {
 	struct wal_ckpt *c = w->data;
+	bool idle_pass = c->idle_pass;
 	c->busy = false;
+	c->idle_pass = false;
 	if (c->closing) {
 		finish_close(c);
 		return;
@@ -119,6 +139,11 @@ static void pass_done(uv_work_t *w, int status)
 	}
 	c->have_pass = true;
 	c->passes++;
+	/* Still no commit since the idle check queued it: the WAL is as the
+	 * pass saw it. */
+	if (idle_pass && c->commits == c->idle_commits && c->pass_done >= c->pass_log &&
+	    c->pass_log >= mvcc_wal_frames(c->m))
+		idle_truncate(c);
 }
 
 static void finish_here(struct wal_ckpt *c)

@@ -17,8 +17,9 @@
  * The WAL file keeps the size of its busiest stretch (sqlite reuses it from
  * the start rather than shrink it), megabytes of disk for nothing once
  * writes stop. A timer checks every 250 ms; when a whole period passed
- * without a commit, the loop thread empties the file with a TRUNCATE
- * checkpoint (mvcc_wal_truncate).
+ * without a commit, a pass copies what is left and then the loop thread
+ * empties the file with a TRUNCATE checkpoint (mvcc_wal_truncate), which
+ * has nothing left to copy by then.
  *
  * Failure modes: a failed pass is logged and retried at a later commit;
  * nothing depends on a checkpoint for durability (the raft log is the
