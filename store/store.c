@@ -352,6 +352,9 @@ static void commit_timer_cb(uv_timer_t *t)
 
 int store_commit_applied(struct store *s)
 {
+	/* After a rollback the database lacks writes already acknowledged. */
+	if (s->rolled_back)
+		return CAP_EIO;
 	return commit_applied(s) == 0 ? CAP_OK : CAP_EIO;
 }
 
