@@ -36,6 +36,8 @@ struct raft_guard {
 	void *expand_data;
 	unsigned appends;       /* log appends in flight */
 	bool closing;           /* raft_close reached the io: see guard_appended */
+	raft_io_close_cb close_cb;  /* raft's, called once: see close_trampoline */
+	unsigned close_repeats;     /* further close callbacks swallowed */
 };
 
 void raft_guard_init(struct raft_guard *g, struct raft_io *inner);
