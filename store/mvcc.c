@@ -44,8 +44,9 @@
  *    file is migrated when opened. */
 #define MVCC_SCHEMA_VERSION 2
 /* hist rowids: the low bits are the sub-revision, the rest the revision.
- * 22 bits allow 4M writes in one revision and revisions up to 2^41 (70
- * years at 1,000 writes a second); both limits are checked before a write. */
+ * 22 bits allow 4M writes in one revision and revisions below 2^40 (35
+ * years at 1,000 writes a second; one bit is kept so that the id past a
+ * revision never overflows); both limits are checked before a write. */
 #define HIST_SUB_BITS 22
 #define HIST_SB "22"
 #define HIST_MAX_SUB ((int64_t)1 << HIST_SUB_BITS)
@@ -1767,7 +1768,9 @@ int mvcc_events(struct mvcc *m, int64_t from_rev, int64_t to_rev,
 		return err;
 	sqlite3_stmt *s = m->events_st[km];
 	bind_keys(s, key, key_len, end, end_len, km);
-	sqlite3_bind_int64(s, 3, hist_id(from_rev, 0));
+	/* A start at or below 0 is the start of history (and no shift of a
+	 * negative number). */
+	sqlite3_bind_int64(s, 3, hist_id(from_rev > 0 ? from_rev : 0, 0));
 	sqlite3_bind_int64(s, 4, hist_id(hi + 1, 0));
 
 	size_t start = out->n, taken = 0;

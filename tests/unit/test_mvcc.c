@@ -1448,6 +1448,39 @@ static void test_schema1_migrated(void **state)
 	assert_int_equal(n, 8);
 }
 
+/* A snapshot image of a schema-1 database (a member of the earlier version
+ * sent it) is restored and migrated: the same keys and history. */
+static void test_schema1_image_restored(void **state)
+{
+	struct fx *f = *state;
+	char path2[256];
+	struct mvcc_kv kv;
+	struct stat st;
+
+	snprintf(path2, sizeof(path2), "%s/db2", f->dir);
+	make_v1(path2, NULL);
+	assert_int_equal(stat(path2, &st), 0);
+	uint8_t *img = malloc((size_t)st.st_size);
+	assert_non_null(img);
+	int fd = open(path2, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, img, (size_t)st.st_size), st.st_size);
+	close(fd);
+
+	put(f->m, "other", "x");
+	assert_int_equal(mvcc_restore(f->m, img, (size_t)st.st_size), CAP_OK);
+	free(img);
+	assert_int_equal(mvcc_rev(f->m), 7);
+	assert_int_equal(get(f->m, "other", 0, &kv), 0);
+	assert_int_equal(get(f->m, "a", 0, &kv), 1);
+	assert_kv(&kv, "a", "3", 2, 6, 3);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(get(f->m, "b", 4, &kv), 1);
+	assert_kv(&kv, "b", "x", 3, 3, 1);
+	mvcc_kv_clear(&kv);
+	assert_int_equal(put(f->m, "a", "4"), 8);
+}
+
 /* One key's history across a delete and a re-create: reads at each past
  * revision, its watch events with previous versions (none across the
  * tombstone), and the same after a compaction cut part of it. */
@@ -1788,6 +1821,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_misuse_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema1_migrated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema1_image_restored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_single_key_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_truncated_when_idle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ranges_share_a_read_transaction, setup, teardown),
