@@ -1601,26 +1601,37 @@ static int check_rev(struct mvcc *m, int64_t rev)
 	return CAP_OK;
 }
 
+static const struct mvcc_range_opts range_defaults;
+
+/* What mvcc_range and mvcc_range_each do before reading: NULL options,
+ * count and more replaced by the defaults and the caller's scratch
+ * variables, the results zeroed, the database and the revision checked. */
+static int range_start(struct mvcc *m, const struct mvcc_range_opts **opts, int64_t **count,
+		       bool **more, int64_t *count_scratch, bool *more_scratch)
+{
+	int err;
+	if (*opts == NULL)
+		*opts = &range_defaults;
+	if (*count == NULL)
+		*count = count_scratch;
+	if (*more == NULL)
+		*more = more_scratch;
+	**count = 0;
+	**more = false;
+	if ((err = need_db_keep(m)) || (err = check_rev(m, (*opts)->rev)))
+		return err;
+	return CAP_OK;
+}
+
 int mvcc_range(struct mvcc *m, const uint8_t *key, size_t key_len,
 	       const uint8_t *end, size_t end_len, const struct mvcc_range_opts *opts,
 	       struct mvcc_kvs *out, int64_t *count, bool *more)
 {
-	static const struct mvcc_range_opts defaults;
 	int64_t c;
 	bool mo;
 	struct mvcc_kvs scratch = {0};
-	if (opts == NULL)
-		opts = &defaults;
-	if (count == NULL)
-		count = &c;
-	if (more == NULL)
-		more = &mo;
-	*count = 0;
-	*more = false;
-	int err = need_db_keep(m);
+	int err = range_start(m, &opts, &count, &more, &c, &mo);
 	if (err)
-		return err;
-	if ((err = check_rev(m, opts->rev)))
 		return err;
 	if (out == NULL) {
 		if (!opts->count_only)
@@ -1635,21 +1646,10 @@ int mvcc_range_each(struct mvcc *m, const uint8_t *key, size_t key_len,
 		    const uint8_t *end, size_t end_len, const struct mvcc_range_opts *opts,
 		    mvcc_kv_fn fn, void *arg, int64_t *count, bool *more)
 {
-	static const struct mvcc_range_opts defaults;
 	int64_t c;
 	bool mo;
-	if (opts == NULL)
-		opts = &defaults;
-	if (count == NULL)
-		count = &c;
-	if (more == NULL)
-		more = &mo;
-	*count = 0;
-	*more = false;
-	int err = need_db_keep(m);
+	int err = range_start(m, &opts, &count, &more, &c, &mo);
 	if (err)
-		return err;
-	if ((err = check_rev(m, opts->rev)))
 		return err;
 	read_hold(m);
 	return range_read_fn(m, key, key_len, end, end_len, opts, NULL, fn, arg, count, more);

@@ -252,6 +252,18 @@ def test_exec_with_a_terminal():
 
 # ---- raw SPDY, for what kubectl never sends
 
+def read_head(sock):
+    """The status line and headers of an HTTP answer, read byte by byte so
+    that nothing after them is consumed."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        head += chunk
+    return head.decode("latin-1")
+
+
 def spdy_upgrade(port, pod, protocols=("v4.channel.k8s.io",),
                  query="command=echo&command=raw&stdout=true"):
     """Opens a SPDY exec connection by hand; returns (socket, status line and
@@ -261,13 +273,7 @@ def spdy_upgrade(port, pod, protocols=("v4.channel.k8s.io",),
            "Host: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n" % (pod, query))
     req += "".join("X-Stream-Protocol-Version: %s\r\n" % p for p in protocols)
     sock.sendall((req + "Content-Length: 0\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)
-        if not chunk:
-            break
-        head += chunk
-    return sock, head.decode("latin-1")
+    return sock, read_head(sock)
 
 
 def read_all(sock):
@@ -461,13 +467,7 @@ def ws_upgrade(port, pod, query):
                   "Host: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
                   "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                   "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n" % (pod, query)).encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)
-        if not chunk:
-            break
-        head += chunk
-    return sock, head.decode("latin-1")
+    return sock, read_head(sock)
 
 
 def ws_frames(data):
