@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <uv.h>
@@ -43,11 +44,12 @@
 #define BENCH_WATCH_OPENING 256       /* watch streams being set up at once */
 #define BENCH_KEY_MAX 128
 #define BENCH_WATCH_SETUP_MS 120000
+#define BENCH_MAX_PIDS 16
 
 const char bench_usage[] =
 	"  bench WORKLOAD [--conns N] [--duration D | --total N] [--value-size B]\n"
 	"        [--key-space N] [--consistency l|s] [--range-size N] [--watchers N]\n"
-	"        [--prefix P] [--no-preload]\n"
+	"        [--prefix P] [--no-preload] [--server-pid PID[,PID...]]\n"
 	"                         load generator over the gateway; WORKLOAD is put,\n"
 	"                         get, range, txn, watch or lease (see docs/benchmarks.md)\n";
 
@@ -72,6 +74,8 @@ struct bench_opts {
 	unsigned nurls;
 	bool json;
 	unsigned timeout_ms;
+	int server_pids[BENCH_MAX_PIDS];   /* --server-pid: CPU time reported per op */
+	unsigned npids;
 };
 
 struct bench;
@@ -111,6 +115,9 @@ struct bench {
 	uv_timer_t deadline;
 	uv_signal_t sigint;
 	uint64_t t0, t_end;
+	/* CPU seconds at t0 and t_end: this process, and the --server-pid ones
+	 * (negative when one of them could not be read). */
+	double cpu_self[2], cpu_server[2];
 	bool running;                 /* timed phase */
 	bool stopping;
 	bool preloading;
@@ -269,6 +276,73 @@ static void bench_conn_retry_cb(uv_timer_t *t)
 	bench_conn_issue(t->data);
 }
 
+/* ---- CPU time of the timed part ---- */
+
+/* User plus system CPU seconds of this process, all threads. */
+static double bench_cpu_self(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return -1;
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* The same for the --server-pid processes together, from /proc/PID/stat;
+ * -1 when one of them cannot be read. */
+static double bench_cpu_server(const struct bench_opts *o)
+{
+	long tck = sysconf(_SC_CLK_TCK);
+	double sum = 0;
+
+	for (unsigned i = 0; i < o->npids; i++) {
+		char path[64], buf[1024], *p;
+		unsigned long long ut, st;
+		size_t n;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", o->server_pids[i]);
+		f = fopen(path, "r");
+		if (f == NULL)
+			return -1;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		/* The command name may hold spaces and parentheses: fields are
+		 * counted from the last ')'. utime and stime are fields 14, 15. */
+		p = strrchr(buf, ')');
+		if (p == NULL || tck <= 0 ||
+		    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+			   &st) != 2)
+			return -1;
+		sum += (double)(ut + st) / (double)tck;
+	}
+	return sum;
+}
+
+static void bench_mark_start(struct bench *b)
+{
+	b->t0 = bench_now();
+	b->cpu_self[0] = bench_cpu_self();
+	b->cpu_server[0] = bench_cpu_server(&b->o);
+}
+
+static void bench_mark_end(struct bench *b, uint64_t now)
+{
+	b->t_end = now;
+	b->cpu_self[1] = bench_cpu_self();
+	b->cpu_server[1] = bench_cpu_server(&b->o);
+}
+
+/* Microseconds of CPU per operation between the marks, or -1. */
+static double bench_cpu_per_op(const struct bench *b, const double *cpu)
+{
+	if (cpu[0] < 0 || cpu[1] < 0 || b->t_end == 0 || b->ops == 0)
+		return -1;
+	return (cpu[1] - cpu[0]) * 1e6 / (double)b->ops;
+}
+
 static void bench_conn_on_answer(void *data, int status, const char *body, size_t len)
 {
 	struct bench_conn *c = data;
@@ -335,7 +409,7 @@ static void bench_conn_on_answer(void *data, int status, const char *body, size_
 	}
 next:
 	if (b->o.total != 0 && timed && b->ops + b->errors >= b->o.total && b->t_end == 0)
-		b->t_end = now;
+		bench_mark_end(b, now);
 	if (!bench_may_issue(b)) {
 		bench_conn_idle(c);
 		return;
@@ -497,7 +571,7 @@ static void bench_round_end(struct bench *b)
 	}
 	b->rounds++;
 	if (b->o.total != 0 && b->rounds >= b->o.total && b->t_end == 0)
-		b->t_end = now;
+		bench_mark_end(b, now);
 	if (b->stopping || (b->o.total != 0 && b->rounds >= b->o.total)) {
 		bench_finish(b);
 		return;
@@ -749,7 +823,7 @@ static void bench_watch_open_more(struct bench *b)
 	if (!b->watch_ready && b->wcreated == b->o.watchers) {
 		b->watch_ready = true;
 		fprintf(stderr, "bench: %u watchers ready\n", b->o.watchers);
-		b->t0 = bench_now();
+		bench_mark_start(b);
 		b->running = true;
 		uv_timer_stop(&b->deadline);
 		if (b->o.duration_ms > 0)
@@ -792,7 +866,7 @@ static void bench_stop(struct bench *b)
 		return;
 	b->stopping = true;
 	if (b->t_end == 0)
-		b->t_end = bench_now();
+		bench_mark_end(b, bench_now());
 	if (b->o.kind == BK_WATCH) {
 		if (!b->round_on)
 			bench_finish(b);
@@ -839,7 +913,7 @@ static void bench_begin_timed(struct bench *b)
 {
 	b->preloading = false;
 	b->running = true;
-	b->t0 = bench_now();
+	bench_mark_start(b);
 	b->next_key = 0;
 	if (b->o.duration_ms > 0)
 		uv_timer_start(&b->deadline, bench_deadline_cb, b->o.duration_ms, 0);
@@ -892,7 +966,7 @@ static void bench_finish(struct bench *b)
 		return;
 	}
 	if (b->t_end == 0)
-		b->t_end = bench_now();
+		bench_mark_end(b, bench_now());
 	uv_timer_stop(&b->deadline);
 	uv_timer_stop(&b->progress);
 	uv_signal_stop(&b->sigint);
@@ -1017,6 +1091,17 @@ static void bench_report(struct bench *b)
 			json_object_set_new(a, "max", json_real(bench_pct_of(b->lat2, b->nlat2, 100)));
 			json_object_set_new(j, "after_ack_ms", a);
 		}
+		{
+			/* CPU per operation (per event for watch) during the timed part. */
+			json_t *c = json_object();
+			double self = bench_cpu_per_op(b, b->cpu_self);
+			double srv = bench_cpu_per_op(b, b->cpu_server);
+			json_object_set_new(c, "client_us_per_op", self < 0 ? json_null() : json_real(self));
+			if (b->o.npids > 0)
+				json_object_set_new(c, "server_us_per_op",
+						    srv < 0 ? json_null() : json_real(srv));
+			json_object_set_new(j, "cpu", c);
+		}
 		if (b->first_error[0] != '\0')
 			json_object_set_new(j, "first_error", json_string(b->first_error));
 		s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
@@ -1049,6 +1134,18 @@ static void bench_report(struct bench *b)
 		printf("after ack:  p50 %.3f  p99 %.3f  max %.3f  (put acknowledged to event)\n",
 		       bench_pct_of(b->lat2, b->nlat2, 50), bench_pct_of(b->lat2, b->nlat2, 99),
 		       bench_pct_of(b->lat2, b->nlat2, 100));
+	{
+		double self = bench_cpu_per_op(b, b->cpu_self);
+		double srv = bench_cpu_per_op(b, b->cpu_server);
+		printf("cpu us/%s: generator %.1f", b->o.kind == BK_WATCH ? "event" : "op", self);
+		if (b->o.npids > 0) {
+			if (srv < 0)
+				printf(", server n/a");
+			else
+				printf(", server %.1f", srv);
+		}
+		printf("\n");
+	}
 	if (b->first_error[0] != '\0')
 		printf("first error: %s\n", b->first_error);
 }
@@ -1116,6 +1213,23 @@ static int bench_parse_endpoints(struct bench_opts *o, const char *list)
 			p++;
 	}
 	return o->nurls > 0 ? 0 : -1;
+}
+
+/* A comma-separated list of process IDs. */
+static int bench_parse_pids(struct bench_opts *o, const char *list)
+{
+	const char *p = list;
+
+	do {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p || v <= 0 || v > INT32_MAX || o->npids == BENCH_MAX_PIDS ||
+		    (*end != ',' && *end != '\0'))
+			return -1;
+		o->server_pids[o->npids++] = (int)v;
+		p = *end == ',' ? end + 1 : end;
+	} while (*p != '\0');
+	return 0;
 }
 
 static int bench_parse(struct bench_opts *o, int argc, char **argv)
@@ -1191,6 +1305,9 @@ static int bench_parse(struct bench_opts *o, int argc, char **argv)
 			else if (strcmp(val, "s") == 0)
 				o->serializable = true;
 			else
+				goto bad;
+		} else if (strcmp(name, "--server-pid") == 0) {
+			if (bench_parse_pids(o, val) != 0)
 				goto bad;
 		} else if (strcmp(name, "--prefix") == 0) {
 			if (strlen(val) > BENCH_KEY_MAX - 32)

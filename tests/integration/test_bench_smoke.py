@@ -105,6 +105,23 @@ def test_watch():
     assert 0 <= a["p50"] <= a["p99"] <= a["max"], a
 
 
+def test_cpu_per_op():
+    """--server-pid: the store's CPU per put is reported beside the generator's own."""
+    srv = shared()
+    rc, res, err = bench("put", "--conns", "4", "--duration", "800ms",
+                         "--server-pid", str(srv.proc.pid))
+    assert rc == 0, err
+    check(res, "put")
+    cpu = res["cpu"]
+    assert cpu["server_us_per_op"] > 0 and cpu["client_us_per_op"] > 0, cpu
+    # A process that is gone gives no figure rather than a wrong one.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    rc, res, err = bench("put", "--conns", "2", "--total", "50", "--server-pid", str(gone.pid))
+    assert rc == 0, err
+    assert res["cpu"]["server_us_per_op"] is None, res
+
+
 def test_text_output_and_progress():
     """Without -w json the report is text, and progress goes to stderr."""
     srv = shared()
@@ -117,7 +134,8 @@ def test_text_output_and_progress():
 
 def test_usage_errors():
     """Unknown workloads and bad flags are usage errors (exit 2)."""
-    for args in (["nosuch"], ["put", "--conns", "0"], ["put", "--bogus", "1"], []):
+    for args in (["nosuch"], ["put", "--conns", "0"], ["put", "--bogus", "1"], [],
+                 ["put", "--server-pid", "x"], ["put", "--server-pid", "0"]):
         rc, _, err = bench(*args)
         assert rc == 2, (args, rc, err)
 
