@@ -11,6 +11,7 @@ Environment:
 
 import atexit
 import base64
+import fcntl
 import http.client
 import json
 import os
@@ -75,17 +76,50 @@ _tmpdirs = []       # every temporary directory made
 _lock = threading.Lock()
 
 
-def free_port():
-    """A loopback port nobody listens on right now (and not one handed out before)."""
-    while True:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+# Test servers listen on ports below the kernel's ephemeral range (32768-60999
+# by default), so no client socket and no bind to port 0, in this process or
+# any other, is ever given one: a port stays ours while its server restarts.
+# The next port to hand out is a counter shared by every test process of a
+# run (make check runs them in parallel) in a file under a lock, so two tests
+# never get the same port. 30000 and up is left to Services' nodePorts.
+_PORT_LO, _PORT_HI = 24000, 30000
+_PORT_FILE = os.path.join(tempfile.gettempdir(), "capstan-test-ports")
+
+
+def _bindable(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
         s.close()
-        with _lock:
-            if port in _used_ports:
-                continue
-            _used_ports.add(port)
+
+
+def free_port():
+    """A loopback port nobody listens on, handed to no other test of this run."""
+    with _lock:
+        fd = os.open(_PORT_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                nxt = int(os.read(fd, 32) or b"x")
+            except ValueError:
+                nxt = _PORT_LO
+            for _ in range(_PORT_HI - _PORT_LO):
+                port = nxt if _PORT_LO <= nxt < _PORT_HI else _PORT_LO
+                nxt = port + 1
+                if port not in _used_ports and _bindable(port):
+                    break
+            else:
+                raise ServerError("no free loopback port in %d-%d" % (_PORT_LO, _PORT_HI - 1))
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, b"%d" % nxt)
+        finally:
+            os.close(fd)        # and with it the lock
+        _used_ports.add(port)
         return port
 
 
