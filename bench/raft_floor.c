@@ -10,7 +10,9 @@
  * to be leader, then keep --inflight raft_apply() requests outstanding until
  * --duration has passed or --total have applied; print one result line (or a
  * JSON object with --json) on stdout. The directory is removed at the end
- * unless --keep is given.
+ * unless --keep is given. With --zero-fill the log segments are written with
+ * zeros when libraft makes them, as capstan-store has them
+ * (store/raft_prealloc.h); without it, libraft alone as packaged.
  *
  * Failure modes: any libraft error prints a message and exits 1. */
 #include <errno.h>
@@ -26,6 +28,8 @@
 #include <raft.h>
 #include <raft/uv.h>
 #include <uv.h>
+
+#include "store/raft_prealloc.h"
 
 #define FLOOR_ADDRESS "127.0.0.1:0"
 
@@ -49,6 +53,7 @@ struct floor {
 	uint64_t total;
 	bool json;
 	bool keep;
+	bool zero_fill;
 	bool leader;
 	bool stopping;
 	bool closing;
@@ -231,6 +236,7 @@ static void floor_usage(FILE *out)
 {
 	fputs("Usage: raft-floor [--dir DIR] [--entry-size B] [--inflight N]\n"
 	      "                  [--duration SECONDS | --total N] [--json] [--keep]\n"
+	      "                  [--zero-fill]\n"
 	      "A bare libraft raft_uv single-node apply loop: prints entries/s.\n"
 	      "DIR (default: a fresh directory under $TMPDIR or /tmp) must not exist\n"
 	      "or be empty; put it on the disk you want to measure.\n", out);
@@ -278,6 +284,8 @@ int main(int argc, char **argv)
 			f.json = true;
 		} else if (strcmp(a, "--keep") == 0) {
 			f.keep = true;
+		} else if (strcmp(a, "--zero-fill") == 0) {
+			f.zero_fill = true;
 		} else if (v == NULL) {
 			floor_usage(stderr);
 			return 2;
@@ -334,6 +342,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "raft-floor: raft_uv_tcp_init: %s\n", raft_strerror(rv));
 		goto err_loop;
 	}
+	if (f.zero_fill && (rv = raft_prealloc_start(f.dir)) != 0) {
+		fprintf(stderr, "raft-floor: %s: %s\n", f.dir, strerror(rv));
+		goto err_transport;
+	}
 	rv = raft_uv_init(&f.io, &f.loop, f.dir, &f.transport);
 	if (rv != 0) {
 		fprintf(stderr, "raft-floor: raft_uv_init: %s\n", raft_strerror(rv));
@@ -383,9 +395,10 @@ run:
 	if (f.json)
 		printf("{\"workload\":\"raft-floor\",\"entry_size\":%u,\"inflight\":%u,"
 		       "\"entries\":%" PRIu64 ",\"duration_s\":%.3f,\"entries_per_s\":%.1f,"
-		       "\"mean_latency_ms\":%.3f}\n",
+		       "\"mean_latency_ms\":%.3f,\"zero_fill\":%s}\n",
 		       f.entry_size, f.inflight, f.acked, secs, rate,
-		       f.acked ? (double)f.lat_sum_ns / (double)f.acked / 1e6 : 0);
+		       f.acked ? (double)f.lat_sum_ns / (double)f.acked / 1e6 : 0,
+		       f.zero_fill ? "true" : "false");
 	else
 		printf("raft-floor: %u-byte entries, %u in flight: %" PRIu64 " in %.2f s = "
 		       "%.1f entries/s, mean latency %.3f ms\n",

@@ -1,6 +1,7 @@
 /* node.c — one raft member and the group commit of proposals: see node.h. */
 #include "store/node.h"
 #include "store/raft_aio.h"
+#include "store/raft_prealloc.h"
 #include "store/raft_guard.h"
 #include "store/raft_nodelay.h"
 
@@ -715,6 +716,10 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
 	 * thread they stall it as before. */
 	if (raft_aio_start() != 0)
 		log_warn("raft: cannot start the AIO teardown thread; segment closes stall the loop");
+	/* Appends go out on the first try (see raft_prealloc.h); without it
+	 * each one under load is tried twice, as before. */
+	if (raft_prealloc_start(n->raft_dir) != 0)
+		log_warn("raft: cannot resolve %s; log segments are not written ahead", n->raft_dir);
 	rv = raft_uv_init(&n->io, loop, n->raft_dir, &n->nodelay.transport);
 	if (rv != 0) {
 		cap_errmsg_printf(errmsg, "raft storage in %s: %s", n->raft_dir, n->io.errmsg);
