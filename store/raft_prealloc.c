@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,9 +23,9 @@ typedef int (*fallocate_fn)(int fd, off_t offset, off_t len);
 static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
 static fallocate_fn libc_fallocate;
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;   /* guards dir_path */
 static char dir_path[PATH_MAX];   /* resolved; empty until started */
-static unsigned long n_filled;
+static atomic_ulong n_filled;
 
 /* Never written: in .bss, not a megabyte of the binary. */
 static _Alignas(4096) char zeros[ZERO_CHUNK];
@@ -54,10 +55,7 @@ int raft_prealloc_start(const char *dir)
 
 unsigned long raft_prealloc_filled(void)
 {
-	pthread_mutex_lock(&lock);
-	unsigned long n = n_filled;
-	pthread_mutex_unlock(&lock);
-	return n;
+	return atomic_load(&n_filled);
 }
 
 /* Whether fd is an empty regular file directly in the started directory. */
@@ -103,9 +101,7 @@ static int fill(int fd, off_t offset, off_t len)
 	/* The pages are clean now; dropping them leaves the appends' O_DIRECT
 	 * writes nothing cached to invalidate. */
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-	pthread_mutex_lock(&lock);
-	n_filled++;
-	pthread_mutex_unlock(&lock);
+	atomic_fetch_add(&n_filled, 1);
 	return 0;
 }
 
