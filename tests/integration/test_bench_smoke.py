@@ -160,6 +160,30 @@ def run_bench_script(name, *args, timeout=120):
     return json.loads(lines[0])
 
 
+def test_vs_etcd_smoke():
+    """bench/vs-etcd on one workload, one and three replicas each: both servers' rows, CPU per op, both raft floors."""
+    path = os.path.join(ct.mktemp(), "vs.json")
+    argv = [sys.executable, os.path.join(ct.SRCDIR, "bench", "vs-etcd"), "--builddir", ct.BUILDDIR,
+            "--duration", "0.5", "--reps", "1", "--only", "put c=64", "--json", path]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+    assert "| put c=64 |" in p.stdout and "| put c=64, 3 replicas |" in p.stdout, p.stdout
+    with open(path) as f:
+        res = json.load(f)
+    rows = {r["workload"]: r for r in res["rows"]}
+    assert set(rows) == {"put c=64", "put c=64, 3 replicas"}, rows.keys()
+    for name, row in rows.items():
+        for kind in ("capstan", "etcd"):
+            r = row[kind]
+            assert r is not None and r["ops_per_s"] > 0 and r["errors"] == 0, (name, kind, row)
+            assert r["server_cpu_us"] > 0 and r["client_cpu_us"] > 0, (name, kind, r)
+    for n in ("1", "16", "64"):
+        floor = res["floor"][n]
+        assert floor["entries_per_s"] > 0 and floor["zero_fill"] is False, floor
+        ahead = floor["written_ahead"]
+        assert ahead["entries_per_s"] > 0 and ahead["zero_fill"] is True, ahead
+
+
 def test_sched_bench_small():
     """bench/sched-bench on a few nodes binds every pod and reports the server's RSS and CPU."""
     res = run_bench_script("sched-bench", "--nodes", "4", "--pods", "40", "--threads", "2")
