@@ -8,7 +8,9 @@
  * --total count, or SIGINT) stops issuing; the run ends when every client is
  * idle. Reads first make sure the key space exists (preload, untimed).
  *
- * Watch: W streams watch one key; a single writer puts to it one round at a
+ * Watch: W watchers watch one key, K to a stream (one by default; etcd's own
+ * benchmark puts 100 on each of its streams, as a client library does when
+ * one process watches many keys); a single writer puts to it one round at a
  * time; a round ends when every watcher has seen the put's revision. Each
  * watcher's latency is the time from sending the put to its event; the time
  * from the put's acknowledgement to the event (0 when the event came first,
@@ -42,6 +44,7 @@
 #define BENCH_RETRY_MS 100
 #define BENCH_ROUND_TIMEOUT_MS 10000
 #define BENCH_WATCH_OPENING 256       /* watch streams being set up at once */
+#define BENCH_WATCH_PER_STREAM_MAX 1000
 #define BENCH_KEY_MAX 128
 #define BENCH_WATCH_SETUP_MS 120000
 #define BENCH_MAX_PIDS 16
@@ -49,7 +52,8 @@
 const char bench_usage[] =
 	"  bench WORKLOAD [--conns N] [--duration D | --total N] [--value-size B]\n"
 	"        [--key-space N] [--consistency l|s] [--range-size N] [--watchers N]\n"
-	"        [--prefix P] [--no-preload] [--server-pid PID[,PID...]]\n"
+	"        [--watch-per-stream K] [--prefix P] [--no-preload]\n"
+	"        [--server-pid PID[,PID...]]\n"
 	"                         load generator over the gateway; WORKLOAD is put,\n"
 	"                         get, range, txn, watch or lease (see docs/benchmarks.md)\n";
 
@@ -67,6 +71,7 @@ struct bench_opts {
 	uint64_t key_space;
 	unsigned range_size;
 	unsigned watchers;
+	unsigned watch_per_stream;    /* watchers sharing one /v3/watch stream */
 	bool serializable;
 	bool preload;
 	const char *prefix;
@@ -93,15 +98,22 @@ struct bench_conn {
 	bool busy;
 };
 
-/* One watch stream. */
+/* One watcher: a watch ID on a stream. */
 struct bench_watcher {
-	struct bench *b;
-	struct http_call *call;
-	char *buf;                    /* bytes of an unfinished frame */
-	size_t len, cap;
+	long long id;                 /* the server's watch ID, once created */
 	long long ev_rev;             /* newest event's mod_revision */
 	uint64_t ev_t;                /* when it arrived */
-	bool created;
+};
+
+/* One /v3/watch stream and the watchers created on it. */
+struct bench_stream {
+	struct bench *b;
+	struct http_call *call;
+	struct bench_watcher *w;      /* nw watchers, a slice of bench.w */
+	unsigned nw, ncreated;
+	char *buf;                    /* bytes of an unfinished frame */
+	size_t len, cap;
+	bool created;                 /* all nw watchers are */
 	bool ended;
 };
 
@@ -138,8 +150,11 @@ struct bench {
 	int rc;
 	/* watch */
 	struct http_client *whc;      /* the watch streams' client */
-	struct bench_watcher *w;
-	unsigned wopened, wcreated, wended;
+	struct bench_watcher *w;      /* o.watchers */
+	struct bench_stream *s;       /* nstreams */
+	unsigned nstreams;
+	unsigned sopened, screated, sended;   /* streams */
+	unsigned wcreated;            /* watchers */
 	struct http_client *writer;   /* the watch workload's putter */
 	uint64_t round_t_send, round_t_ack;
 	long long round_rev;          /* 0 until the put is acknowledged */
@@ -653,10 +668,8 @@ fail:
 	bench_finish(b);
 }
 
-static void bench_watch_event(struct bench_watcher *w, long long rev)
+static void bench_watch_event(struct bench *b, struct bench_watcher *w, long long rev)
 {
-	struct bench *b = w->b;
-
 	if (rev > w->ev_rev) {
 		w->ev_rev = rev;
 		w->ev_t = bench_now();
@@ -667,58 +680,110 @@ static void bench_watch_event(struct bench_watcher *w, long long rev)
 	}
 }
 
-/* The event frames of a created watch, without building a JSON tree: ten
+/* The watcher of a stream with this watch ID. IDs are per stream and, on
+ * both servers, handed out 0, 1, 2... in the order of the creates; the
+ * search covers a server that numbers them otherwise. */
+static struct bench_watcher *bench_stream_watcher(struct bench_stream *st, long long id)
+{
+	unsigned i;
+
+	if (id >= 0 && id < (long long)st->ncreated && st->w[id].id == id)
+		return &st->w[id];
+	for (i = 0; i < st->ncreated; i++)
+		if (st->w[i].id == id)
+			return &st->w[i];
+	return NULL;
+}
+
+/* A decimal number, quoted (int64 in the gateway's JSON) or not. */
+static long long bench_scan_int(const char **pp, const char *end)
+{
+	const char *p = *pp;
+	long long v = 0;
+
+	if (p < end && *p == '"')
+		p++;
+	while (p < end && *p >= '0' && *p <= '9')
+		v = v * 10 + (*p++ - '0');
+	*pp = p;
+	return v;
+}
+
+/* The event frames of a created stream, without building a JSON tree: ten
  * thousand watchers share the cores with the server, and a full parse of
  * every frame would measure the generator. Keys and values are base64, so
- * the only "mod_revision" members are those of the events' kvs (the
- * workload asks for no prev_kv). */
-static bool bench_watch_frame_fast(struct bench_watcher *w, const char *s, size_t n)
+ * the only "watch_id" member is the frame's (absent when 0, as both servers
+ * leave zero values out) and the only "mod_revision" members are those of
+ * the events' kvs (the workload asks for no prev_kv). */
+static bool bench_watch_frame_fast(struct bench_stream *st, const char *s, size_t n)
 {
 	static const char lit[] = "\"mod_revision\":";
+	static const char wid[] = "\"watch_id\":";
 	static const char res[] = "{\"result\":";
 	const char *p = s, *end = s + n;
+	struct bench_watcher *w;
 
 	if (n < sizeof(res) - 1 || memcmp(s, res, sizeof(res) - 1) != 0)
 		return false;
+	if (st->nw == 1) {
+		w = &st->w[0];
+	} else {
+		long long id = 0;
+		const char *q = memmem(s, n, wid, sizeof(wid) - 1);
+		if (q != NULL) {
+			q += sizeof(wid) - 1;
+			id = bench_scan_int(&q, end);
+		}
+		w = bench_stream_watcher(st, id);
+		if (w == NULL)
+			return false;
+	}
 	while ((p = memmem(p, (size_t)(end - p), lit, sizeof(lit) - 1)) != NULL) {
-		long long rev = 0;
 		p += sizeof(lit) - 1;
-		if (p < end && *p == '"')
-			p++;
-		while (p < end && *p >= '0' && *p <= '9')
-			rev = rev * 10 + (*p++ - '0');
-		bench_watch_event(w, rev);
+		bench_watch_event(st->b, w, bench_scan_int(&p, end));
 	}
 	return true;
 }
 
-/* One complete frame {"result": {...}} of a watch stream. */
-static void bench_watch_frame(struct bench_watcher *w, const char *s, size_t n)
+static long long bench_json_i64(json_t *v)
 {
-	struct bench *b = w->b;
+	return json_is_string(v) ? strtoll(json_string_value(v), NULL, 10)
+				 : (long long)json_integer_value(v);
+}
+
+/* One complete frame {"result": {...}} of a watch stream. */
+static void bench_watch_frame(struct bench_stream *st, const char *s, size_t n)
+{
+	struct bench *b = st->b;
 	json_t *root, *res, *events;
+	struct bench_watcher *w;
+	long long id;
 	size_t i, ne;
 
-	if (w->created && bench_watch_frame_fast(w, s, n))
+	if (st->created && bench_watch_frame_fast(st, s, n))
 		return;
 	root = json_loadb(s, n, 0, NULL);
 	res = json_object_get(root, "result");
 	events = json_object_get(res, "events");
 	ne = json_array_size(events);
-	if (res == NULL) {
+	if (res == NULL || json_is_true(json_object_get(res, "canceled"))) {
 		bench_error(b, 200, s, n);
 		goto out;
 	}
-	if (!w->created && json_is_true(json_object_get(res, "created"))) {
-		w->created = true;
+	id = bench_json_i64(json_object_get(res, "watch_id"));
+	if (json_is_true(json_object_get(res, "created")) && st->ncreated < st->nw) {
+		st->w[st->ncreated++].id = id;
 		b->wcreated++;
-		bench_watch_open_more(b);
+		if (st->ncreated == st->nw) {
+			st->created = true;
+			b->screated++;
+			bench_watch_open_more(b);
+		}
 	}
-	for (i = 0; i < ne; i++) {
+	w = bench_stream_watcher(st, id);
+	for (i = 0; i < ne && w != NULL; i++) {
 		json_t *kv = json_object_get(json_array_get(events, i), "kv");
-		json_t *mr = json_object_get(kv, "mod_revision");
-		bench_watch_event(w, json_is_string(mr) ? strtoll(json_string_value(mr), NULL, 10)
-							: (long long)json_integer_value(mr));
+		bench_watch_event(b, w, bench_json_i64(json_object_get(kv, "mod_revision")));
 	}
 out:
 	json_decref(root);
@@ -727,28 +792,28 @@ out:
 /* Splits the stream into top-level JSON objects, whatever the chunking. */
 static void bench_watch_chunk(void *data, const char *bytes, size_t len)
 {
-	struct bench_watcher *w = data;
+	struct bench_stream *st = data;
 	size_t i, start = 0;
 	int depth = 0;
 	bool in_str = false, esc = false;
 
-	if (w->len + len > w->cap) {
-		size_t cap = w->cap ? w->cap : 1024;
+	if (st->len + len > st->cap) {
+		size_t cap = st->cap ? st->cap : 1024;
 		char *p;
-		while (cap < w->len + len)
+		while (cap < st->len + len)
 			cap *= 2;
-		p = realloc(w->buf, cap);
+		p = realloc(st->buf, cap);
 		if (p == NULL) {
-			bench_error(w->b, 0, "", 0);
+			bench_error(st->b, 0, "", 0);
 			return;
 		}
-		w->buf = p;
-		w->cap = cap;
+		st->buf = p;
+		st->cap = cap;
 	}
-	memcpy(w->buf + w->len, bytes, len);
-	w->len += len;
-	for (i = 0; i < w->len; i++) {
-		char ch = w->buf[i];
+	memcpy(st->buf + st->len, bytes, len);
+	st->len += len;
+	for (i = 0; i < st->len; i++) {
+		char ch = st->buf[i];
 		if (in_str) {
 			if (esc)
 				esc = false;
@@ -764,29 +829,29 @@ static void bench_watch_chunk(void *data, const char *bytes, size_t len)
 			if (depth++ == 0)
 				start = i;
 		} else if (ch == '}' && depth > 0 && --depth == 0) {
-			bench_watch_frame(w, w->buf + start, i + 1 - start);
-			if (w->call == NULL)
+			bench_watch_frame(st, st->buf + start, i + 1 - start);
+			if (st->call == NULL)
 				return;     /* ended from inside the frame */
 			start = i + 1;
 		} else if (depth == 0) {
 			start = i + 1;
 		}
 	}
-	memmove(w->buf, w->buf + start, w->len - start);
-	w->len -= start;
+	memmove(st->buf, st->buf + start, st->len - start);
+	st->len -= start;
 }
 
 static void bench_watch_done(void *data, int status, const char *body, size_t len)
 {
-	struct bench_watcher *w = data;
-	struct bench *b = w->b;
+	struct bench_stream *st = data;
+	struct bench *b = st->b;
 
-	w->call = NULL;
-	w->ended = true;
-	b->wended++;
+	st->call = NULL;
+	st->ended = true;
+	b->sended++;
 	if (!b->stopping) {
 		bench_error(b, status, body, len);
-		if (!w->created) {
+		if (!st->created) {
 			/* Could not even set it up: the run cannot go on. */
 			b->stopping = true;
 			b->rc = 1;
@@ -798,31 +863,50 @@ static void bench_watch_done(void *data, int status, const char *body, size_t le
 		bench_finish(b);
 }
 
-static void bench_watch_open_more(struct bench *b)
+/* The body that creates a stream's watchers: one create request each, back
+ * to back, as etcd's gateway reads a stream's requests. */
+static char *bench_watch_body(struct bench *b, unsigned nw, size_t *len)
 {
-	char k[BENCH_KEY_MAX * 2], key[BENCH_KEY_MAX], body[BENCH_KEY_MAX * 3];
+	char k[BENCH_KEY_MAX * 2], key[BENCH_KEY_MAX], one[BENCH_KEY_MAX * 3];
+	char *body;
 	int n;
+	unsigned i;
 
 	snprintf(key, sizeof(key), "%swatch/key", b->o.prefix);
 	bench_str_b64(key, k);
-	n = snprintf(body, sizeof(body), "{\"create_request\":{\"key\":\"%s\"}}", k);
-	while (!b->stopping && b->wopened < b->o.watchers &&
-	       b->wopened - b->wcreated < BENCH_WATCH_OPENING) {
-		struct bench_watcher *w = &b->w[b->wopened];
-		w->b = b;
-		if (http_client_stream(b->whc, "/v3/watch", body, (size_t)n, bench_watch_chunk,
-				       bench_watch_done, w, &w->call) != 0) {
-			w->ended = true;
-			b->wended++;
+	n = snprintf(one, sizeof(one), "{\"create_request\":{\"key\":\"%s\"}}\n", k);
+	body = malloc((size_t)n * nw + 1);
+	if (body == NULL)
+		return NULL;
+	for (i = 0; i < nw; i++)
+		memcpy(body + (size_t)n * i, one, (size_t)n);
+	*len = (size_t)n * nw;
+	return body;
+}
+
+static void bench_watch_open_more(struct bench *b)
+{
+	while (!b->stopping && b->sopened < b->nstreams &&
+	       b->sopened - b->screated < BENCH_WATCH_OPENING) {
+		struct bench_stream *st = &b->s[b->sopened];
+		size_t n = 0;
+		char *body = bench_watch_body(b, st->nw, &n);
+		if (body == NULL ||
+		    http_client_stream(b->whc, "/v3/watch", body, n, bench_watch_chunk,
+				       bench_watch_done, st, &st->call) != 0) {
+			st->ended = true;
+			b->sended++;
 			bench_error(b, 0, "", 0);
 			b->stopping = true;
 			b->rc = 1;
 		}
-		b->wopened++;
+		free(body);
+		b->sopened++;
 	}
 	if (!b->watch_ready && b->wcreated == b->o.watchers) {
 		b->watch_ready = true;
-		fprintf(stderr, "bench: %u watchers ready\n", b->o.watchers);
+		fprintf(stderr, "bench: %u watchers on %u streams ready\n", b->o.watchers,
+			b->nstreams);
 		bench_mark_start(b);
 		b->running = true;
 		uv_timer_stop(&b->deadline);
@@ -939,11 +1023,11 @@ static void bench_finish(struct bench *b)
 			return;
 		/* Cancelling runs bench_watch_done, which would call back in here. */
 		b->cancelling = true;
-		for (i = 0; i < b->wopened; i++)
-			if (b->w[i].call != NULL)
-				http_call_cancel(b->w[i].call);
+		for (i = 0; i < b->sopened; i++)
+			if (b->s[i].call != NULL)
+				http_call_cancel(b->s[i].call);
 		b->cancelling = false;
-		if (b->wended < b->wopened)
+		if (b->sended < b->sopened)
 			return;
 		uv_timer_stop(&b->deadline);
 		uv_timer_stop(&b->progress);
@@ -1061,6 +1145,7 @@ static void bench_report(struct bench *b)
 		json_object_set_new(j, "conns", json_integer(b->o.kind == BK_WATCH ? 1 : b->nconns));
 		if (b->o.kind == BK_WATCH) {
 			json_object_set_new(j, "watchers", json_integer(b->o.watchers));
+			json_object_set_new(j, "streams", json_integer(b->nstreams));
 			json_object_set_new(j, "rounds", json_integer((json_int_t)b->rounds));
 		}
 		if (b->o.kind == BK_GET || b->o.kind == BK_RANGE)
@@ -1113,7 +1198,8 @@ static void bench_report(struct bench *b)
 	}
 	printf("workload:   %s", bench_kind_names[b->o.kind]);
 	if (b->o.kind == BK_WATCH)
-		printf(" (%u watchers, %" PRIu64 " puts)", b->o.watchers, b->rounds);
+		printf(" (%u watchers on %u streams, %" PRIu64 " puts)", b->o.watchers,
+		       b->nstreams, b->rounds);
 	else
 		printf(" (%u conns)", b->nconns);
 	if (b->o.kind == BK_GET || b->o.kind == BK_RANGE)
@@ -1299,6 +1385,10 @@ static int bench_parse(struct bench_opts *o, int argc, char **argv)
 			if (bench_parse_u64(val, &v) != 0 || v == 0 || v > 100000)
 				goto bad;
 			o->watchers = (unsigned)v;
+		} else if (strcmp(name, "--watch-per-stream") == 0) {
+			if (bench_parse_u64(val, &v) != 0 || v == 0 || v > BENCH_WATCH_PER_STREAM_MAX)
+				goto bad;
+			o->watch_per_stream = (unsigned)v;
 		} else if (strcmp(name, "--consistency") == 0) {
 			if (strcmp(val, "l") == 0)
 				o->serializable = false;
@@ -1365,9 +1455,20 @@ static int bench_setup(struct bench *b)
 		uv_timer_init(&b->loop, &b->round_timer);
 		b->round_timer.data = b;
 		b->round_timer_on = true;
+		b->nstreams = (b->o.watchers + b->o.watch_per_stream - 1) / b->o.watch_per_stream;
 		b->w = calloc(b->o.watchers, sizeof(*b->w));
-		if (b->w == NULL)
+		b->s = calloc(b->nstreams, sizeof(*b->s));
+		if (b->w == NULL || b->s == NULL)
 			return -1;
+		for (i = 0; i < b->nstreams; i++) {
+			struct bench_stream *st = &b->s[i];
+			unsigned first = i * b->o.watch_per_stream;
+			st->b = b;
+			st->w = &b->w[first];
+			st->nw = b->o.watchers - first < b->o.watch_per_stream
+					 ? b->o.watchers - first
+					 : b->o.watch_per_stream;
+		}
 		if (http_client_new(&b->loop, b->o.urls[0], &b->whc) != 0 ||
 		    http_client_new(&b->loop, b->o.urls[0], &b->writer) != 0)
 			return -1;
@@ -1405,6 +1506,7 @@ int bench_main(int argc, char **argv, const char *endpoints, bool json, unsigned
 	b->o.key_space = 10000;
 	b->o.range_size = 10;
 	b->o.watchers = 1;
+	b->o.watch_per_stream = 1;
 	b->o.preload = true;
 	b->o.prefix = "/bench/";
 	b->o.json = json;
@@ -1486,8 +1588,9 @@ out_close:
 	uv_run(&b->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&b->loop);
 out_free:
-	for (i = 0; b->w != NULL && i < b->o.watchers; i++)
-		free(b->w[i].buf);
+	for (i = 0; b->s != NULL && i < b->nstreams; i++)
+		free(b->s[i].buf);
+	free(b->s);
 	free(b->w);
 	free(b->conns);
 	free(b->lat);

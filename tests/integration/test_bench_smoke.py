@@ -105,6 +105,18 @@ def test_watch():
     assert 0 <= a["p50"] <= a["p99"] <= a["max"], a
 
 
+def test_watch_per_stream():
+    """Watchers sharing streams (the last one part full): every watcher sees every put."""
+    rc, res, err = bench("watch", "--watchers", "30", "--watch-per-stream", "8",
+                         "--duration", "800ms")
+    assert rc == 0, err
+    check(res, "watch")
+    assert res["watchers"] == 30 and res["streams"] == 4 and res["rounds"] > 0, res
+    # The round under way at the deadline is counted in rounds but not timed.
+    assert res["ops"] % 30 == 0 and res["ops"] >= 30 * (res["rounds"] - 1), \
+        "a watcher missed an event: %r" % res
+
+
 def test_cpu_per_op():
     """--server-pid: the store's CPU per put is reported beside the generator's own."""
     srv = shared()
@@ -135,7 +147,8 @@ def test_text_output_and_progress():
 def test_usage_errors():
     """Unknown workloads and bad flags are usage errors (exit 2)."""
     for args in (["nosuch"], ["put", "--conns", "0"], ["put", "--bogus", "1"], [],
-                 ["put", "--server-pid", "x"], ["put", "--server-pid", "0"]):
+                 ["put", "--server-pid", "x"], ["put", "--server-pid", "0"],
+                 ["watch", "--watch-per-stream", "0"]):
         rc, _, err = bench(*args)
         assert rc == 2, (args, rc, err)
 
@@ -161,17 +174,18 @@ def run_bench_script(name, *args, timeout=120):
 
 
 def test_vs_etcd_smoke():
-    """bench/vs-etcd on one workload, one and three replicas each: both servers' rows, CPU per op, both raft floors."""
+    """bench/vs-etcd on a put and a shared-stream watch workload: both servers' rows, CPU per op, both raft floors."""
     path = os.path.join(ct.mktemp(), "vs.json")
     argv = [sys.executable, os.path.join(ct.SRCDIR, "bench", "vs-etcd"), "--builddir", ct.BUILDDIR,
-            "--duration", "0.5", "--reps", "1", "--only", "put c=64", "--json", path]
+            "--duration", "0.5", "--reps", "1", "--only", "put c=64,100 per stream", "--json", path]
     p = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
     assert "| put c=64 |" in p.stdout and "| put c=64, 3 replicas |" in p.stdout, p.stdout
     with open(path) as f:
         res = json.load(f)
     rows = {r["workload"]: r for r in res["rows"]}
-    assert set(rows) == {"put c=64", "put c=64, 3 replicas"}, rows.keys()
+    assert set(rows) == {"put c=64", "put c=64, 3 replicas",
+                         "watch 10000 watchers, 100 per stream"}, rows.keys()
     for name, row in rows.items():
         for kind in ("capstan", "etcd"):
             r = row[kind]
