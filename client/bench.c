@@ -37,6 +37,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "client/watch_frames.h"
 #include "lib/b64.h"
 #include "lib/http.h"
 
@@ -111,8 +112,7 @@ struct bench_stream {
 	struct http_call *call;
 	struct bench_watcher *w;      /* nw watchers, a slice of bench.w */
 	unsigned nw, ncreated;
-	char *buf;                    /* bytes of an unfinished frame */
-	size_t len, cap;
+	struct watch_splitter split;
 	bool created;                 /* all nw watchers are */
 	bool ended;
 };
@@ -695,53 +695,21 @@ static struct bench_watcher *bench_stream_watcher(struct bench_stream *st, long 
 	return NULL;
 }
 
-/* A decimal number, quoted (int64 in the gateway's JSON) or not. */
-static long long bench_scan_int(const char **pp, const char *end)
-{
-	const char *p = *pp;
-	long long v = 0;
-
-	if (p < end && *p == '"')
-		p++;
-	while (p < end && *p >= '0' && *p <= '9')
-		v = v * 10 + (*p++ - '0');
-	*pp = p;
-	return v;
-}
-
-/* The event frames of a created stream, without building a JSON tree: ten
- * thousand watchers share the cores with the server, and a full parse of
- * every frame would measure the generator. Keys and values are base64, so
- * the only "watch_id" member is the frame's (absent when 0, as both servers
- * leave zero values out) and the only "mod_revision" members are those of
- * the events' kvs (the workload asks for no prev_kv). */
+/* The event frames of a created stream, scanned rather than parsed (see
+ * client/watch_frames.h). */
 static bool bench_watch_frame_fast(struct bench_stream *st, const char *s, size_t n)
 {
-	static const char lit[] = "\"mod_revision\":";
-	static const char wid[] = "\"watch_id\":";
-	static const char res[] = "{\"result\":";
-	const char *p = s, *end = s + n;
+	const char *p = s;
 	struct bench_watcher *w;
+	long long id, rev;
 
-	if (n < sizeof(res) - 1 || memcmp(s, res, sizeof(res) - 1) != 0)
+	if (!watch_frame_id(s, n, &id))
 		return false;
-	if (st->nw == 1) {
-		w = &st->w[0];
-	} else {
-		long long id = 0;
-		const char *q = memmem(s, n, wid, sizeof(wid) - 1);
-		if (q != NULL) {
-			q += sizeof(wid) - 1;
-			id = bench_scan_int(&q, end);
-		}
-		w = bench_stream_watcher(st, id);
-		if (w == NULL)
-			return false;
-	}
-	while ((p = memmem(p, (size_t)(end - p), lit, sizeof(lit) - 1)) != NULL) {
-		p += sizeof(lit) - 1;
-		bench_watch_event(st->b, w, bench_scan_int(&p, end));
-	}
+	w = st->nw == 1 ? &st->w[0] : bench_stream_watcher(st, id);
+	if (w == NULL)
+		return false;
+	while (watch_frame_next_rev(&p, s + n, &rev))
+		bench_watch_event(st->b, w, rev);
 	return true;
 }
 
@@ -789,56 +757,20 @@ out:
 	json_decref(root);
 }
 
-/* Splits the stream into top-level JSON objects, whatever the chunking. */
+static bool bench_watch_frame_cb(void *data, const char *frame, size_t len)
+{
+	struct bench_stream *st = data;
+
+	bench_watch_frame(st, frame, len);
+	return st->call != NULL;      /* false: ended from inside the frame */
+}
+
 static void bench_watch_chunk(void *data, const char *bytes, size_t len)
 {
 	struct bench_stream *st = data;
-	size_t i, start = 0;
-	int depth = 0;
-	bool in_str = false, esc = false;
 
-	if (st->len + len > st->cap) {
-		size_t cap = st->cap ? st->cap : 1024;
-		char *p;
-		while (cap < st->len + len)
-			cap *= 2;
-		p = realloc(st->buf, cap);
-		if (p == NULL) {
-			bench_error(st->b, 0, "", 0);
-			return;
-		}
-		st->buf = p;
-		st->cap = cap;
-	}
-	memcpy(st->buf + st->len, bytes, len);
-	st->len += len;
-	for (i = 0; i < st->len; i++) {
-		char ch = st->buf[i];
-		if (in_str) {
-			if (esc)
-				esc = false;
-			else if (ch == '\\')
-				esc = true;
-			else if (ch == '"')
-				in_str = false;
-			continue;
-		}
-		if (ch == '"') {
-			in_str = true;
-		} else if (ch == '{') {
-			if (depth++ == 0)
-				start = i;
-		} else if (ch == '}' && depth > 0 && --depth == 0) {
-			bench_watch_frame(st, st->buf + start, i + 1 - start);
-			if (st->call == NULL)
-				return;     /* ended from inside the frame */
-			start = i + 1;
-		} else if (depth == 0) {
-			start = i + 1;
-		}
-	}
-	memmove(st->buf, st->buf + start, st->len - start);
-	st->len -= start;
+	if (watch_splitter_feed(&st->split, bytes, len, bench_watch_frame_cb, st) < 0)
+		bench_error(st->b, 0, "", 0);
 }
 
 static void bench_watch_done(void *data, int status, const char *body, size_t len)
@@ -1589,7 +1521,7 @@ out_close:
 	uv_loop_close(&b->loop);
 out_free:
 	for (i = 0; b->s != NULL && i < b->nstreams; i++)
-		free(b->s[i].buf);
+		watch_splitter_clear(&b->s[i].split);
 	free(b->s);
 	free(b->w);
 	free(b->conns);
