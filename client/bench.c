@@ -45,7 +45,7 @@
 #define BENCH_RETRY_MS 100
 #define BENCH_ROUND_TIMEOUT_MS 10000
 #define BENCH_WATCH_OPENING 256       /* watch streams being set up at once */
-#define BENCH_WATCH_PER_STREAM_MAX 1000
+#define BENCH_WATCH_PER_STREAM_MAX 1000  /* creates in one request body */
 #define BENCH_KEY_MAX 128
 #define BENCH_WATCH_SETUP_MS 120000
 #define BENCH_MAX_PIDS 16
