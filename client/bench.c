@@ -19,7 +19,8 @@
  * Failure modes: a non-200 answer or a transport error counts as an error
  * (the first one is kept for the report); after a transport error the client
  * waits 100 ms so a dead server is not spun on. A watch round that does not
- * complete in 10 s counts the missing events as errors.
+ * complete in 10 s counts the missing events as errors. A watch run's timed
+ * part ends with the round under way at the deadline.
  *
  * The generator itself shares the machine with the server: it is kept lean
  * (no JSON parsing on the closed-loop hot path, one loop thread). */
@@ -113,7 +114,6 @@ struct bench_stream {
 	struct bench_watcher *w;      /* nw watchers, a slice of bench.w */
 	unsigned nw, ncreated;
 	struct watch_splitter split;
-	bool created;                 /* all nw watchers are */
 	bool ended;
 };
 
@@ -562,7 +562,9 @@ static void bench_round_end(struct bench *b)
 {
 	unsigned i;
 	uint64_t now = bench_now();
-	bool in_time = b->t_end == 0 || now <= b->t_end;
+	/* A round under way at the deadline is timed to its end (bench_stop):
+	 * a round of 10,000 watchers can outlast a short run. */
+	bool in_time = b->t_end == 0;
 
 	b->round_on = false;
 	uv_timer_stop(&b->round_timer);
@@ -585,7 +587,7 @@ static void bench_round_end(struct bench *b)
 		}
 	}
 	b->rounds++;
-	if (b->o.total != 0 && b->rounds >= b->o.total && b->t_end == 0)
+	if ((b->stopping || (b->o.total != 0 && b->rounds >= b->o.total)) && b->t_end == 0)
 		bench_mark_end(b, now);
 	if (b->stopping || (b->o.total != 0 && b->rounds >= b->o.total)) {
 		bench_finish(b);
@@ -616,8 +618,11 @@ static void bench_writer_on_answer(void *data, int status, const char *body, siz
 		bench_error(b, status, body, len);
 		b->round_on = false;
 		uv_timer_stop(&b->round_timer);
-		if (b->stopping)
+		if (b->stopping) {
+			if (b->t_end == 0)
+				bench_mark_end(b, bench_now());
 			bench_finish(b);
+		}
 		else
 			uv_timer_start(&b->round_timer, bench_round_timeout_cb, BENCH_RETRY_MS, 0);
 		return;
@@ -728,7 +733,7 @@ static void bench_watch_frame(struct bench_stream *st, const char *s, size_t n)
 	long long id;
 	size_t i, ne;
 
-	if (st->created && bench_watch_frame_fast(st, s, n))
+	if (st->ncreated == st->nw && bench_watch_frame_fast(st, s, n))
 		return;
 	root = json_loadb(s, n, 0, NULL);
 	res = json_object_get(root, "result");
@@ -743,7 +748,6 @@ static void bench_watch_frame(struct bench_stream *st, const char *s, size_t n)
 		st->w[st->ncreated++].id = id;
 		b->wcreated++;
 		if (st->ncreated == st->nw) {
-			st->created = true;
 			b->screated++;
 			bench_watch_open_more(b);
 		}
@@ -783,7 +787,7 @@ static void bench_watch_done(void *data, int status, const char *body, size_t le
 	b->sended++;
 	if (!b->stopping) {
 		bench_error(b, status, body, len);
-		if (!st->created) {
+		if (st->ncreated < st->nw) {
 			/* Could not even set it up: the run cannot go on. */
 			b->stopping = true;
 			b->rc = 1;
@@ -881,13 +885,17 @@ static void bench_stop(struct bench *b)
 	if (b->stopping)
 		return;
 	b->stopping = true;
-	if (b->t_end == 0)
-		bench_mark_end(b, bench_now());
 	if (b->o.kind == BK_WATCH) {
-		if (!b->round_on)
+		/* The round under way ends the timed part (bench_round_end). */
+		if (!b->round_on) {
+			if (b->t_end == 0)
+				bench_mark_end(b, bench_now());
 			bench_finish(b);
+		}
 		return;
 	}
+	if (b->t_end == 0)
+		bench_mark_end(b, bench_now());
 	/* Clients waiting out a retry are idle already. */
 	for (i = 0; i < b->nconns; i++) {
 		struct bench_conn *c = &b->conns[i];
