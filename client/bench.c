@@ -38,6 +38,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "client/pod_json.h"
 #include "client/watch_frames.h"
 #include "lib/b64.h"
 #include "lib/http.h"
@@ -50,11 +51,12 @@
 #define BENCH_KEY_MAX 128
 #define BENCH_WATCH_SETUP_MS 120000
 #define BENCH_MAX_PIDS 16
+#define BENCH_K8S_VALUES 256          /* distinct objects of --values k8s */
 
 const char bench_usage[] =
 	"  bench WORKLOAD [--conns N] [--duration D | --total N] [--value-size B]\n"
 	"        [--key-space N] [--consistency l|s] [--range-size N] [--watchers N]\n"
-	"        [--watch-per-stream K] [--prefix P] [--no-preload]\n"
+	"        [--watch-per-stream K] [--values random|k8s] [--prefix P] [--no-preload]\n"
 	"        [--server-pid PID[,PID...]]\n"
 	"                         load generator over the gateway; WORKLOAD is put,\n"
 	"                         get, range, txn, watch or lease (see docs/benchmarks.md)\n";
@@ -74,6 +76,8 @@ struct bench_opts {
 	unsigned range_size;
 	unsigned watchers;
 	unsigned watch_per_stream;    /* watchers sharing one /v3/watch stream */
+	bool k8s_values;              /* --values k8s: Pod objects of 1-4 KiB */
+	bool value_size_set;
 	bool serializable;
 	bool preload;
 	const char *prefix;
@@ -146,7 +150,10 @@ struct bench {
 	uint64_t rng;
 	uint64_t next_key;
 	uint64_t preload_left;
-	char *value_b64;
+	char **values;                /* base64 values, used in turn by key */
+	unsigned nvalues;
+	size_t value_max;             /* longest of them */
+	double value_mean;            /* mean raw size */
 	int rc;
 	/* watch */
 	struct http_client *whc;      /* the watch streams' client */
@@ -180,6 +187,12 @@ static uint64_t bench_rand(struct bench *b)
 static uint64_t bench_now(void)
 {
 	return uv_hrtime();
+}
+
+/* The value to write for key (or round) n, base64. */
+static const char *bench_value(const struct bench *b, uint64_t n)
+{
+	return b->values[n % b->nvalues];
 }
 
 static void bench_sample(uint32_t **lat, size_t *n, size_t *cap, uint64_t ns)
@@ -439,7 +452,7 @@ static void bench_conn_issue(struct bench_conn *c)
 	struct bench *b = c->b;
 	char k[BENCH_KEY_MAX * 2], e[BENCH_KEY_MAX * 2];
 	char *body;
-	size_t cap = strlen(b->value_b64) + 4 * BENCH_KEY_MAX + 256;
+	size_t cap = b->value_max + 4 * BENCH_KEY_MAX + 256;
 	const char *path;
 	int n;
 	uint64_t key;
@@ -462,7 +475,7 @@ static void bench_conn_issue(struct bench_conn *c)
 		b->preload_left--;
 		bench_key_b64(b, "k/", key, k);
 		path = "/v3/kv/put";
-		n = snprintf(body, cap, "{\"key\":\"%s\",\"value\":\"%s\"}", k, b->value_b64);
+		n = snprintf(body, cap, "{\"key\":\"%s\",\"value\":\"%s\"}", k, bench_value(b, key));
 		goto send;
 	}
 	if (b->o.kind != BK_LEASE || c->step == 0)
@@ -473,7 +486,7 @@ static void bench_conn_issue(struct bench_conn *c)
 		key = b->next_key++ % b->o.key_space;
 		bench_key_b64(b, "k/", key, k);
 		path = "/v3/kv/put";
-		n = snprintf(body, cap, "{\"key\":\"%s\",\"value\":\"%s\"}", k, b->value_b64);
+		n = snprintf(body, cap, "{\"key\":\"%s\",\"value\":\"%s\"}", k, bench_value(b, key));
 		break;
 	case BK_GET:
 		b->issued++;
@@ -497,7 +510,7 @@ static void bench_conn_issue(struct bench_conn *c)
 		if (c->step == 0) {
 			path = "/v3/kv/put";
 			n = snprintf(body, cap, "{\"key\":\"%s\",\"value\":\"%s\"}", k,
-				     b->value_b64);
+				     bench_value(b, c->seq));
 			break;
 		}
 		b->issued++;
@@ -506,7 +519,7 @@ static void bench_conn_issue(struct bench_conn *c)
 			     "{\"compare\":[{\"key\":\"%s\",\"target\":\"MOD\",\"result\":\"EQUAL\","
 			     "\"mod_revision\":\"%lld\"}],\"success\":[{\"request_put\":"
 			     "{\"key\":\"%s\",\"value\":\"%s\"}}]}",
-			     k, c->rev, k, b->value_b64);
+			     k, c->rev, k, bench_value(b, b->issued));
 		break;
 	case BK_LEASE:
 		if (c->step == 0) {
@@ -518,7 +531,7 @@ static void bench_conn_issue(struct bench_conn *c)
 			bench_key_b64(b, "lease/", key, k);
 			path = "/v3/kv/put";
 			n = snprintf(body, cap, "{\"key\":\"%s\",\"value\":\"%s\",\"lease\":\"%lld\"}",
-				     k, b->value_b64, c->lease);
+				     k, bench_value(b, key), c->lease);
 		} else {
 			path = "/v3/lease/revoke";
 			n = snprintf(body, cap, "{\"ID\":\"%lld\"}", c->lease);
@@ -641,7 +654,7 @@ static void bench_round_start(struct bench *b)
 	char k[BENCH_KEY_MAX * 2];
 	char key[BENCH_KEY_MAX];
 	char *body;
-	size_t cap = strlen(b->value_b64) + 2 * BENCH_KEY_MAX + 64;
+	size_t cap = b->value_max + 2 * BENCH_KEY_MAX + 64;
 	int n;
 
 	if (b->stopping) {
@@ -653,7 +666,7 @@ static void bench_round_start(struct bench *b)
 	body = malloc(cap);
 	if (body == NULL)
 		goto fail;
-	n = snprintf(body, cap, "{\"key\":\"%s\",\"value\":\"%s\"}", k, b->value_b64);
+	n = snprintf(body, cap, "{\"key\":\"%s\",\"value\":\"%s\"}", k, bench_value(b, b->rounds));
 	b->round_on = true;
 	b->round_rev = 0;
 	b->round_got = 0;
@@ -1096,7 +1109,8 @@ static void bench_report(struct bench *b)
 		if (b->o.kind == BK_TXN)
 			json_object_set_new(j, "cas_failures",
 					    json_integer((json_int_t)b->cas_failures));
-		json_object_set_new(j, "value_size", json_integer(b->o.value_size));
+		json_object_set_new(j, "values", json_string(b->o.k8s_values ? "k8s" : "random"));
+		json_object_set_new(j, "value_size", json_integer((json_int_t)(b->value_mean + 0.5)));
 		json_object_set_new(j, "key_space", json_integer((json_int_t)b->o.key_space));
 		json_object_set_new(j, "duration_s", json_real(secs));
 		json_object_set_new(j, "ops", json_integer((json_int_t)b->ops));
@@ -1146,7 +1160,10 @@ static void bench_report(struct bench *b)
 		printf(", %s", b->o.serializable ? "serializable" : "linearizable");
 	if (b->o.kind == BK_RANGE)
 		printf(", %u keys per range", b->o.range_size);
-	printf(", value %u B\n", b->o.value_size);
+	if (b->o.k8s_values)
+		printf(", Pod objects of %.0f B on average\n", b->value_mean);
+	else
+		printf(", value %u B\n", b->o.value_size);
 	printf("%-11s %" PRIu64 " in %.2f s = %.1f/s, errors %" PRIu64, what, b->ops, secs, rate,
 	       b->errors);
 	if (b->o.kind == BK_TXN)
@@ -1313,6 +1330,14 @@ static int bench_parse(struct bench_opts *o, int argc, char **argv)
 			if (bench_parse_u64(val, &v) != 0 || v > 1 << 20)
 				goto bad;
 			o->value_size = (unsigned)v;
+			o->value_size_set = true;
+		} else if (strcmp(name, "--values") == 0) {
+			if (strcmp(val, "k8s") == 0)
+				o->k8s_values = true;
+			else if (strcmp(val, "random") == 0)
+				o->k8s_values = false;
+			else
+				goto bad;
 		} else if (strcmp(name, "--key-space") == 0) {
 			if (bench_parse_u64(val, &v) != 0 || v == 0)
 				goto bad;
@@ -1358,6 +1383,10 @@ bad:
 		bench_usage_error("--range-size is larger than --key-space", NULL);
 		return -1;
 	}
+	if (o->k8s_values && o->value_size_set) {
+		bench_usage_error("--value-size does not apply to --values k8s", NULL);
+		return -1;
+	}
 	if (!conns_set && (o->kind == BK_GET || o->kind == BK_RANGE))
 		o->conns = 64;
 	return 0;
@@ -1374,22 +1403,52 @@ static void bench_raise_nofile(void)
 	}
 }
 
+/* The values to write, base64: one of random bytes, so that nothing along
+ * the way gets to compress them; or BENCH_K8S_VALUES Pod objects with sizes
+ * spread over 1-4 KiB, for what a store does with what Kubernetes keeps. */
+static int bench_make_values(struct bench *b)
+{
+	unsigned i;
+	double sum = 0;
+
+	b->nvalues = b->o.k8s_values ? BENCH_K8S_VALUES : 1;
+	b->values = calloc(b->nvalues, sizeof(*b->values));
+	if (b->values == NULL)
+		return -1;
+	for (i = 0; i < b->nvalues; i++) {
+		uint8_t *raw;
+		size_t len = b->o.value_size;
+		if (b->o.k8s_values) {
+			raw = (uint8_t *)pod_json(bench_rand(b),
+						  1024 + (size_t)i * 3072 / BENCH_K8S_VALUES, &len);
+		} else {
+			raw = malloc(len + 1);
+			for (size_t k = 0; raw != NULL && k < len; k++)
+				raw[k] = (uint8_t)(bench_rand(b) >> 56);
+		}
+		if (raw == NULL)
+			return -1;
+		b->values[i] = malloc(b64_encoded_size(len));
+		if (b->values[i] == NULL) {
+			free(raw);
+			return -1;
+		}
+		b64_encode(raw, len, b->values[i]);
+		free(raw);
+		if (strlen(b->values[i]) > b->value_max)
+			b->value_max = strlen(b->values[i]);
+		sum += (double)len;
+	}
+	b->value_mean = sum / b->nvalues;
+	return 0;
+}
+
 static int bench_setup(struct bench *b)
 {
-	uint8_t *raw;
 	unsigned i;
 
-	raw = malloc(b->o.value_size + 1);
-	b->value_b64 = malloc(b64_encoded_size(b->o.value_size));
-	if (raw == NULL || b->value_b64 == NULL) {
-		free(raw);
+	if (bench_make_values(b) != 0)
 		return -1;
-	}
-	/* Random bytes, so that nothing along the way gets to compress them. */
-	for (i = 0; i < b->o.value_size; i++)
-		raw[i] = (uint8_t)(bench_rand(b) >> 56);
-	b64_encode(raw, b->o.value_size, b->value_b64);
-	free(raw);
 
 	if (b->o.kind == BK_WATCH) {
 		uv_timer_init(&b->loop, &b->round_timer);
@@ -1535,7 +1594,9 @@ out_free:
 	free(b->conns);
 	free(b->lat);
 	free(b->lat2);
-	free(b->value_b64);
+	for (i = 0; b->values != NULL && i < b->nvalues; i++)
+		free(b->values[i]);
+	free(b->values);
 	for (i = 0; i < b->o.nurls; i++)
 		free(b->o.urls[i]);
 	free(b);

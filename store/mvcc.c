@@ -43,6 +43,13 @@
  * 2: history in revision order with per-key chains (see above); a version 1
  *    file is migrated when opened. */
 #define MVCC_SCHEMA_VERSION 2
+/* Page size of a new database file (an existing file keeps its own). At
+ * 4 KiB, values of 1-4 KiB (Kubernetes objects, even compressed) left a
+ * page a third empty whenever the next row did not fit beside the last:
+ * 100,000 Pod objects took 279 MiB for 170 MiB of stored values, 187 MiB
+ * at 16 KiB. Puts and reads cost no more CPU at 16 KiB (a little less:
+ * shallower trees), also with updates spread over 100,000 keys. */
+#define MVCC_PAGE_SIZE 16384
 /* hist rowids: the low bits are the sub-revision, the rest the revision.
  * 22 bits allow 4M writes in one revision and revisions below 2^40 (35
  * years at 1,000 writes a second; one bit is kept so that the id past a
@@ -723,6 +730,15 @@ static int db_open(struct mvcc *m, char *errmsg)
 	err = db_check(m->db, &fresh, &schema, errmsg);
 	if (err)
 		goto err_after_open;
+	if (fresh) {
+		/* Before anything is written: a file's page size is fixed by its
+		 * first write. */
+		char sql[64];
+		snprintf(sql, sizeof sql, "PRAGMA page_size=%d", MVCC_PAGE_SIZE);
+		err = exec(m->db, sql, errmsg);
+		if (err)
+			goto err_after_open;
+	}
 	err = exec(m->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 		   " PRAGMA temp_store=MEMORY;"
 		   " PRAGMA journal_size_limit=67108864", errmsg);

@@ -15,6 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <lz4.h>
+
+#include "client/pod_json.h"
 #include "lib/err.h"
 #include "store/mvcc.h"
 #include "store/wal_ckpt.h"
@@ -1357,6 +1360,76 @@ static void assert_event(const struct mvcc_event *ev, enum mvcc_event_type type,
 /* A schema-1 database opens migrated: the same revisions, live keys, past
  * revisions, events with their previous versions, leases and metadata, and
  * it keeps working (writes, compaction) and reopens as schema 2. */
+/* The page size sqlite reports for the database at path. */
+static int64_t page_size_of(const char *path)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t n;
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+/* Kubernetes-sized values (Pod objects of 1-4 KiB) take little more room
+ * than their compressed bytes: a new file has 16 KiB pages, in which rows of
+ * a few KiB leave little empty; with 4 KiB pages they took 1.6x. */
+static void test_large_values_packed(void **state)
+{
+	struct fx *f = *state;
+	int64_t size, in_use;
+	double stored = 0;
+
+	assert_int_equal(page_size_of(f->path), 16384);
+	assert_int_equal(mvcc_begin(f->m), CAP_OK);
+	for (unsigned i = 0; i < 400; i++) {
+		char key[32], out[LZ4_COMPRESSBOUND(8192)];
+		size_t len;
+		char *v = pod_json(i + 1, 1024 + i * 3072 / 400, &len);
+		int c;
+		assert_non_null(v);
+		c = LZ4_compress_default(v, out, (int)len, (int)sizeof out);
+		assert_true(c > 0 && (size_t)c < len);
+		stored += c;
+		snprintf(key, sizeof key, "/registry/pods/ns/p%u", i);
+		mvcc_txn_begin(f->m);
+		assert_int_equal(mvcc_put(f->m, S(key), (const uint8_t *)v, len, 0, NULL, NULL),
+				 CAP_OK);
+		mvcc_txn_end(f->m);
+		free(v);
+	}
+	assert_int_equal(mvcc_commit(f->m, mvcc_applied_index(f->m) + 1), CAP_OK);
+	assert_int_equal(mvcc_db_size(f->m, &size, &in_use), CAP_OK);
+	assert_true((double)in_use < 1.3 * stored);
+}
+
+/* A file made with another page size (any made before 16 KiB pages) keeps
+ * it, and works. */
+static void test_page_size_kept(void **state)
+{
+	struct fx *f = *state;
+	char errmsg[CAP_ERRMSG_SIZE], path2[256];
+	struct mvcc *m;
+	struct mvcc_kv kv;
+
+	snprintf(path2, sizeof(path2), "%s/db2", f->dir);
+	make_v1(path2, NULL);
+	assert_int_equal(page_size_of(path2), 4096);
+	assert_int_equal(mvcc_open(path2, &m, errmsg), CAP_OK);
+	assert_int_equal(put(m, "b", "y"), 8);
+	mvcc_close(m);
+	assert_int_equal(page_size_of(path2), 4096);
+	assert_int_equal(mvcc_open(path2, &m, errmsg), CAP_OK);
+	assert_int_equal(get(m, "b", 0, &kv), 1);
+	assert_kv(&kv, "b", "y", 8, 8, 1);
+	mvcc_kv_clear(&kv);
+	mvcc_close(m);
+}
+
 static void test_schema1_migrated(void **state)
 {
 	struct fx *f = *state;
@@ -1821,6 +1894,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_misuse_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema1_migrated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_page_size_kept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_large_values_packed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema1_image_restored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_single_key_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_truncated_when_idle, setup, teardown),
