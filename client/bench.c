@@ -50,6 +50,11 @@
 #define BENCH_WATCH_PER_STREAM_MAX 1000  /* creates in one request body */
 #define BENCH_KEY_MAX 128
 #define BENCH_WATCH_SETUP_MS 120000
+/* etcd's gateway (grpc-gateway on Go's HTTP/1.1 server) stops reading a
+ * request body once it starts to answer: under load, the creates behind
+ * the first few of a stream's body can be dropped. A stream whose creates
+ * stall this long is opened again. */
+#define BENCH_WATCH_STALL_MS 3000
 #define BENCH_MAX_PIDS 16
 #define BENCH_K8S_VALUES 256          /* distinct objects of --values k8s */
 
@@ -118,6 +123,8 @@ struct bench_stream {
 	struct bench_watcher *w;      /* nw watchers, a slice of bench.w */
 	unsigned nw, ncreated;
 	struct watch_splitter split;
+	uint64_t t_progress;          /* opened, or a watcher created */
+	bool reopening;               /* its call is being cancelled to open again */
 	bool ended;
 };
 
@@ -162,6 +169,7 @@ struct bench {
 	unsigned nstreams;
 	unsigned sopened, screated, sended;   /* streams */
 	unsigned wcreated;            /* watchers */
+	unsigned reopened;            /* streams opened again (see BENCH_WATCH_STALL_MS) */
 	struct http_client *writer;   /* the watch workload's putter */
 	uint64_t round_t_send, round_t_ack;
 	long long round_rev;          /* 0 until the put is acknowledged */
@@ -759,6 +767,7 @@ static void bench_watch_frame(struct bench_stream *st, const char *s, size_t n)
 	id = bench_json_i64(json_object_get(res, "watch_id"));
 	if (json_is_true(json_object_get(res, "created")) && st->ncreated < st->nw) {
 		st->w[st->ncreated++].id = id;
+		st->t_progress = bench_now();
 		b->wcreated++;
 		if (st->ncreated == st->nw) {
 			b->screated++;
@@ -796,6 +805,8 @@ static void bench_watch_done(void *data, int status, const char *body, size_t le
 	struct bench *b = st->b;
 
 	st->call = NULL;
+	if (st->reopening)
+		return;
 	st->ended = true;
 	b->sended++;
 	if (!b->stopping) {
@@ -833,25 +844,54 @@ static char *bench_watch_body(struct bench *b, unsigned nw, size_t *len)
 	return body;
 }
 
+/* Opens st's stream with a create for each of its watchers; false when
+ * that cannot even be started (the run stops). */
+static bool bench_watch_open_stream(struct bench *b, struct bench_stream *st)
+{
+	size_t n = 0;
+	char *body = bench_watch_body(b, st->nw, &n);
+	bool ok = body != NULL && http_client_stream(b->whc, "/v3/watch", body, n,
+						     bench_watch_chunk, bench_watch_done, st,
+						     &st->call) == 0;
+	free(body);
+	st->t_progress = bench_now();
+	if (!ok) {
+		st->ended = true;
+		b->sended++;
+		bench_error(b, 0, "", 0);
+		b->stopping = true;
+		b->rc = 1;
+	}
+	return ok;
+}
+
+/* Streams set up in part and stalled are closed (cancelling the watchers
+ * they have) and opened again. */
+static void bench_watch_reopen_stalled(struct bench *b)
+{
+	uint64_t now = bench_now();
+
+	for (unsigned i = 0; i < b->sopened && !b->stopping; i++) {
+		struct bench_stream *st = &b->s[i];
+		if (st->call == NULL || st->ncreated == st->nw ||
+		    now - st->t_progress < (uint64_t)BENCH_WATCH_STALL_MS * 1000000)
+			continue;
+		st->reopening = true;
+		http_call_cancel(st->call);
+		st->reopening = false;
+		b->wcreated -= st->ncreated;
+		st->ncreated = 0;
+		st->split.len = 0;
+		b->reopened++;
+		bench_watch_open_stream(b, st);
+	}
+}
+
 static void bench_watch_open_more(struct bench *b)
 {
 	while (!b->stopping && b->sopened < b->nstreams &&
-	       b->sopened - b->screated < BENCH_WATCH_OPENING) {
-		struct bench_stream *st = &b->s[b->sopened];
-		size_t n = 0;
-		char *body = bench_watch_body(b, st->nw, &n);
-		if (body == NULL ||
-		    http_client_stream(b->whc, "/v3/watch", body, n, bench_watch_chunk,
-				       bench_watch_done, st, &st->call) != 0) {
-			st->ended = true;
-			b->sended++;
-			bench_error(b, 0, "", 0);
-			b->stopping = true;
-			b->rc = 1;
-		}
-		free(body);
-		b->sopened++;
-	}
+	       b->sopened - b->screated < BENCH_WATCH_OPENING)
+		bench_watch_open_stream(b, &b->s[b->sopened++]);
 	if (!b->watch_ready && b->wcreated == b->o.watchers) {
 		b->watch_ready = true;
 		fprintf(stderr, "bench: %u watchers on %u streams ready\n", b->o.watchers,
@@ -882,6 +922,16 @@ static void bench_watch_setup_cb(uv_timer_t *t)
 
 	fprintf(stderr, "Error: bench: only %u of %u watchers ready after %d s\n", b->wcreated,
 		b->o.watchers, BENCH_WATCH_SETUP_MS / 1000);
+	/* Which streams, and what they got: enough to tell a server that
+	 * dropped creates from one that never answered. */
+	for (unsigned i = 0, shown = 0; i < b->sopened && shown < 5; i++) {
+		struct bench_stream *st = &b->s[i];
+		if (st->ncreated == st->nw)
+			continue;
+		fprintf(stderr, "  stream %u: %u of %u created%s, %zu bytes of an unfinished frame\n",
+			i, st->ncreated, st->nw, st->ended ? ", ended" : "", st->split.len);
+		shown++;
+	}
 	b->rc = 1;
 	bench_stop(b);
 }
@@ -935,9 +985,11 @@ static void bench_progress_cb(uv_timer_t *t)
 		return;
 	}
 	if (!b->running) {
-		if (b->o.kind == BK_WATCH)
+		if (b->o.kind == BK_WATCH) {
 			fprintf(stderr, "bench: %u of %u watchers ready\n", b->wcreated,
 				b->o.watchers);
+			bench_watch_reopen_stalled(b);
+		}
 		return;
 	}
 	secs = (double)(bench_now() - b->t0) / 1e9;
@@ -1099,6 +1151,7 @@ static void bench_report(struct bench *b)
 		if (b->o.kind == BK_WATCH) {
 			json_object_set_new(j, "watchers", json_integer(b->o.watchers));
 			json_object_set_new(j, "streams", json_integer(b->nstreams));
+			json_object_set_new(j, "streams_reopened", json_integer(b->reopened));
 			json_object_set_new(j, "rounds", json_integer((json_int_t)b->rounds));
 		}
 		if (b->o.kind == BK_GET || b->o.kind == BK_RANGE)

@@ -11,8 +11,10 @@ tiny size: they must finish and print their report.
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import capstan_test as ct  # noqa: E402
@@ -113,6 +115,113 @@ def test_watch_per_stream():
     check(res, "watch")
     assert res["watchers"] == 30 and res["streams"] == 4 and res["rounds"] > 0, res
     assert res["ops"] == 30 * res["rounds"], "a watcher missed an event: %r" % res
+
+
+class DroppingWatchServer:
+    """A stand-in for etcd's gateway under load: the first /v3/watch stream
+    answers only its first create (the rest of its body is dropped, as Go's
+    HTTP/1.1 server does once the gateway starts answering); later streams
+    answer every create. Puts bump the revision and notify every watcher."""
+
+    def __init__(self):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", ct.free_port()))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.streams = []          # (socket, watch ids)
+        self.watch_bodies = 0
+        self.rev = 1
+        self.done = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while not self.done:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def chunk(c, obj):
+        # Compact, as etcd's gateway writes it.
+        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+        c.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def serve(self, c):
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                n = 0
+                for line in head.split(b"\r\n")[1:]:
+                    k, _, v = line.partition(b":")
+                    if k.strip().lower() == b"content-length":
+                        n = int(v)
+                while len(buf) < n:
+                    buf += c.recv(65536)
+                body, buf = buf[:n], buf[n:]
+                if head.startswith(b"POST /v3/watch "):
+                    creates = body.count(b"create_request")
+                    with self.lock:
+                        self.watch_bodies += 1
+                        first = self.watch_bodies == 1
+                        ids = list(range(1 if first else creates))
+                        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                  b"Transfer-Encoding: chunked\r\n\r\n")
+                        for i in ids:
+                            self.chunk(c, {"result": {"header": {"revision": str(self.rev)},
+                                                      "watch_id": str(i), "created": True}})
+                        self.streams.append((c, ids))
+                    return       # the stream stays open; its socket is in self.streams
+                with self.lock:
+                    self.rev += 1
+                    rev = self.rev
+                    key = json.loads(body)["key"]
+                    for s, ids in self.streams:
+                        for i in ids:
+                            try:
+                                self.chunk(s, {"result": {
+                                    "header": {"revision": str(rev)}, "watch_id": str(i),
+                                    "events": [{"kv": {"key": key, "mod_revision": str(rev)}}]}})
+                            except OSError:
+                                pass
+                answer = json.dumps({"header": {"revision": str(rev)}},
+                                    separators=(",", ":")).encode()
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
+        except OSError:
+            return
+
+    def close(self):
+        self.done = True
+        self.lsock.close()
+        with self.lock:
+            for s, _ in self.streams:
+                s.close()
+
+
+def test_watch_stream_reopened_when_creates_dropped():
+    """A stream whose server dropped some of its creates is opened again, and then every watcher sees every put."""
+    srv = DroppingWatchServer()
+    try:
+        p = subprocess.run([ct.CLI_BIN, "--endpoints", "http://127.0.0.1:%d" % srv.port, "-w",
+                            "json", "bench", "watch", "--watchers", "6", "--watch-per-stream",
+                            "3", "--duration", "300ms"], capture_output=True, text=True,
+                           timeout=60)
+    finally:
+        srv.close()
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    assert res["streams"] == 2 and res["streams_reopened"] == 1, res
+    assert res["errors"] == 0 and res["rounds"] > 0, res
+    assert res["ops"] == 6 * res["rounds"], "a watcher missed an event: %r" % res
 
 
 def test_cpu_per_op():
