@@ -16,6 +16,10 @@
 #define MAX_BODY 1024
 #define IDLE_MS 200
 #define HEADER_MS 300
+/* The slow-reader tests' header timeout, which is also how long a closing
+ * connection may go without progress: long enough that a loaded machine
+ * (sanitizers, the suite in parallel) cannot stall the reader that long. */
+#define SLOW_HEADER_MS 1000
 #define STREAM_CHUNKS 5
 #define MANY 500
 /* More than the kernel's socket buffers hold (tcp_wmem's 4 MiB at most, and
@@ -42,6 +46,7 @@ struct fixture {
 	int on_close_calls;
 	bool server_closed;
 	bool slow_closed;
+	int header_ms;
 	struct pending *live[8];
 };
 
@@ -201,7 +206,7 @@ static bool run_until(struct fixture *f, bool *flag, unsigned ms)
 	return *flag;
 }
 
-static int setup(void **state)
+static int setup_with(void **state, int header_ms)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct http_server_config cfg = {
@@ -209,13 +214,14 @@ static int setup(void **state)
 		.port = 0,
 		.max_body = MAX_BODY,
 		.idle_timeout_ms = IDLE_MS,
-		.header_timeout_ms = HEADER_MS,
+		.header_timeout_ms = header_ms,
 		.handler = handler,
 	};
 	char errmsg[CAP_ERRMSG_SIZE];
 	char url[64];
 
 	assert_non_null(f);
+	f->header_ms = header_ms;
 	assert_int_equal(uv_loop_init(&f->loop), 0);
 	cfg.data = f;
 	assert_int_equal(http_server_start(&f->loop, &cfg, &f->srv, errmsg), 0);
@@ -225,6 +231,16 @@ static int setup(void **state)
 	assert_int_equal(http_client_new(&f->loop, url, &f->client), 0);
 	*state = f;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_with(state, HEADER_MS);
+}
+
+static int setup_slow(void **state)
+{
+	return setup_with(state, SLOW_HEADER_MS);
 }
 
 static void server_closed_cb(void *data)
@@ -907,8 +923,8 @@ static void flood_slow_reader(struct fixture *f, bool half_close)
 	while (!k->eof && uv_now(&f->loop) < end) {
 		bool never = false;
 
-		/* Nothing read for a third of the timeout, then a little. */
-		run_until(f, &never, HEADER_MS / 3);
+		/* Nothing read for a quarter of the timeout, then a little. */
+		run_until(f, &never, f->header_ms / 4);
 		k->burst = 0;
 		assert_int_equal(uv_read_start((uv_stream_t *)&k->tcp, sink_alloc, sink_read), 0);
 		while (!k->eof && k->burst < 512 * 1024 && uv_now(&f->loop) < end)
@@ -917,7 +933,7 @@ static void flood_slow_reader(struct fixture *f, bool half_close)
 	}
 	assert_true(k->eof);
 	/* The reading took several header timeouts, and nothing was lost. */
-	assert_true(uv_now(&f->loop) - start > 2 * HEADER_MS);
+	assert_true(uv_now(&f->loop) - start > 2 * (uint64_t)f->header_ms);
 	assert_int_equal(k->total, strlen(FLOOD_HEAD) + FLOOD_BYTES);
 	uv_close((uv_handle_t *)&k->tcp, sink_closed);
 	assert_true(run_until(f, &k->closed, 2000));
@@ -976,10 +992,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_malformed_400, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_and_header_timeouts, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_raw_close_waits_for_a_slow_reader, setup,
+		cmocka_unit_test_setup_teardown(test_raw_close_waits_for_a_slow_reader, setup_slow,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_raw_close_waits_for_a_half_closed_reader,
-						setup, teardown),
+						setup_slow, teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect_during_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_close_notifies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_timeout, setup, teardown),
