@@ -6,7 +6,6 @@
  * the way. Every string that differs between real pods differs here too. */
 #include "client/pod_json.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,18 +53,6 @@ static void timestamp(uint64_t *s, char out[21])
 		 (unsigned)(v / 483840 % 60));
 }
 
-static json_t *str(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static json_t *str(const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	return json_string(buf);
-}
-
 static size_t size_of(const json_t *o)
 {
 	return json_dumpb(o, NULL, 0, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -87,12 +74,12 @@ struct pod {
 
 static void sec_owner(struct pod *p)
 {
-	json_object_set_new(p->meta, "generateName", str("%s-%s-", p->app, p->rs));
+	json_object_set_new(p->meta, "generateName", json_sprintf("%s-%s-", p->app, p->rs));
 	json_object_set_new(json_object_get(p->meta, "labels"), "pod-template-hash",
 			    json_string(p->rs));
 	json_object_set_new(p->meta, "ownerReferences",
 			    json_pack("[{s:s, s:s, s:o, s:s, s:b, s:b}]", "apiVersion", "apps/v1",
-				      "kind", "ReplicaSet", "name", str("%s-%s", p->app, p->rs),
+				      "kind", "ReplicaSet", "name", json_sprintf("%s-%s", p->app, p->rs),
 				      "uid", p->owner, "controller", 1, "blockOwnerDeletion", 1));
 }
 
@@ -104,9 +91,9 @@ static void sec_spec(struct pod *p)
 				      "protocol", "TCP"));
 	json_object_set_new(p->ctr, "resources",
 			    json_pack("{s:{s:o, s:o}, s:{s:o, s:o}}", "limits", "cpu",
-				      str("%um", cpu * 250), "memory", str("%uMi", mem * 256),
-				      "requests", "cpu", str("%um", cpu * 100), "memory",
-				      str("%uMi", mem * 128)));
+				      json_sprintf("%um", cpu * 250), "memory", json_sprintf("%uMi", mem * 256),
+				      "requests", "cpu", json_sprintf("%um", cpu * 100), "memory",
+				      json_sprintf("%uMi", mem * 128)));
 	json_object_set_new(p->ctr, "terminationMessagePath", json_string("/dev/termination-log"));
 	json_object_set_new(p->ctr, "terminationMessagePolicy", json_string("File"));
 	json_object_set_new(p->spec, "terminationGracePeriodSeconds", json_integer(30));
@@ -138,11 +125,11 @@ static void sec_status(struct pod *p)
 		json_pack("[{s:s, s:{s:{s:s}}, s:{}, s:b, s:i, s:o, s:o, s:o, s:b}]", "name", p->app,
 			  "state", "running", "startedAt", p->t1, "lastState", "ready", 1,
 			  "restartCount", (json_int_t)(next(&p->s) % 3), "image",
-			  str("registry.example.com/team-%u/%s:v%u.%u", p->team, p->app,
+			  json_sprintf("registry.example.com/team-%u/%s:v%u.%u", p->team, p->app,
 			      (unsigned)(p->s % 4), (unsigned)(p->s / 4 % 30)),
 			  "imageID",
-			  str("registry.example.com/team-%u/%s@sha256:%s", p->team, p->app, digest),
-			  "containerID", str("containerd://%s", cid), "started", 1));
+			  json_sprintf("registry.example.com/team-%u/%s@sha256:%s", p->team, p->app, digest),
+			  "containerID", json_sprintf("containerd://%s", cid), "started", 1));
 	json_object_set_new(p->status, "qosClass", json_string("Burstable"));
 }
 
@@ -151,13 +138,13 @@ static void sec_volumes(struct pod *p)
 	json_object_set_new(
 		p->spec, "volumes",
 		json_pack("[{s:o, s:{s:[{s:{s:i, s:s}}, {s:{s:s, s:[{s:s, s:s}]}}], s:i}}]",
-			  "name", str("kube-api-access-%s", p->vol), "projected", "sources",
+			  "name", json_sprintf("kube-api-access-%s", p->vol), "projected", "sources",
 			  "serviceAccountToken", "expirationSeconds", (json_int_t)3607, "path",
 			  "token", "configMap", "name", "kube-root-ca.crt", "items", "key", "ca.crt",
 			  "path", "ca.crt", "defaultMode", (json_int_t)420));
 	json_object_set_new(p->ctr, "volumeMounts",
 			    json_pack("[{s:o, s:b, s:s}]", "name",
-				      str("kube-api-access-%s", p->vol), "readOnly", 1, "mountPath",
+				      json_sprintf("kube-api-access-%s", p->vol), "readOnly", 1, "mountPath",
 				      "/var/run/secrets/kubernetes.io/serviceaccount"));
 	json_object_set_new(
 		p->spec, "tolerations",
@@ -209,26 +196,26 @@ static void add_env(struct pod *p, json_t *env, unsigned i)
 	switch (v / 16 % 4) {
 	case 0:
 		json_array_append_new(
-			env, json_pack("{s:o, s:o}", "name", str("%s_%u_URL", p->app, i), "value",
-				       str("https://%s-%u.team-%u.svc.cluster.local:%u/%s", w,
+			env, json_pack("{s:o, s:o}", "name", json_sprintf("%s_%u_URL", p->app, i), "value",
+				       json_sprintf("https://%s-%u.team-%u.svc.cluster.local:%u/%s", w,
 					   (unsigned)(v / 64 % 100), p->team,
 					   (unsigned)(v / 6400 % 10000), w)));
 		break;
 	case 1:
 		json_array_append_new(env, json_pack("{s:o, s:o}", "name",
-						     str("%s_%u_LIMIT", p->app, i), "value",
-						     str("%u", (unsigned)(v / 64 % 100000))));
+						     json_sprintf("%s_%u_LIMIT", p->app, i), "value",
+						     json_sprintf("%u", (unsigned)(v / 64 % 100000))));
 		break;
 	case 2:
 		hex(&p->s, tok, 16);
 		json_array_append_new(env, json_pack("{s:o, s:{s:{s:o, s:s}}}", "name",
-						     str("%s_%u_KEY", p->app, i), "valueFrom",
+						     json_sprintf("%s_%u_KEY", p->app, i), "valueFrom",
 						     "secretKeyRef", "name",
-						     str("%s-%s", p->app, tok), "key", w));
+						     json_sprintf("%s-%s", p->app, tok), "key", w));
 		break;
 	default:
 		json_array_append_new(env, json_pack("{s:o, s:s}", "name",
-						     str("%s_%u_MODE", p->app, i), "value", w));
+						     json_sprintf("%s_%u_MODE", p->app, i), "value", w));
 		break;
 	}
 }
@@ -254,20 +241,20 @@ char *pod_json(uint64_t seed, size_t target, size_t *len)
 	suffix(&p.s, p.vol, 5);
 
 	p.ctr = json_pack("{s:s, s:o, s:s}", "name", p.app, "image",
-			  str("registry.example.com/team-%u/%s:v%u.%u", p.team, p.app,
+			  json_sprintf("registry.example.com/team-%u/%s:v%u.%u", p.team, p.app,
 			      (unsigned)(p.s % 4), (unsigned)(p.s / 4 % 30)),
 			  "imagePullPolicy", "IfNotPresent");
 	p.meta = json_pack("{s:o, s:o, s:s, s:o, s:s, s:{s:s, s:o}}", "name",
-			   str("%s-%s-%s", p.app, p.rs, p.sfx), "namespace", str("team-%u", p.team),
+			   json_sprintf("%s-%s-%s", p.app, p.rs, p.sfx), "namespace", json_sprintf("team-%u", p.team),
 			   "uid", p.uid, "resourceVersion",
-			   str("%llu", (unsigned long long)(next(&p.s) % 90000000 + 1000)),
+			   json_sprintf("%llu", (unsigned long long)(next(&p.s) % 90000000 + 1000)),
 			   "creationTimestamp", p.t0, "labels", "app", p.app, "team",
-			   str("team-%u", p.team));
+			   json_sprintf("team-%u", p.team));
 	p.spec = json_pack("{s:[O], s:s, s:o}", "containers", p.ctr, "restartPolicy", "Always",
-			   "nodeName", str("node-%u", p.node));
+			   "nodeName", json_sprintf("node-%u", p.node));
 	p.status = json_pack("{s:s, s:o, s:o, s:s}", "phase", "Running", "hostIP",
-			     str("10.0.%u.%u", p.node / 250, p.node % 250 + 2), "podIP",
-			     str("10.244.%u.%u", (unsigned)(next(&p.s) % 250),
+			     json_sprintf("10.0.%u.%u", p.node / 250, p.node % 250 + 2), "podIP",
+			     json_sprintf("10.244.%u.%u", (unsigned)(next(&p.s) % 250),
 				 (unsigned)(next(&p.s) % 250 + 2)),
 			     "startTime", p.t0);
 	p.obj = json_pack("{s:s, s:s, s:O, s:O, s:O}", "kind", "Pod", "apiVersion", "v1",
