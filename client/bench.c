@@ -881,7 +881,7 @@ static void bench_watch_reopen_stalled(struct bench *b)
 		st->reopening = false;
 		b->wcreated -= st->ncreated;
 		st->ncreated = 0;
-		st->split.len = 0;
+		watch_splitter_clear(&st->split);
 		b->reopened++;
 		bench_watch_open_stream(b, st);
 	}
