@@ -281,7 +281,7 @@ def run_bench_script(name, *args, timeout=120):
 
 
 def test_vs_etcd_smoke():
-    """bench/vs-etcd on a put and a shared-stream watch workload: both servers' rows, CPU per op, both raft floors."""
+    """bench/vs-etcd on a put and a shared-stream watch workload: both servers' rows, CPU per op, both raft floors, the network floor and the ceiling."""
     path = os.path.join(ct.mktemp(), "vs.json")
     argv = [sys.executable, os.path.join(ct.SRCDIR, "bench", "vs-etcd"), "--builddir", ct.BUILDDIR,
             "--duration", "0.5", "--reps", "1", "--only", "put c=64,100 per stream", "--json", path]
@@ -303,6 +303,29 @@ def test_vs_etcd_smoke():
         assert floor["entries_per_s"] > 0 and floor["zero_fill"] is False, floor
         ahead = floor["written_ahead"]
         assert ahead["entries_per_s"] > 0 and ahead["zero_fill"] is True, ahead
+        net = floor["network"]
+        assert net is not None and net["conns"] == int(n) and net["errors"] == 0, net
+        assert net["ops_per_s"] > 0 and net["cpu"]["server_us_per_op"] > 0, net
+        assert 0 < floor["ceiling"] <= 1, floor
+
+
+def test_null_gateway_answers_puts_and_stops():
+    """bench/null-gateway answers the generator's puts as etcd would and exits 0 on SIGTERM."""
+    gw = subprocess.Popen([os.path.join(ct.BUILDDIR, "bench", "null-gateway")],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(gw.stdout.readline())
+        argv = [ct.CLI_BIN, "--endpoints", "http://127.0.0.1:%d" % port, "-w", "json",
+                "bench", "put", "--conns", "4", "--total", "200"]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, (p.stdout, p.stderr)
+        res = json.loads(p.stdout.strip().splitlines()[-1])
+        check(res, "put")
+        assert res["ops"] == 200, res
+    finally:
+        gw.terminate()
+        rc = gw.wait(10)
+    assert rc == 0, (rc, gw.stderr.read())
 
 
 def test_sched_bench_small():
