@@ -1,44 +1,180 @@
 /* null_gateway.c — the network floor: an HTTP server on capstan's own HTTP
- * layer (lib/http_server.c) that answers every request at once with a fixed
- * etcd put response, storing nothing.
+ * layer (lib/http_server.c) that answers every put at once and stores
+ * nothing, and sends each put to every watcher as an event.
  *
  * It answers one question for the benchmark: how fast can any server be,
  * seen through `capstan bench` over loopback TCP on this machine, when the
- * server does no work at all. A put must both cross this (the client's
+ * server does no work of its own. A put must both cross this (the client's
  * round trip) and be committed by raft (bench/raft-floor); the two numbers
- * together bound what capstan-store can reach.
+ * together bound what capstan-store can reach. For watches, what is left is
+ * the fan-out itself: one frame per watcher, written as capstan-store
+ * writes them (a frame's shared parts and its watch ID, gathered in one
+ * write batch per put).
+ *
+ * Requests: POST /v3/watch takes a body of create requests (one watch
+ * each, IDs 0, 1, 2... as etcd numbers them) and streams a "created" frame
+ * for each, then an event frame per put; POST /v3/kv/put bumps the
+ * revision, goes to the watchers (key and value as sent, no decoding), and
+ * is answered with etcd's put response; anything else gets an answer with
+ * only a header, as a range that found nothing.
  *
  * Happy path: listen on 127.0.0.1:--port (0 picks one), print the port on
  * stdout, serve until SIGTERM or SIGINT, then close everything and exit 0.
  *
- * Failure modes: a listen error prints a message and exits 1. */
+ * Failure modes: a listen error prints a message and exits 1; a put body
+ * that is not JSON with string key and value is answered 400 and not
+ * counted; watchers that fall behind just queue (it is a benchmark tool:
+ * the generator reads everything). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <inttypes.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "lib/err.h"
 #include "lib/http.h"
 
-/* What etcd answers a put with (no prev_kv): the same size and shape as
- * capstan-store's answer, so the client parses what it always does. */
-static const char put_answer[] =
-	"{\"header\":{\"cluster_id\":\"9065137438711488829\","
-	"\"member_id\":\"11362262618716530125\",\"revision\":\"2\",\"raft_term\":\"2\"}}";
+/* The header of every answer, as etcd's gateway writes it; the revision
+ * follows. */
+#define NULL_HEADER                                                                       \
+	"{\"header\":{\"cluster_id\":\"9065137438711488829\","                         \
+	"\"member_id\":\"11362262618716530125\",\"revision\":\""
+
+/* A watch stream: its request, and how many watches it created. */
+struct null_stream {
+	struct http_req *req;
+	unsigned nw;
+};
 
 struct null_gateway {
 	uv_loop_t loop;
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
 	struct http_server *srv;
+	int64_t rev;
+	struct null_stream *streams;  /* owned; open streams, in no order */
+	size_t nstreams, cap;
 };
+
+static void stream_closed(struct http_req *req, void *data)
+{
+	struct null_gateway *g = data;
+	for (size_t i = 0; i < g->nstreams; i++) {
+		if (g->streams[i].req == req) {
+			g->streams[i] = g->streams[--g->nstreams];
+			return;
+		}
+	}
+}
+
+static void watch_open(struct null_gateway *g, struct http_req *req)
+{
+	unsigned nw = 0;
+	for (const char *p = req->body; (p = strstr(p, "create_request")) != NULL; p++)
+		nw++;
+	if (nw == 0) {
+		static const char msg[] = "{\"error\":\"no create_request\",\"code\":3}";
+		http_reply(req, 400, "application/json", msg, sizeof msg - 1);
+		return;
+	}
+	if (g->nstreams == g->cap) {
+		size_t cap = g->cap ? g->cap * 2 : 1024;
+		struct null_stream *n = realloc(g->streams, cap * sizeof *n);
+		if (n == NULL) {
+			static const char msg[] = "{\"error\":\"out of memory\",\"code\":8}";
+			http_reply(req, 503, "application/json", msg, sizeof msg - 1);
+			return;
+		}
+		g->streams = n;
+		g->cap = cap;
+	}
+	g->streams[g->nstreams++] = (struct null_stream){req, nw};
+	http_req_on_close(req, stream_closed, g);
+	http_stream_begin(req, 200, "application/json");
+	for (unsigned id = 0; id < nw; id++) {
+		char frame[256];
+		int n = snprintf(frame, sizeof frame,
+				 "{\"result\":" NULL_HEADER "%" PRId64 "\",\"raft_term\":\"2\"},"
+				 "\"watch_id\":\"%u\",\"created\":true}}\n",
+				 g->rev, id);
+		http_stream_write(req, frame, (size_t)n);
+	}
+}
+
+/* Every watcher's frame: the shared head and tail, and between them the
+ * watch ID (left out when 0, as etcd's gateway leaves out zero values). */
+static void fan_out(struct null_gateway *g, const char *key, const char *value)
+{
+	char *head = NULL, *tail = NULL;
+	if (asprintf(&head, "{\"result\":" NULL_HEADER "%" PRId64 "\",\"raft_term\":\"2\"}",
+		     g->rev) < 0)
+		head = NULL;
+	if (asprintf(&tail, ",\"events\":[{\"kv\":{\"key\":\"%s\",\"create_revision\":\"2\","
+			    "\"mod_revision\":\"%" PRId64 "\",\"version\":\"%" PRId64 "\","
+			    "\"value\":\"%s\"}}]}}\n",
+		     key, g->rev, g->rev - 1, value) < 0)
+		tail = NULL;
+	if (head == NULL || tail == NULL)
+		goto out;
+	http_server_batch_begin(g->srv);
+	for (size_t i = 0; i < g->nstreams; i++) {
+		for (unsigned id = 0; id < g->streams[i].nw; id++) {
+			char idp[32];
+			struct http_iov parts[3];
+			size_t np = 0;
+			parts[np++] = (struct http_iov){head, strlen(head)};
+			if (id != 0) {
+				int n = snprintf(idp, sizeof idp, ",\"watch_id\":\"%u\"", id);
+				parts[np++] = (struct http_iov){idp, (size_t)n};
+			}
+			parts[np++] = (struct http_iov){tail, strlen(tail)};
+			http_stream_writev(g->streams[i].req, parts, np);
+		}
+	}
+	http_server_batch_end(g->srv);
+out:
+	free(head);
+	free(tail);
+}
+
+static void put(struct null_gateway *g, struct http_req *req)
+{
+	json_t *body = json_loadb(req->body, req->body_len, 0, NULL);
+	const char *key = json_string_value(json_object_get(body, "key"));
+	const char *value = json_string_value(json_object_get(body, "value"));
+	if (key == NULL || value == NULL) {
+		static const char msg[] = "{\"error\":\"key and value must be strings\",\"code\":3}";
+		http_reply(req, 400, "application/json", msg, sizeof msg - 1);
+		json_decref(body);
+		return;
+	}
+	g->rev++;
+	if (g->nstreams > 0)
+		fan_out(g, key, value);
+	json_decref(body);
+	char answer[256];
+	int n = snprintf(answer, sizeof answer,
+			 NULL_HEADER "%" PRId64 "\",\"raft_term\":\"2\"}}", g->rev);
+	http_reply(req, 200, "application/json", answer, (size_t)n);
+}
 
 static void on_request(struct http_req *req, void *data)
 {
-	(void)data;
-	http_reply(req, 200, "application/json", put_answer, sizeof(put_answer) - 1);
+	struct null_gateway *g = data;
+	if (strcmp(req->path, "/v3/watch") == 0) {
+		watch_open(g, req);
+	} else if (strcmp(req->path, "/v3/kv/put") == 0) {
+		put(g, req);
+	} else {
+		/* A range (the generator's first call counts the keys): empty. */
+		char answer[256];
+		int n = snprintf(answer, sizeof answer,
+				 NULL_HEADER "%" PRId64 "\",\"raft_term\":\"2\"}}", g->rev);
+		http_reply(req, 200, "application/json", answer, (size_t)n);
+	}
 }
 
 static void on_server_closed(void *data)
@@ -58,8 +194,9 @@ static void on_signal(uv_signal_t *h, int signum)
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: null-gateway [--port N]\n"
-		     "Answers every HTTP request with a fixed etcd put response; prints the\n"
-		     "port it listens on (127.0.0.1), serves until SIGTERM.\n");
+		     "Answers puts as etcd would without storing them, and streams each put to\n"
+		     "the watchers of /v3/watch; prints the port it listens on (127.0.0.1),\n"
+		     "serves until SIGTERM.\n");
 }
 
 int main(int argc, char **argv)
@@ -104,10 +241,12 @@ int main(int argc, char **argv)
 	uv_signal_init(&g.loop, &g.sigterm);
 	uv_signal_init(&g.loop, &g.sigint);
 	g.sigterm.data = g.sigint.data = &g;
+	g.rev = 1;
 	uv_signal_start(&g.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&g.sigint, on_signal, SIGINT);
 
 	uv_run(&g.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&g.loop);
+	free(g.streams);
 	return 0;
 }

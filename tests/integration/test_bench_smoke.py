@@ -281,7 +281,7 @@ def run_bench_script(name, *args, timeout=120):
 
 
 def test_vs_etcd_smoke():
-    """bench/vs-etcd on a put and a shared-stream watch workload: both servers' rows, CPU per op, both raft floors, the network floor and the ceiling."""
+    """bench/vs-etcd on a put and a shared-stream watch workload: both servers' rows, CPU per op, both raft floors, the network floors of puts and of the fan-out, and the ceiling."""
     path = os.path.join(ct.mktemp(), "vs.json")
     argv = [sys.executable, os.path.join(ct.SRCDIR, "bench", "vs-etcd"), "--builddir", ct.BUILDDIR,
             "--duration", "0.5", "--reps", "1", "--only", "put c=64,100 per stream", "--json", path]
@@ -307,21 +307,33 @@ def test_vs_etcd_smoke():
         assert net is not None and net["conns"] == int(n) and net["errors"] == 0, net
         assert net["ops_per_s"] > 0 and net["cpu"]["server_us_per_op"] > 0, net
         assert 0 < floor["ceiling"] <= 1, floor
+    fan = res["fanout_floor"]["watch 10000 watchers, 100 per stream"]
+    assert fan is not None and fan["errors"] == 0 and fan["ops"] % 10000 == 0, fan
+    assert "| watch 10000 watchers, 100 per stream | " in p.stdout.split("network floor events/s")[1]
 
 
 def test_null_gateway_answers_puts_and_stops():
-    """bench/null-gateway answers the generator's puts as etcd would and exits 0 on SIGTERM."""
+    """bench/null-gateway answers puts as etcd would, streams each to every watcher, refuses a bad put, exits 0 on SIGTERM."""
     gw = subprocess.Popen([os.path.join(ct.BUILDDIR, "bench", "null-gateway")],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         port = int(gw.stdout.readline())
-        argv = [ct.CLI_BIN, "--endpoints", "http://127.0.0.1:%d" % port, "-w", "json",
-                "bench", "put", "--conns", "4", "--total", "200"]
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-        assert p.returncode == 0, (p.stdout, p.stderr)
-        res = json.loads(p.stdout.strip().splitlines()[-1])
+        url = "http://127.0.0.1:%d" % port
+
+        def run(*args):
+            argv = [ct.CLI_BIN, "--endpoints", url, "-w", "json", "bench"] + list(args)
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            assert p.returncode == 0, (p.stdout, p.stderr)
+            return json.loads(p.stdout.strip().splitlines()[-1])
+
+        res = run("put", "--conns", "4", "--total", "200")
         check(res, "put")
         assert res["ops"] == 200, res
+        res = run("watch", "--watchers", "10", "--watch-per-stream", "3", "--total", "20")
+        check(res, "watch")
+        assert res["ops"] == 200 and res["streams"] == 4, res
+        st, body = ct.post_to(port, "/v3/kv/put", {"key": 1})
+        assert st == 400 and "must be strings" in body["error"], (st, body)
     finally:
         gw.terminate()
         rc = gw.wait(10)
