@@ -9,6 +9,7 @@ benchmark scripts (bench/sched-bench, bench/deploy-bench) run once each at a
 tiny size: they must finish and print their report.
 """
 
+import http.client
 import json
 import os
 import socket
@@ -332,8 +333,16 @@ def test_null_gateway_answers_puts_and_stops():
         res = run("watch", "--watchers", "10", "--watch-per-stream", "3", "--total", "20")
         check(res, "watch")
         assert res["ops"] == 200 and res["streams"] == 4, res
-        st, body = ct.post_to(port, "/v3/kv/put", {"key": 1})
-        assert st == 400 and "must be strings" in body["error"], (st, body)
+        # With a watcher open a put's body is read, and a bad one refused.
+        watch = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            watch.request("POST", "/v3/watch", body=b'{"create_request":{"key":"YQ=="}}')
+            r = watch.getresponse()
+            assert r.status == 200 and b'"created":true' in r.readline(), r.status
+            st, body = ct.post_to(port, "/v3/kv/put", {"key": 1})
+            assert st == 400 and "must be strings" in body["error"], (st, body)
+        finally:
+            watch.close()
     finally:
         gw.terminate()
         rc = gw.wait(10)
