@@ -20,12 +20,15 @@
  *
  * Happy path: listen on 127.0.0.1:--port (0 picks one), print the port on
  * stdout, serve until SIGTERM or SIGINT, then close everything and exit 0.
+ * With --spin the loop polls without ever sleeping (a core's worth of
+ * CPU): what the round trip is without the server's wake-ups.
  *
  * Failure modes: a listen error prints a message and exits 1; while
  * watchers are open, a put body that is not JSON with string key and value
  * is answered 400 and not counted (without watchers no body is read); watchers that fall behind just queue (it is a benchmark tool:
  * the generator reads everything). */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,15 +62,18 @@ struct null_gateway {
 	size_t nstreams, cap;
 };
 
+/* The client went away (or the server is closing): the stream is ended,
+ * which lets the HTTP layer free the request and its connection. */
 static void stream_closed(struct http_req *req, void *data)
 {
 	struct null_gateway *g = data;
 	for (size_t i = 0; i < g->nstreams; i++) {
 		if (g->streams[i].req == req) {
 			g->streams[i] = g->streams[--g->nstreams];
-			return;
+			break;
 		}
 	}
+	http_stream_end(req);
 }
 
 static void watch_open(struct null_gateway *g, struct http_req *req)
@@ -201,15 +207,16 @@ static void on_signal(uv_signal_t *h, int signum)
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: null-gateway [--port N]\n"
+	fprintf(out, "usage: null-gateway [--port N] [--spin]\n"
 		     "Answers puts as etcd would without storing them, and streams each put to\n"
 		     "the watchers of /v3/watch; prints the port it listens on (127.0.0.1),\n"
-		     "serves until SIGTERM.\n");
+		     "serves until SIGTERM. --spin polls the sockets without ever sleeping.\n");
 }
 
 int main(int argc, char **argv)
 {
 	int port = 0;
+	bool spin = false;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
 			char *end;
@@ -219,6 +226,8 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			port = (int)v;
+		} else if (strcmp(argv[i], "--spin") == 0) {
+			spin = true;
 		} else if (strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
 			return 0;
@@ -253,7 +262,14 @@ int main(int argc, char **argv)
 	uv_signal_start(&g.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&g.sigint, on_signal, SIGINT);
 
-	uv_run(&g.loop, UV_RUN_DEFAULT);
+	if (spin) {
+		/* Polls without sleeping: the round trip without the server's
+		 * wake-ups, at the cost of a core. */
+		while (uv_run(&g.loop, UV_RUN_NOWAIT) != 0)
+			;
+	} else {
+		uv_run(&g.loop, UV_RUN_DEFAULT);
+	}
 	uv_loop_close(&g.loop);
 	free(g.streams);
 	return 0;
