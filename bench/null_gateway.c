@@ -25,15 +25,16 @@
  *
  * Failure modes: a listen error prints a message and exits 1; while
  * watchers are open, a put body that is not JSON with string key and value
- * is answered 400 and not counted (without watchers no body is read); watchers that fall behind just queue (it is a benchmark tool:
- * the generator reads everything). */
+ * is answered 400 and not counted (without watchers no body is read).
+ * Watchers that fall behind just queue: it is a benchmark tool, and the
+ * generator reads everything. */
+#include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <inttypes.h>
 #include <jansson.h>
 #include <uv.h>
 
@@ -115,13 +116,15 @@ static void watch_open(struct null_gateway *g, struct http_req *req)
 static void fan_out(struct null_gateway *g, const char *key, const char *value)
 {
 	char *head = NULL, *tail = NULL;
-	if (asprintf(&head, "{\"result\":" NULL_HEADER "%" PRId64 "\",\"raft_term\":\"2\"}",
-		     g->rev) < 0)
+	int hl = asprintf(&head, "{\"result\":" NULL_HEADER "%" PRId64 "\",\"raft_term\":\"2\"}",
+			  g->rev);
+	if (hl < 0)
 		head = NULL;
-	if (asprintf(&tail, ",\"events\":[{\"kv\":{\"key\":\"%s\",\"create_revision\":\"2\","
-			    "\"mod_revision\":\"%" PRId64 "\",\"version\":\"%" PRId64 "\","
-			    "\"value\":\"%s\"}}]}}\n",
-		     key, g->rev, g->rev - 1, value) < 0)
+	int tl = asprintf(&tail, ",\"events\":[{\"kv\":{\"key\":\"%s\",\"create_revision\":\"2\","
+				 "\"mod_revision\":\"%" PRId64 "\",\"version\":\"%" PRId64 "\","
+				 "\"value\":\"%s\"}}]}}\n",
+			  key, g->rev, g->rev - 1, value);
+	if (tl < 0)
 		tail = NULL;
 	if (head == NULL || tail == NULL)
 		goto out;
@@ -131,12 +134,12 @@ static void fan_out(struct null_gateway *g, const char *key, const char *value)
 			char idp[32];
 			struct http_iov parts[3];
 			size_t np = 0;
-			parts[np++] = (struct http_iov){head, strlen(head)};
+			parts[np++] = (struct http_iov){head, (size_t)hl};
 			if (id != 0) {
 				int n = snprintf(idp, sizeof idp, ",\"watch_id\":\"%u\"", id);
 				parts[np++] = (struct http_iov){idp, (size_t)n};
 			}
-			parts[np++] = (struct http_iov){tail, strlen(tail)};
+			parts[np++] = (struct http_iov){tail, (size_t)tl};
 			http_stream_writev(g->streams[i].req, parts, np);
 		}
 	}
