@@ -646,10 +646,10 @@ static void handle(struct http_req *req, void *data)
 		char errmsg[CAP_ERRMSG_SIZE];
 		jsonx_get_i64(body, "ID", &c->lease_id, errmsg);
 	}
-	/* Ranges (reads, gets, lists) are most of the traffic: their answers
-	 * go from the rows to the reply's text without a JSON tree. */
-	int rv = op == KV_RANGE
-		 ? store_call_text(g->store, KV_RANGE, body, call_done, call_text_done, c)
+	/* Ranges (reads, gets, lists) and puts are most of the traffic: their
+	 * answers go to the reply's text without a JSON tree. */
+	int rv = op == KV_RANGE || op == KV_PUT
+		 ? store_call_text(g->store, (enum kv_op)op, body, call_done, call_text_done, c)
 		 : store_call(g->store, (enum kv_op)op, body, call_done, c);
 	json_decref(body);
 	if (rv != 0) {

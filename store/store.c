@@ -122,7 +122,7 @@ struct pending {
 	enum kv_op op;
 	struct apply_req *req;
 	kv_cb cb;
-	store_text_cb text_cb;   /* ranges: the answer as text (store_call_text) */
+	store_text_cb text_cb;   /* the answer as text, where it can be (store_call_text) */
 	void *data;
 	int64_t lease_id;   /* for expiry revokes */
 	char *cmd;          /* the encoded command, kept for one forward retry */
@@ -612,6 +612,64 @@ static const char *leader_url(struct store *s)
 	return json_string_value(json_array_get(urls, 0));
 }
 
+/* ---- answers as text ---- */
+
+/* Text answers past this size give their buffer back after use. */
+#define TEXT_KEEP_BYTES (1u << 20)
+
+/* The store's text buffer, taken out of the store while in use: the
+ * callback given the text can start another answer (a pipelined request
+ * served at once). */
+static struct jsonx_out text_take(struct store *s)
+{
+	struct jsonx_out o = s->text;
+	memset(&s->text, 0, sizeof s->text);
+	o.len = 0;
+	o.failed = false;
+	return o;
+}
+
+static void text_give_back(struct store *s, struct jsonx_out *o)
+{
+	if (o->cap > TEXT_KEEP_BYTES || s->text.p != NULL)
+		jsonx_out_free(o);
+	else
+		s->text = *o;
+}
+
+/* {"header":{...} as store_header writes it (rev >= 0), without the
+ * closing brace of the answer. */
+static void text_header(struct store *s, struct jsonx_out *o, int64_t rev)
+{
+	JSONX_OUT_LIT(o, "{\"header\":{\"cluster_id\":");
+	jsonx_out_u64(o, node_cluster_id(s->node));
+	JSONX_OUT_LIT(o, ",\"member_id\":");
+	jsonx_out_u64(o, node_id(s->node));
+	JSONX_OUT_LIT(o, ",\"revision\":");
+	jsonx_out_i64(o, rev);
+	JSONX_OUT_LIT(o, ",\"raft_term\":");
+	jsonx_out_u64(o, node_term(s->node));
+	JSONX_OUT_LIT(o, "}");
+}
+
+/* An answer that is a header and nothing else (a put without prev_kv),
+ * as text: what answer() and jsonx_dumps would make of it, without the
+ * tree. False (having answered nothing) when it is not that. */
+static bool answer_text(struct store *s, store_text_cb tcb, void *data, json_t *body,
+			int64_t rev)
+{
+	if (tcb == NULL || rev < 0 || (body != NULL && json_object_size(body) != 0))
+		return false;
+	struct jsonx_out o = text_take(s);
+	text_header(s, &o, rev);
+	JSONX_OUT_LIT(&o, "}");
+	bool ok = !o.failed;
+	if (ok)
+		tcb(data, o.p, o.len);
+	text_give_back(s, &o);
+	return ok;
+}
+
 static void pending_free(struct pending *p)
 {
 	apply_req_free(p->req);
@@ -629,7 +687,7 @@ static void pending_finish(struct pending *p, int status, struct result *r)
 		fail(p->cb, p->data, status ? status : CAP_ENOMEM, NULL);
 	} else if (r->err != 0) {
 		fail(p->cb, p->data, r->err, r->errmsg);
-	} else {
+	} else if (!answer_text(s, p->text_cb, p->data, r->answer, r->rev)) {
 		answer(s, p->cb, p->data, r->answer, r->rev);
 	}
 	result_free(r);
@@ -745,7 +803,7 @@ static struct pending *pending_new(struct store *s, uint8_t op, json_t *req, kv_
 /* Proposes req; parsed (may be NULL) is req already parsed, owned from here
  * on, so the leader need not parse the command again when it applies. */
 static int propose(struct store *s, enum kv_op op, json_t *req, struct apply_req *parsed,
-		   kv_cb cb, void *data)
+		   kv_cb cb, store_text_cb tcb, void *data)
 {
 	uint8_t *bin = NULL;
 	size_t bin_len = 0;
@@ -777,6 +835,7 @@ static int propose(struct store *s, enum kv_op op, json_t *req, struct apply_req
 		return CAP_ENOMEM;
 	}
 	p->parsed = parsed;
+	p->text_cb = tcb;
 	rv = submit(p);
 	if (rv != 0)
 		pending_free(p);
@@ -928,33 +987,17 @@ int store_internal_read_index(struct store *s, kv_cb cb, void *data)
 
 /* ---- serving requests ---- */
 
-/* Text answers past this size give their buffer back after use. */
-#define TEXT_KEEP_BYTES (1u << 20)
-
 /* A range answered as text: the header as store_header writes it, then
  * the answer's members (apply_range_text), with no JSON tree between the
  * rows and the text. Returns false (having answered nothing) when the
  * text path cannot answer, so the caller answers the JSON way. */
 static bool read_text(struct store *s, struct apply_req *req, store_text_cb tcb, void *data)
 {
-	/* The buffer is taken out of the store while in use: the callback
-	 * can start another answer (a pipelined request served at once). */
-	struct jsonx_out o = s->text;
+	struct jsonx_out o = text_take(s);
 	int64_t rev = mvcc_rev(s->mvcc), got = -1;
 	int rv;
 
-	memset(&s->text, 0, sizeof s->text);
-	o.len = 0;
-	o.failed = false;
-	JSONX_OUT_LIT(&o, "{\"header\":{\"cluster_id\":");
-	jsonx_out_u64(&o, node_cluster_id(s->node));
-	JSONX_OUT_LIT(&o, ",\"member_id\":");
-	jsonx_out_u64(&o, node_id(s->node));
-	JSONX_OUT_LIT(&o, ",\"revision\":");
-	jsonx_out_i64(&o, rev);
-	JSONX_OUT_LIT(&o, ",\"raft_term\":");
-	jsonx_out_u64(&o, node_term(s->node));
-	JSONX_OUT_LIT(&o, "}");
+	text_header(s, &o, rev);
 	rv = apply_range_text(s->mvcc, req, &o, &got);
 	JSONX_OUT_LIT(&o, "}");
 	/* A range writes nothing, so the header's revision, written first,
@@ -963,10 +1006,7 @@ static bool read_text(struct store *s, struct apply_req *req, store_text_cb tcb,
 	bool ok = rv == CAP_OK && got == rev && !o.failed;
 	if (ok)
 		tcb(data, o.p, o.len);
-	if (o.cap > TEXT_KEEP_BYTES || s->text.p != NULL)
-		jsonx_out_free(&o);
-	else
-		s->text = o;
+	text_give_back(s, &o);
 	return ok;
 }
 
@@ -1134,7 +1174,7 @@ static int call_lease_grant(struct store *s, json_t *req, kv_cb cb, void *data)
 	}
 	if (ttl < LEASE_MIN_TTL)
 		json_object_set_new(copy, "TTL", json_integer(LEASE_MIN_TTL));
-	rv = propose(s, KV_LEASE_GRANT, copy, NULL, cb, data);
+	rv = propose(s, KV_LEASE_GRANT, copy, NULL, cb, NULL, data);
 	json_decref(copy);
 	return rv;
 }
@@ -1597,7 +1637,7 @@ static int call(struct store *s, enum kv_op op, json_t *req, kv_cb cb, store_tex
 			fail(cb, data, CAP_ELEASENOTFOUND, NULL);
 			return CAP_OK;
 		}
-		return propose(s, op, req, parsed, cb, data);
+		return propose(s, op, req, parsed, cb, tcb, data);
 	case KV_LEASE_GRANT:
 		rv = apply_parse(op, req, &parsed, errmsg);
 		apply_req_free(parsed);

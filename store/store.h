@@ -51,13 +51,14 @@ void store_close(struct store *s, void (*cb)(void *data), void *data);
 
 /* The kv interface's call: answers op for req (borrowed) through cb. */
 int store_call(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data);
-/* A range's answer as text: exactly what jsonx_dumps makes of the JSON
- * answer store_call gives (the gateway's reply body). text is valid only
- * during the call. */
+/* An answer as text: exactly what jsonx_dumps makes of the JSON answer
+ * store_call gives (the gateway's reply body). text is valid only during
+ * the call. */
 typedef void (*store_text_cb)(void *data, const char *text, size_t len);
-/* store_call, except that a successful range (KV_RANGE) answers through
- * tcb, built without a JSON tree; errors, and every other op, answer
- * through cb as in store_call. Exactly one of the two is called. */
+/* store_call, except that a successful range (KV_RANGE), and a successful
+ * write whose answer is the header alone (a put without prev_kv), answer
+ * through tcb, built without a JSON tree; errors, and everything else,
+ * answer through cb as in store_call. Exactly one of the two is called. */
 int store_call_text(struct store *s, enum kv_op op, json_t *req, kv_cb cb, store_text_cb tcb,
 		    void *data);
 /* An in-process struct kv over this store (owned by the store). */

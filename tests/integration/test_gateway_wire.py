@@ -366,25 +366,25 @@ def test_live_etcd_agrees():
 HEADER_IDS = re.compile(r'"(cluster_id|member_id|raft_term)":"\d+"')
 
 
-def test_range_answers_are_etcds_bytes():
-    """kv1's range answers are etcd's recorded bytes, once the header's cluster_id, member_id and raft_term are ours."""
+def test_range_and_put_answers_are_etcds_bytes():
+    """kv1's range and put answers (written as text, not from a JSON tree) are etcd's recorded bytes, once the header's cluster_id, member_id and raft_term are ours."""
     srv = ct.Server().start()
     try:
         conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
-        ranges = 0
+        seen = {"/v3/kv/range": 0, "/v3/kv/put": 0}
         for path, raw, want_status, want_text in parse_transcript("kv1.txt"):
             conn.request("POST", path, body=raw.encode(),
                          headers={"Content-Type": "application/json"})
             r = conn.getresponse()
             got = r.read().decode()
-            if path != "/v3/kv/range" or want_status != 200:
+            if path not in seen or want_status != 200:
                 continue
-            ranges += 1
+            seen[path] += 1
             assert r.status == 200, (raw, r.status, got)
             ours = dict(m.group(1, 0) for m in HEADER_IDS.finditer(got))
             want = HEADER_IDS.sub(lambda m: ours.get(m.group(1), m.group(0)), want_text)
             assert got == want, "%s\n got  %s\n want %s" % (raw, got, want)
-        assert ranges >= 9, ranges
+        assert seen["/v3/kv/range"] >= 9 and seen["/v3/kv/put"] >= 3, seen
         conn.close()
     finally:
         srv.stop()
