@@ -893,7 +893,9 @@ static void ctr_start_probes(struct actr *c, char *const *env, const char *cwd)
 	} kinds[] = {
 		{"startupProbe", &c->startup, on_startup, false},
 		{"livenessProbe", &c->liveness, on_liveness, true},
-		{"readinessProbe", &c->readiness, on_readiness, false},
+		/* Not ready until it passes, except a container adopted after a
+		 * restart, which keeps the readiness it had (adopt_found). */
+		{"readinessProbe", &c->readiness, on_readiness, c->ready},
 	};
 	if (p->a->simulate)
 		return;
@@ -1742,6 +1744,20 @@ static void on_found(void *data, struct runtime_container *rc, const struct runt
 		 f->running ? "running" : "exited");
 }
 
+/* Whether the pod's last published status had the container ready. */
+static bool status_ready(const struct apod *p, const char *name)
+{
+	json_t *cs = jget(p->pod, "status", "containerStatuses");
+	size_t i;
+	json_t *v;
+	json_array_foreach(cs, i, v) {
+		const char *n = json_string_value(json_object_get(v, "name"));
+		if (n != NULL && strcmp(n, name) == 0)
+			return json_is_true(json_object_get(v, "ready"));
+	}
+	return false;
+}
+
 /* Hands each container found on disk to its pod, or kills it when the pod
  * is gone; then lets every pod sync. */
 static void adopt_found(struct agent *a)
@@ -1779,8 +1795,13 @@ static void adopt_found(struct agent *a)
 			c->rc = r->rc;
 			ctr_set_state(c, CTR_RUNNING);
 			c->reason[0] = '\0';
-			c->ready = json_object_get(ctr_spec(c), "readinessProbe") == NULL;
+			/* A restarted agent keeps the readiness the pod had until
+			 * its probe says otherwise: starting from "not ready"
+			 * would take every probed pod out of its Services until
+			 * the first probe, an outage for an agent restart. */
 			c->started = json_object_get(ctr_spec(c), "startupProbe") == NULL;
+			c->ready = json_object_get(ctr_spec(c), "readinessProbe") == NULL ||
+				   (c->started && status_ready(p, c->name));
 			runtime_adopt(a->rt, r->rc, ctr_on_exit, c);
 			ctr_start_probes(c, NULL, NULL);
 		} else {

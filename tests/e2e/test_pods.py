@@ -439,6 +439,39 @@ def test_agent_restart_adopts_without_duplicates():
     assert not pgid_alive(pg)
 
 
+def pod_ready(pod):
+    """The pod's Ready condition as a bool (False when absent)."""
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return c.get("status") == "True"
+    return False
+
+
+def test_agent_restart_keeps_readiness():
+    """A ready pod with a readiness probe stays Ready across an agent restart, before its probe runs again."""
+    global _agent
+    a = agent()
+    # The first probe comes 3 s after the probe starts, also after an
+    # adoption: long enough to see a pod wrongly taken out meanwhile.
+    create_pod({"container": {"readinessProbe": {"exec": {"command": ["true"]},
+                                                 "initialDelaySeconds": 3,
+                                                 "periodSeconds": 1}}},
+               "steady-ready", ["/bin/sh", "-c", "sleep 3600"])
+    wait_pod("steady-ready", pod_ready, timeout=30, what="steady-ready Ready")
+    pg = pgid_of("steady-ready")
+    a.kill9()
+    _agent = Agent(server(), data_dir=a.data_dir).start()
+    # The new agent adopts the container and publishes its status within
+    # a second; for 4 s the pod must never have been reported not ready.
+    deadline = time.time() + 4
+    while time.time() < deadline:
+        pod = get_pod("steady-ready")
+        assert pod is not None and pod_ready(pod), (pod or {}).get("status")
+        time.sleep(0.1)
+    assert pgid_of("steady-ready") == pg, "the container was restarted, not adopted"
+    delete_and_wait("steady-ready")
+
+
 def test_unknown_image_err_image_pull():
     """An image not in the catalog and without a command waits in ErrImagePull; other pods run on."""
     agent()
