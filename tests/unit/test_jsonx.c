@@ -125,6 +125,27 @@ static void test_load(void **state)
 	}
 }
 
+/* A string value with an escape, a quote, a control byte, DEL or a
+ * non-ASCII byte anywhere in it (in the first, a middle or the last word of
+ * eight) parses as jansson parses it, or fails as jansson fails. */
+static void test_load_special_byte_anywhere(void **state)
+{
+	(void)state;
+	static const char *const specials[] = {"\\n", "\\\"", "\"", "\x01", "\x1f", "\x7f",
+						"\xc3\xa9", "\xff", "\\u0041", " ", "~"};
+	char doc[128];
+	for (size_t len = 0; len <= 40; len++)
+		for (size_t at = 0; at <= len; at++)
+			for (size_t k = 0; k < sizeof specials / sizeof specials[0]; k++) {
+				char val[64];
+				memset(val, 'A', len);
+				val[len] = '\0';
+				snprintf(doc, sizeof doc, "{\"key\":\"%.*s%s%s\"}", (int)at, val,
+					 specials[k], val + at);
+				loads_as_jansson(doc, 0);
+			}
+}
+
 /* 64-bit integers are answered as decimal strings, extremes included. */
 static void test_integers_as_strings(void **state)
 {
@@ -193,6 +214,7 @@ int main(void)
 		cmocka_unit_test(test_escapes),
 		cmocka_unit_test(test_invalid_utf8),
 		cmocka_unit_test(test_load),
+		cmocka_unit_test(test_load_special_byte_anywhere),
 		cmocka_unit_test(test_integers_as_strings),
 		cmocka_unit_test(test_out_same_as_tree),
 	};
