@@ -16,8 +16,6 @@ int jsonx_get_bytes(json_t *obj, const char *name, uint8_t **out, size_t *len, c
 	json_t *v = json_object_get(obj, name);
 	const char *s;
 	size_t n;
-	uint8_t *buf;
-	long got;
 
 	if (v == NULL || json_is_null(v))
 		return CAP_OK;
@@ -36,13 +34,25 @@ int jsonx_get_bytes(json_t *obj, const char *name, uint8_t **out, size_t *len, c
 				  n % 4 != 0 ? (n / 4) * 4 : strcspn(s, "-_"));
 		return CAP_EINVAL;
 	}
+	int rv = jsonx_b64_field(s, n, out, len);
+	if (rv == CAP_EINVAL)
+		cap_errmsg_printf(errmsg, "illegal base64 data in field \"%s\"", name);
+	return rv;
+}
+
+int jsonx_b64_field(const char *s, size_t n, uint8_t **out, size_t *len)
+{
+	uint8_t *buf;
+	long got;
+
+	if (n % 4 != 0 || memchr(s, '-', n) != NULL || memchr(s, '_', n) != NULL)
+		return CAP_EINVAL;
 	buf = malloc(b64_decoded_max(n) + 1);
 	if (buf == NULL)
 		return CAP_ENOMEM;
 	got = b64_decode(s, n, buf);
 	if (got < 0) {
 		free(buf);
-		cap_errmsg_printf(errmsg, "illegal base64 data in field \"%s\"", name);
 		return CAP_EINVAL;
 	}
 	buf[got] = 0;
@@ -88,13 +98,17 @@ static int get_int(json_t *obj, const char *name, bool is_signed, int64_t *sv, u
 	}
 	if (json_is_real(v)) {
 		double d = json_real_value(v);
-		/* Go accepts 1e3 but not 1.5 for an integer field. */
-		if (d != (double)(int64_t)d || (!is_signed && d < 0))
-			goto bad;
-		if (is_signed)
+		/* Go accepts 1e3 but not 1.5 for an integer field, nor a number
+		 * out of the field's range (converting one would be undefined). */
+		if (is_signed) {
+			if (!(d >= -0x1p63 && d < 0x1p63) || d != (double)(int64_t)d)
+				goto bad;
 			*sv = (int64_t)d;
-		else
+		} else {
+			if (!(d >= 0 && d < 0x1p64) || d != (double)(uint64_t)d)
+				goto bad;
 			*uv = (uint64_t)d;
+		}
 		return CAP_OK;
 	}
 	if (json_is_string(v)) {
@@ -578,6 +592,32 @@ static bool qp_string(struct qp *q, const char **s, size_t *n)
 	return true;
 }
 
+/* Integers of up to 18 digits; reals, leading zeros and anything longer
+ * are jansson's (false). */
+static bool qp_int(struct qp *q, int64_t *out)
+{
+	const char *p = q->p;
+	bool neg = false;
+	int64_t x = 0;
+	int digits = 0;
+	if (p < q->end && *p == '-') {
+		neg = true;
+		p++;
+	}
+	while (p < q->end && *p >= '0' && *p <= '9' && digits < 18) {
+		x = x * 10 + (*p++ - '0');
+		digits++;
+	}
+	if (digits == 0 || (digits > 1 && p[-digits] == '0'))
+		return false;
+	if (p < q->end && (*p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9')))
+		return false;
+	q->p = p;
+	*out = neg ? -x : x;
+	return true;
+}
+
+static bool qp_lit(struct qp *q, const char *lit, size_t n);
 static json_t *qp_value(struct qp *q);
 
 static json_t *qp_object(struct qp *q)
@@ -692,26 +732,9 @@ static json_t *qp_value(struct qp *q)
 		v = qp_lit(q, "null", 4) ? json_null() : NULL;
 		break;
 	default: {
-		/* Integers of up to 18 digits; reals, leading zeros and anything
-		 * longer are jansson's. */
-		const char *p = q->p;
-		bool neg = false;
-		int64_t x = 0;
-		int digits = 0;
-		if (p < q->end && *p == '-') {
-			neg = true;
-			p++;
-		}
-		while (p < q->end && *p >= '0' && *p <= '9' && digits < 18) {
-			x = x * 10 + (*p++ - '0');
-			digits++;
-		}
-		if (digits == 0 || (digits > 1 && p[-digits] == '0'))
-			break;
-		if (p < q->end && (*p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9')))
-			break;
-		q->p = p;
-		v = json_integer(neg ? -x : x);
+		int64_t x;
+		if (qp_int(q, &x))
+			v = json_integer(x);
 		break;
 	}
 	}
@@ -733,4 +756,74 @@ json_t *jsonx_loadb(const char *buf, size_t len, size_t flags, json_error_t *err
 		}
 	}
 	return json_loadb(buf, len, flags, err);
+}
+
+/* ---- flat objects, member by member ---- */
+
+void jsonx_flat_begin(struct jsonx_flat *f, const char *buf, size_t len)
+{
+	f->p = buf;
+	f->end = buf + len;
+	f->started = false;
+}
+
+int jsonx_flat_next(struct jsonx_flat *f, struct jsonx_member *m)
+{
+	struct qp q = {f->p, f->end, 0};
+
+	qp_ws(&q);
+	if (!f->started) {
+		if (q.p >= q.end || *q.p != '{')
+			return -1;
+		q.p++;
+		qp_ws(&q);
+		f->started = true;
+		if (q.p < q.end && *q.p == '}')
+			goto end;
+	} else if (q.p < q.end && *q.p == ',') {
+		q.p++;
+		qp_ws(&q);
+	} else if (q.p < q.end && *q.p == '}') {
+		goto end;
+	} else {
+		return -1;
+	}
+	if (!qp_string(&q, &m->name, &m->name_len))
+		return -1;
+	qp_ws(&q);
+	if (q.p >= q.end || *q.p != ':')
+		return -1;
+	q.p++;
+	qp_ws(&q);
+	if (q.p >= q.end)
+		return -1;
+	switch (*q.p) {
+	case '"':
+		if (!qp_string(&q, &m->str, &m->str_len))
+			return -1;
+		m->type = JSONX_FLAT_STRING;
+		break;
+	case 't':
+		if (!qp_lit(&q, "true", 4))
+			return -1;
+		m->type = JSONX_FLAT_TRUE;
+		break;
+	case 'f':
+		if (!qp_lit(&q, "false", 5))
+			return -1;
+		m->type = JSONX_FLAT_FALSE;
+		break;
+	default:
+		if (!qp_int(&q, &m->num))
+			return -1;
+		m->type = JSONX_FLAT_INT;
+		break;
+	}
+	f->p = q.p;
+	return 1;
+end:
+	q.p++;
+	qp_ws(&q);
+	f->p = q.p;
+	return q.p == q.end ? 0 : -1;
 }

@@ -15,6 +15,10 @@
 #include <stdint.h>
 
 int jsonx_get_bytes(json_t *obj, const char *name, uint8_t **out, size_t *len, char *errmsg);
+/* The bytes of a base64 field's text s[0..n) as jsonx_get_bytes decodes
+ * them (padded standard alphabet only): *out malloc'd (NUL-terminated,
+ * replacing what it held), or CAP_EINVAL / CAP_ENOMEM. */
+int jsonx_b64_field(const char *s, size_t n, uint8_t **out, size_t *len);
 int jsonx_get_i64(json_t *obj, const char *name, int64_t *out, char *errmsg);
 int jsonx_get_u64(json_t *obj, const char *name, uint64_t *out, char *errmsg);
 int jsonx_get_bool(json_t *obj, const char *name, bool *out, char *errmsg);
@@ -73,5 +77,31 @@ void jsonx_out_free(struct jsonx_out *o);
  * jansson's. flags are json_loadb's; any flag but JSON_DECODE_ANY sends
  * every input to jansson. */
 json_t *jsonx_loadb(const char *buf, size_t len, size_t flags, json_error_t *err);
+
+/* A flat object read member by member, without a tree: for the hottest
+ * request (a put) its members are taken as they come. Only what
+ * jsonx_loadb builds itself is read: names and strings of printable ASCII
+ * without escapes, integers of up to 18 digits, true and false. Anything
+ * else (null, reals, arrays, nested objects, escapes, bad JSON) makes
+ * jsonx_flat_next return -1, and the caller parses the whole text with
+ * jsonx_loadb instead, which also gives the error of a bad request. The
+ * member's pointers are into the text, which the caller keeps. */
+struct jsonx_flat {
+	const char *p, *end;
+	bool started;
+};
+enum jsonx_flat_type { JSONX_FLAT_STRING, JSONX_FLAT_INT, JSONX_FLAT_TRUE, JSONX_FLAT_FALSE };
+struct jsonx_member {
+	const char *name;
+	size_t name_len;
+	enum jsonx_flat_type type;
+	const char *str;            /* JSONX_FLAT_STRING: the string's bytes */
+	size_t str_len;
+	int64_t num;                /* JSONX_FLAT_INT */
+};
+void jsonx_flat_begin(struct jsonx_flat *f, const char *buf, size_t len);
+/* 1: *m is the next member; 0: the object has ended, with nothing after it
+ * but white space; -1: not a flat object, or not JSON. */
+int jsonx_flat_next(struct jsonx_flat *f, struct jsonx_member *m);
 
 #endif

@@ -673,6 +673,77 @@ int apply_parse(enum kv_op op, json_t *body, struct apply_req **out, char *errms
 	return CAP_OK;
 }
 
+/* The members of a put, by name. */
+static const char *const put_fields[] = {"key", "value", "lease", "prev_kv", "ignore_value",
+					 "ignore_lease"};
+enum { PF_KEY, PF_VALUE, PF_LEASE, PF_PREV_KV, PF_IGNORE_VALUE, PF_IGNORE_LEASE, PF_COUNT };
+
+static int put_field(const char *name, size_t len)
+{
+	for (int i = 0; i < PF_COUNT; i++)
+		if (strlen(put_fields[i]) == len && memcmp(put_fields[i], name, len) == 0)
+			return i;
+	return -1;
+}
+
+bool apply_parse_put_text(const char *text, size_t len, struct apply_req **out)
+{
+	struct apply_req *req = calloc(1, sizeof *req);
+	struct put_req *p;
+	struct jsonx_flat f;
+	struct jsonx_member m;
+	unsigned seen = 0;
+	int rv;
+
+	if (req == NULL)
+		return false;
+	req->op = KV_PUT;
+	p = &req->u.put;
+	jsonx_flat_begin(&f, text, len);
+	while ((rv = jsonx_flat_next(&f, &m)) == 1) {
+		int field = put_field(m.name, m.name_len);
+		bool flag = m.type == JSONX_FLAT_TRUE;
+		/* Unknown and repeated members, and other types, are the tree
+		 * path's to judge. */
+		if (field < 0 || (seen & (1u << field)) != 0)
+			goto other;
+		seen |= 1u << field;
+		switch (field) {
+		case PF_KEY:
+		case PF_VALUE:
+			if (m.type != JSONX_FLAT_STRING ||
+			    jsonx_b64_field(m.str, m.str_len, field == PF_KEY ? &p->key : &p->value,
+					    field == PF_KEY ? &p->key_len : &p->value_len) != CAP_OK)
+				goto other;
+			break;
+		case PF_LEASE:
+			if (m.type != JSONX_FLAT_INT)
+				goto other;
+			p->lease = m.num;
+			break;
+		default:
+			if (m.type != JSONX_FLAT_TRUE && m.type != JSONX_FLAT_FALSE)
+				goto other;
+			if (field == PF_PREV_KV)
+				p->prev_kv = flag;
+			else if (field == PF_IGNORE_VALUE)
+				p->ignore_value = flag;
+			else
+				p->ignore_lease = flag;
+			break;
+		}
+	}
+	/* What parse_put refuses is refused there, with its error. */
+	if (rv != 0 || p->key_len == 0 || (p->ignore_value && p->value_len != 0) ||
+	    (p->ignore_lease && p->lease != 0))
+		goto other;
+	*out = req;
+	return true;
+other:
+	apply_req_free(req);
+	return false;
+}
+
 enum kv_op apply_req_op(const struct apply_req *req)
 {
 	return req->op;

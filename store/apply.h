@@ -32,6 +32,13 @@ struct apply_req;
  * code with detail in errmsg (CAP_ERRMSG_SIZE). */
 int apply_parse(enum kv_op op, json_t *body, struct apply_req **out, char *errmsg);
 void apply_req_free(struct apply_req *req);
+/* A put's request text parsed straight into its request, without a JSON
+ * tree: true with *out set when text is a valid put made only of a put's
+ * members as plain strings, integers and booleans (what clients send);
+ * false for anything else, valid or not, which then goes through
+ * jsonx_loadb and apply_parse as any request (and gets their answer or
+ * error). Either way the outcome is what that path gives. */
+bool apply_parse_put_text(const char *text, size_t len, struct apply_req **out);
 
 /* The compact binary form of a request for the raft log (raw key and value
  * bytes, varints; layout in apply.c), for puts: *out is malloc'd.

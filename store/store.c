@@ -813,8 +813,13 @@ static int propose(struct store *s, enum kv_op op, json_t *req, struct apply_req
 	/* Raw bytes and varints: a put of 256 B takes ~285 B of log instead of
 	 * ~400 of JSON with base64, and a follower applies it without parsing
 	 * JSON. */
-	if (parsed != NULL && apply_encode_bin(parsed, &bin, &bin_len) == CAP_OK)
+	if (parsed != NULL && apply_encode_bin(parsed, &bin, &bin_len) == CAP_OK) {
 		req = NULL;
+	} else if (req == NULL) {
+		/* A request parsed from text has no JSON to fall back on. */
+		apply_req_free(parsed);
+		return CAP_ENOMEM;
+	}
 	p = pending_new(s, (uint8_t)op, req, cb, data);
 	if (p != NULL && bin != NULL) {
 		char *cmd = malloc(1 + bin_len);
@@ -2171,6 +2176,15 @@ err:
 int store_call(struct store *s, enum kv_op op, json_t *req, kv_cb cb, void *data)
 {
 	return call(s, op, req, cb, NULL, data);
+}
+
+int store_put(struct store *s, struct apply_req *put, kv_cb cb, store_text_cb tcb, void *data)
+{
+	if (s->fatal) {
+		apply_req_free(put);
+		return CAP_ESTOPPED;
+	}
+	return propose(s, KV_PUT, NULL, put, cb, tcb, data);
 }
 
 int store_call_text(struct store *s, enum kv_op op, json_t *req, kv_cb cb, store_text_cb tcb,

@@ -61,6 +61,10 @@ typedef void (*store_text_cb)(void *data, const char *text, size_t len);
  * answer through cb as in store_call. Exactly one of the two is called. */
 int store_call_text(struct store *s, enum kv_op op, json_t *req, kv_cb cb, store_text_cb tcb,
 		    void *data);
+/* store_call_text for a put already parsed from its text
+ * (apply_parse_put_text), which the store owns from here on. */
+struct apply_req;
+int store_put(struct store *s, struct apply_req *put, kv_cb cb, store_text_cb tcb, void *data);
 /* An in-process struct kv over this store (owned by the store). */
 struct kv *store_kv(struct store *s);
 

@@ -2,7 +2,8 @@
  * body, parsed as every kind of request; whatever passes validation is then
  * applied to a real MVCC store, which must never crash either. A range is
  * also answered as text (apply_range_text), which must be the tree's text
- * byte for byte, or the same error. */
+ * byte for byte, or the same error; a put read from its text without a tree
+ * (apply_parse_put_text) must be the tree path's put. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -147,6 +148,32 @@ static void apply_one(enum kv_op op, json_t *body)
 	apply_req_free(req);
 }
 
+/* A put read straight from its text (apply_parse_put_text) is what the
+ * tree path makes of the same text, to the byte of its log entry; the
+ * text path may decline anything, never accept what the tree refuses. */
+static void put_text_check(const uint8_t *data, size_t size)
+{
+	struct apply_req *fast = NULL, *tree = NULL;
+	char errmsg[CAP_ERRMSG_SIZE];
+	json_error_t jerr;
+	uint8_t *a = NULL, *b = NULL;
+	size_t alen = 0, blen = 0;
+
+	if (!apply_parse_put_text((const char *)data, size, &fast))
+		return;
+	json_t *body = jsonx_loadb((const char *)data, size, JSON_DECODE_ANY, &jerr);
+	if (body == NULL || apply_parse(KV_PUT, body, &tree, errmsg) != CAP_OK)
+		abort();
+	if (apply_encode_bin(fast, &a, &alen) != CAP_OK ||
+	    apply_encode_bin(tree, &b, &blen) != CAP_OK || alen != blen || memcmp(a, b, alen) != 0)
+		abort();
+	free(a);
+	free(b);
+	apply_req_free(fast);
+	apply_req_free(tree);
+	json_decref(body);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	json_error_t jerr;
@@ -154,6 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (store == NULL)
 		open_store();
+	put_text_check(data, size);
 	body = json_loadb((const char *)data, size, JSON_DECODE_ANY, &jerr);
 	if (body == NULL)
 		return 0;

@@ -146,6 +146,34 @@ static void test_load_special_byte_anywhere(void **state)
 			}
 }
 
+/* An integer field written as a real is taken when whole and in range
+ * (Go takes 1e3), refused when fractional or out of range (1e30, NaN-free
+ * but beyond int64) with the field's error, never converted blindly. */
+static void test_integer_fields_from_reals(void **state)
+{
+	(void)state;
+	char errmsg[256];
+	json_error_t e;
+	json_t *o = json_loads("{\"a\":1e3,\"b\":1e30,\"c\":-1e30,\"d\":1.5,\"e\":1e19,"
+			       "\"f\":-1e3,\"g\":2e19,\"h\":-9.223372036854775808e18}", 0, &e);
+	int64_t i = 0;
+	uint64_t u = 0;
+	assert_non_null(o);
+	assert_int_equal(jsonx_get_i64(o, "a", &i, errmsg), 0);
+	assert_true(i == 1000);
+	assert_int_not_equal(jsonx_get_i64(o, "b", &i, errmsg), 0);
+	assert_int_not_equal(jsonx_get_i64(o, "c", &i, errmsg), 0);
+	assert_int_not_equal(jsonx_get_i64(o, "d", &i, errmsg), 0);
+	assert_int_not_equal(jsonx_get_i64(o, "e", &i, errmsg), 0);
+	assert_int_equal(jsonx_get_i64(o, "h", &i, errmsg), 0);
+	assert_true(i == INT64_MIN);
+	assert_int_equal(jsonx_get_u64(o, "e", &u, errmsg), 0);
+	assert_true(u == 10000000000000000000ull);
+	assert_int_not_equal(jsonx_get_u64(o, "f", &u, errmsg), 0);
+	assert_int_not_equal(jsonx_get_u64(o, "g", &u, errmsg), 0);
+	json_decref(o);
+}
+
 /* 64-bit integers are answered as decimal strings, extremes included. */
 static void test_integers_as_strings(void **state)
 {
@@ -216,6 +244,7 @@ int main(void)
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_load_special_byte_anywhere),
 		cmocka_unit_test(test_integers_as_strings),
+		cmocka_unit_test(test_integer_fields_from_reals),
 		cmocka_unit_test(test_out_same_as_tree),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
