@@ -577,16 +577,19 @@ static void handle(struct http_req *req, void *data)
 		p = path;
 	}
 	int op = -1;
-	bool known = strcmp(p, "/v3/watch") == 0 || strcmp(p, "/v3/maintenance/snapshot") == 0 ||
-		     strcmp(p, "/v3/maintenance/alarm") == 0 ||
-		     strcmp(p, "/v3/maintenance/defragment") == 0 ||
-		     strcmp(p, PATH_PROPOSE) == 0 || strcmp(p, PATH_READ_INDEX) == 0;
-	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+	bool known = false;
+	for (size_t i = 0; i < sizeof routes / sizeof routes[0] && op < 0; i++)
 		if (strcmp(p, routes[i].path) == 0)
 			op = routes[i].op;
-	for (size_t i = 0; unimplemented[i]; i++)
-		if (strcmp(p, unimplemented[i]) == 0)
-			known = true;
+	if (op < 0) {
+		known = strcmp(p, "/v3/watch") == 0 || strcmp(p, "/v3/maintenance/snapshot") == 0 ||
+			strcmp(p, "/v3/maintenance/alarm") == 0 ||
+			strcmp(p, "/v3/maintenance/defragment") == 0 ||
+			strcmp(p, PATH_PROPOSE) == 0 || strcmp(p, PATH_READ_INDEX) == 0;
+		for (size_t i = 0; unimplemented[i] && !known; i++)
+			if (strcmp(p, unimplemented[i]) == 0)
+				known = true;
+	}
 	if (op < 0 && !known) {
 		http_reply(req, 404, "text/plain", "Not Found\n", 10);
 		return;
