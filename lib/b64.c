@@ -85,26 +85,37 @@ static int b64_class(unsigned char c)
 	}
 }
 
-/* Each byte's 6-bit value with B64_Q_OK set, and B64_Q_STD or B64_Q_URL
- * for the characters only one alphabet has; 0 for anything else. */
-#define B64_Q_OK 0x100
-#define B64_Q_STD 0x200
-#define B64_Q_URL 0x400
-#define Q(c, v) [c] = B64_Q_OK | (v)
-static const uint16_t b64_quick[256] = {
-	Q('A', 0), Q('B', 1), Q('C', 2), Q('D', 3), Q('E', 4), Q('F', 5), Q('G', 6),
-	Q('H', 7), Q('I', 8), Q('J', 9), Q('K', 10), Q('L', 11), Q('M', 12), Q('N', 13),
-	Q('O', 14), Q('P', 15), Q('Q', 16), Q('R', 17), Q('S', 18), Q('T', 19), Q('U', 20),
-	Q('V', 21), Q('W', 22), Q('X', 23), Q('Y', 24), Q('Z', 25), Q('a', 26), Q('b', 27),
-	Q('c', 28), Q('d', 29), Q('e', 30), Q('f', 31), Q('g', 32), Q('h', 33), Q('i', 34),
-	Q('j', 35), Q('k', 36), Q('l', 37), Q('m', 38), Q('n', 39), Q('o', 40), Q('p', 41),
-	Q('q', 42), Q('r', 43), Q('s', 44), Q('t', 45), Q('u', 46), Q('v', 47), Q('w', 48),
-	Q('x', 49), Q('y', 50), Q('z', 51), Q('0', 52), Q('1', 53), Q('2', 54), Q('3', 55),
-	Q('4', 56), Q('5', 57), Q('6', 58), Q('7', 59), Q('8', 60), Q('9', 61),
-	['+'] = B64_Q_OK | B64_Q_STD | 62, ['/'] = B64_Q_OK | B64_Q_STD | 63,
-	['-'] = B64_Q_OK | B64_Q_URL | 62, ['_'] = B64_Q_OK | B64_Q_URL | 63,
-};
-#undef Q
+/* Each byte's 6-bit value, already shifted to its place in a quad's 24
+ * bits (one table per place), with B64_Q_BAD for anything outside both
+ * alphabets ('=' included) and B64_Q_STD or B64_Q_URL for the characters
+ * only one alphabet has: a quad is four loads and three ORs. */
+#define B64_Q_BAD (1u << 24)
+#define B64_Q_STD (1u << 25)
+#define B64_Q_URL (1u << 26)
+#define B64_VAL(c) ((c) >= 'A' && (c) <= 'Z' ? (c) - 'A' :                   \
+		    (c) >= 'a' && (c) <= 'z' ? (c) - 'a' + 26 :              \
+		    (c) >= '0' && (c) <= '9' ? (c) - '0' + 52 :              \
+		    (c) == '+' || (c) == '-' ? 62 : (c) == '/' || (c) == '_' ? 63 : -1)
+#define B64_ENTRY(shift, c)                                                    \
+	(B64_VAL(c) < 0 ? B64_Q_BAD :                                          \
+	 (uint32_t)B64_VAL(c) << (shift) |                                     \
+	 ((c) == '+' || (c) == '/' ? B64_Q_STD : (c) == '-' || (c) == '_' ? B64_Q_URL : 0u))
+#define B64_ROW(s, b)                                                          \
+	B64_ENTRY(s, (b) + 0), B64_ENTRY(s, (b) + 1), B64_ENTRY(s, (b) + 2),   \
+	B64_ENTRY(s, (b) + 3), B64_ENTRY(s, (b) + 4), B64_ENTRY(s, (b) + 5),   \
+	B64_ENTRY(s, (b) + 6), B64_ENTRY(s, (b) + 7), B64_ENTRY(s, (b) + 8),   \
+	B64_ENTRY(s, (b) + 9), B64_ENTRY(s, (b) + 10), B64_ENTRY(s, (b) + 11), \
+	B64_ENTRY(s, (b) + 12), B64_ENTRY(s, (b) + 13), B64_ENTRY(s, (b) + 14), \
+	B64_ENTRY(s, (b) + 15)
+#define B64_TABLE(s)                                                           \
+	{B64_ROW(s, 0), B64_ROW(s, 16), B64_ROW(s, 32), B64_ROW(s, 48),         \
+	 B64_ROW(s, 64), B64_ROW(s, 80), B64_ROW(s, 96), B64_ROW(s, 112),       \
+	 B64_ROW(s, 128), B64_ROW(s, 144), B64_ROW(s, 160), B64_ROW(s, 176),    \
+	 B64_ROW(s, 192), B64_ROW(s, 208), B64_ROW(s, 224), B64_ROW(s, 240)}
+static const uint32_t b64_q0[256] = B64_TABLE(18);
+static const uint32_t b64_q1[256] = B64_TABLE(12);
+static const uint32_t b64_q2[256] = B64_TABLE(6);
+static const uint32_t b64_q3[256] = B64_TABLE(0);
 
 long b64_decode(const char *src, size_t n, uint8_t *dst)
 {
@@ -129,15 +140,13 @@ long b64_decode(const char *src, size_t n, uint8_t *dst)
 	 * anything outside both alphabets, and the tail, go through the careful
 	 * loop below. */
 	size_t i = 0;
-	unsigned kinds = 0;
+	uint32_t kinds = 0;
 	for (; i + 4 <= len; i += 4) {
 		const unsigned char *q = (const unsigned char *)src + i;
-		unsigned a = b64_quick[q[0]], b = b64_quick[q[1]], c = b64_quick[q[2]],
-			 d = b64_quick[q[3]];
-		if (!(a & b & c & d & B64_Q_OK))
+		uint32_t v = b64_q0[q[0]] | b64_q1[q[1]] | b64_q2[q[2]] | b64_q3[q[3]];
+		if (v & B64_Q_BAD)
 			break;
-		kinds |= a | b | c | d;
-		uint32_t v = (a & 63) << 18 | (b & 63) << 12 | (c & 63) << 6 | (d & 63);
+		kinds |= v;
 		dst[o++] = (uint8_t)(v >> 16);
 		dst[o++] = (uint8_t)(v >> 8);
 		dst[o++] = (uint8_t)v;
