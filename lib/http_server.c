@@ -73,9 +73,11 @@ struct sbuf {
 	size_t cap;
 };
 
+/* A header's name and value: offsets of NUL-terminated strings in the
+ * request's hbytes. */
 struct http_header {
-	char *name;
-	char *value;
+	size_t name;
+	size_t value;
 };
 
 struct query_param {
@@ -90,12 +92,14 @@ struct sreq {
 	struct http_req pub;
 	struct conn *conn;
 	struct sbuf url;
-	char *path;
-	char *query;
+	struct sbuf pq;             /* path and query, NUL-terminated each */
+	const char *path;           /* in pq */
+	const char *query;          /* in pq */
 	struct http_header *headers;
 	size_t nheaders;
 	size_t cap_headers;
-	struct sbuf hname;
+	struct sbuf hbytes;         /* every header's name and value */
+	struct sbuf hname;          /* the header being parsed */
 	struct sbuf hvalue;
 	bool in_value;
 	size_t head_bytes;
@@ -142,6 +146,7 @@ struct conn {
 	struct sbuf in;             /* received, not yet parsed */
 	size_t in_off;
 	struct sreq *req;           /* being parsed, or with the handler */
+	struct sreq *spare;         /* the last answered request, for the next */
 	unsigned idle_ms;
 	unsigned header_ms;
 	size_t pending_bytes;       /* queued with uv_write, not yet written */
@@ -248,39 +253,77 @@ static void sbuf_free(struct sbuf *b)
 }
 
 /* Takes the buffer's string, leaving it empty. Never NULL unless ENOMEM. */
-static char *sbuf_take(struct sbuf *b)
-{
-	char *s = b->data;
-
-	if (s == NULL)
-		s = strdup("");
-	b->data = NULL;
-	b->len = 0;
-	b->cap = 0;
-	return s;
-}
-
 /* ---- requests ---- */
 
-static void sreq_free(struct sreq *r)
+static void sreq_free_params(struct sreq *r)
 {
-	for (size_t i = 0; i < r->nheaders; i++) {
-		free(r->headers[i].name);
-		free(r->headers[i].value);
-	}
-	free(r->headers);
 	for (size_t i = 0; i < r->nparams; i++) {
 		free(r->params[i].name);
 		free(r->params[i].value);
 	}
 	free(r->params);
+	r->params = NULL;
+	r->nparams = 0;
+}
+
+static void sreq_free(struct sreq *r)
+{
+	free(r->headers);
+	sreq_free_params(r);
 	sbuf_free(&r->url);
+	sbuf_free(&r->pq);
+	sbuf_free(&r->hbytes);
 	sbuf_free(&r->hname);
 	sbuf_free(&r->hvalue);
 	sbuf_free(&r->body);
-	free(r->path);
-	free(r->query);
 	free(r);
+}
+
+/* A buffer kept for the connection's next request, emptied; one grown past
+ * SREQ_KEEP_BYTES (a big body) is given back instead. */
+#define SREQ_KEEP_BYTES 16384
+
+static struct sbuf sbuf_kept(struct sbuf b)
+{
+	if (b.cap > SREQ_KEEP_BYTES) {
+		sbuf_free(&b);
+		return b;
+	}
+	b.len = 0;
+	if (b.data != NULL)
+		b.data[0] = '\0';
+	return b;
+}
+
+/* An answered request's memory serves the connection's next request: a
+ * request then costs no allocation in this layer. */
+static void sreq_recycle(struct conn *c, struct sreq *r)
+{
+	struct sbuf url, pq, hbytes, hname, hvalue, body;
+	struct http_header *headers = r->headers;
+	size_t cap_headers = r->cap_headers;
+
+	if (c->spare != NULL || c->closing) {
+		sreq_free(r);
+		return;
+	}
+	sreq_free_params(r);
+	url = sbuf_kept(r->url);
+	pq = sbuf_kept(r->pq);
+	hbytes = sbuf_kept(r->hbytes);
+	hname = sbuf_kept(r->hname);
+	hvalue = sbuf_kept(r->hvalue);
+	body = sbuf_kept(r->body);
+	memset(r, 0, sizeof(*r));
+	r->url = url;
+	r->pq = pq;
+	r->hbytes = hbytes;
+	r->hname = hname;
+	r->hvalue = hvalue;
+	r->body = body;
+	r->headers = headers;
+	r->cap_headers = cap_headers;
+	c->spare = r;
 }
 
 static int sreq_finish_header(struct sreq *r)
@@ -300,13 +343,15 @@ static int sreq_finish_header(struct sreq *r)
 		r->cap_headers = cap;
 	}
 	h = &r->headers[r->nheaders];
-	h->name = sbuf_take(&r->hname);
-	h->value = sbuf_take(&r->hvalue);
-	if (h->name == NULL || h->value == NULL) {
-		free(h->name);
-		free(h->value);
+	h->name = r->hbytes.len;
+	if (sbuf_append(&r->hbytes, r->hname.data, r->hname.len) != 0 ||
+	    sbuf_append(&r->hbytes, "", 1) != 0)
 		return -1;
-	}
+	h->value = r->hbytes.len;
+	if (sbuf_append(&r->hbytes, r->hvalue.data, r->hvalue.len) != 0 ||
+	    sbuf_append(&r->hbytes, "", 1) != 0)
+		return -1;
+	r->hname.len = r->hvalue.len = 0;
 	r->nheaders++;
 	r->in_value = false;
 	return 0;
@@ -331,15 +376,15 @@ static int sreq_split_url(struct sreq *r)
 	}
 	end = start + strcspn(start, "#");
 	q = memchr(start, '?', (size_t)(end - start));
-	if (q != NULL) {
-		r->path = strndup(start, (size_t)(q - start));
-		r->query = strndup(q + 1, (size_t)(end - q - 1));
-	} else {
-		r->path = strndup(start, (size_t)(end - start));
-		r->query = strdup("");
-	}
-	if (r->path == NULL || r->query == NULL)
+	/* The query after the path, each NUL-terminated, in one buffer. */
+	size_t plen = (size_t)((q != NULL ? q : end) - start);
+	size_t qlen = q != NULL ? (size_t)(end - q - 1) : 0;
+	r->pq.len = 0;
+	if (sbuf_append(&r->pq, start, plen) != 0 || sbuf_append(&r->pq, "", 1) != 0 ||
+	    sbuf_append(&r->pq, q != NULL ? q + 1 : "", qlen) != 0)
 		return -1;
+	r->path = r->pq.data;
+	r->query = r->pq.data + plen + 1;
 	r->pub.path = r->path;
 	r->pub.query = r->query;
 	return 0;
@@ -384,8 +429,8 @@ const char *http_req_header(const struct http_req *req, const char *name)
 	const struct sreq *r = CONTAINER_OF(req, struct sreq, pub);
 
 	for (size_t i = 0; i < r->nheaders; i++)
-		if (strcasecmp(r->headers[i].name, name) == 0)
-			return r->headers[i].value;
+		if (strcasecmp(r->hbytes.data + r->headers[i].name, name) == 0)
+			return r->hbytes.data + r->headers[i].value;
 	return NULL;
 }
 
@@ -400,12 +445,12 @@ const char *http_req_header_join(const struct http_req *req, const char *name, c
 		return NULL;
 	buf[0] = '\0';
 	for (size_t i = 0; i < r->nheaders; i++) {
-		if (strcasecmp(r->headers[i].name, name) != 0)
+		if (strcasecmp(r->hbytes.data + r->headers[i].name, name) != 0)
 			continue;
 		found = true;
 		if (n < size)
 			n += (size_t)snprintf(buf + n, size - n, "%s%s", n > 0 ? ", " : "",
-					      r->headers[i].value);
+					      r->hbytes.data + r->headers[i].value);
 	}
 	return found ? buf : NULL;
 }
@@ -460,6 +505,8 @@ static void conn_unref(struct conn *c)
 		return;
 	if (c->req != NULL)
 		sreq_free(c->req);
+	if (c->spare != NULL)
+		sreq_free(c->spare);
 	sbuf_free(&c->in);
 	free(c);
 }
@@ -929,7 +976,7 @@ static void sreq_answered(struct sreq *r)
 	r->answered = true;
 	if (c->req == r)
 		c->req = NULL;
-	sreq_free(r);
+	sreq_recycle(c, r);
 	if (!c->closing) {
 		c->busy = false;
 		if (!keep || c->srv->closing) {
@@ -1064,10 +1111,11 @@ void http_stream_end(struct http_req *req)
 static int on_message_begin(http_parser *p)
 {
 	struct conn *c = p->data;
-	struct sreq *r = calloc(1, sizeof(*r));
+	struct sreq *r = c->spare != NULL ? c->spare : calloc(1, sizeof(*r));
 
 	if (r == NULL)
 		return -1;
+	c->spare = NULL;
 	r->conn = c;
 	c->req = r;
 	/* The whole request must now arrive within the header timeout. */

@@ -506,6 +506,41 @@ static void test_keepalive_pipelined(void **state)
 	raw_close(f, &raw);
 }
 
+/* Requests that follow one another on a connection (whose memory the
+ * server reuses) see only their own headers, query and body: a header, a
+ * query parameter or a longer body of the one before is not there. */
+static void test_keepalive_requests_see_only_their_own(void **state)
+{
+	struct fixture *f = *state;
+	static const char reqs[] =
+		"GET /query?a=first&b=1 HTTP/1.1\r\nHost: x\r\nX-Test: one\r\n\r\n"
+		"GET /query?a=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nlong-body-1"
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nb2"
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+		"GET /query HTTP/1.1\r\nhost: x\r\nx-test: three\r\n\r\n";
+	struct raw raw;
+
+	raw_connect(f, &raw);
+	raw_send(&raw, reqs, sizeof(reqs) - 1);
+	assert_true(raw_wait_for(f, &raw, "HTTP/1.1 200 OK", 6, 2000));
+	const char *first = strstr(raw.buf, "\r\n\r\nfirst|1|one|GET");
+	const char *second = strstr(raw.buf, "\r\n\r\n2|(null)|(null)|GET");
+	const char *body1 = strstr(raw.buf, "\r\n\r\nlong-body-1");
+	const char *body2 = strstr(raw.buf, "Content-Length: 2\r\n\r\nb2");
+	const char *empty = strstr(raw.buf, "Content-Length: 0\r\n\r\nHTTP/1.1");
+	const char *third = strstr(raw.buf, "\r\n\r\n(null)|(null)|three|GET");
+	assert_non_null(first);
+	assert_non_null(second);
+	assert_non_null(body1);
+	assert_non_null(body2);
+	assert_non_null(empty);
+	assert_non_null(third);
+	assert_true(first < second && second < body1 && body1 < body2 && body2 < empty &&
+		    empty < third);
+	raw_close(f, &raw);
+}
+
 /* A handler that answers from a later timer callback is heard. */
 static void test_delayed_reply(void **state)
 {
@@ -984,6 +1019,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_query_and_headers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keepalive_reuse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keepalive_pipelined, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keepalive_requests_see_only_their_own, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_delayed_reply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_cancel, setup, teardown),
