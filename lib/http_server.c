@@ -252,7 +252,6 @@ static void sbuf_free(struct sbuf *b)
 	b->cap = 0;
 }
 
-/* Takes the buffer's string, leaving it empty. Never NULL unless ENOMEM. */
 /* ---- requests ---- */
 
 static void sreq_free_params(struct sreq *r)
