@@ -521,16 +521,17 @@ static int get_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
 	return -1;
 }
 
-int apply_encode_bin(const struct apply_req *req, uint8_t **out, size_t *len)
+/* The binary form after lead bytes left to the caller, in one buffer. */
+static int encode_bin(const struct apply_req *req, size_t lead, uint8_t **out, size_t *len)
 {
 	const struct put_req *p;
 	uint8_t *buf;
-	size_t n = 0;
+	size_t n = lead;
 
 	if (req->op != KV_PUT)
 		return CAP_EINVAL;
 	p = &req->u.put;
-	buf = malloc(2 + 3 * 10 + p->key_len + p->value_len);
+	buf = malloc(lead + 2 + 3 * 10 + p->key_len + p->value_len);
 	if (buf == NULL)
 		return CAP_ENOMEM;
 	buf[n++] = KV_PUT;
@@ -548,6 +549,19 @@ int apply_encode_bin(const struct apply_req *req, uint8_t **out, size_t *len)
 	*out = buf;
 	*len = n;
 	return CAP_OK;
+}
+
+int apply_encode_bin(const struct apply_req *req, uint8_t **out, size_t *len)
+{
+	return encode_bin(req, 0, out, len);
+}
+
+int apply_encode_bin_tagged(const struct apply_req *req, uint8_t tag, uint8_t **out, size_t *len)
+{
+	int rv = encode_bin(req, 1, out, len);
+	if (rv == CAP_OK)
+		(*out)[0] = tag;
+	return rv;
 }
 
 static int get_bytes(const uint8_t *buf, size_t len, size_t *off, uint8_t **out, size_t *out_len)

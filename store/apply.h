@@ -44,6 +44,9 @@ bool apply_parse_put_text(const char *text, size_t len, struct apply_req **out);
  * bytes, varints; layout in apply.c), for puts: *out is malloc'd.
  * CAP_EINVAL for a kind of request it does not cover (those go as JSON). */
 int apply_encode_bin(const struct apply_req *req, uint8_t **out, size_t *len);
+/* The same bytes after one leading tag byte (a log command's kind), in one
+ * buffer: *len counts the tag. */
+int apply_encode_bin_tagged(const struct apply_req *req, uint8_t tag, uint8_t **out, size_t *len);
 /* Decodes what apply_encode_bin made, from bytes read from the log or a
  * peer: never reads outside buf; CAP_ECORRUPT for malformed bytes, else
  * the same validation errors as apply_parse. */

@@ -813,7 +813,8 @@ static int propose(struct store *s, enum kv_op op, json_t *req, struct apply_req
 	/* Raw bytes and varints: a put of 256 B takes ~285 B of log instead of
 	 * ~400 of JSON with base64, and a follower applies it without parsing
 	 * JSON. */
-	if (parsed != NULL && apply_encode_bin(parsed, &bin, &bin_len) == CAP_OK) {
+	if (parsed != NULL &&
+	    apply_encode_bin_tagged(parsed, CMD_BINARY, &bin, &bin_len) == CAP_OK) {
 		req = NULL;
 	} else if (req == NULL) {
 		/* A request parsed from text has no JSON to fall back on. */
@@ -821,23 +822,16 @@ static int propose(struct store *s, enum kv_op op, json_t *req, struct apply_req
 		return CAP_ENOMEM;
 	}
 	p = pending_new(s, (uint8_t)op, req, cb, data);
-	if (p != NULL && bin != NULL) {
-		char *cmd = malloc(1 + bin_len);
-		if (cmd == NULL) {
-			pending_free(p);
-			p = NULL;
-		} else {
-			cmd[0] = (char)CMD_BINARY;
-			memcpy(cmd + 1, bin, bin_len);
-			free(p->cmd);
-			p->cmd = cmd;
-			p->cmd_len = 1 + bin_len;
-		}
-	}
-	free(bin);
 	if (p == NULL) {
+		free(bin);
 		apply_req_free(parsed);
 		return CAP_ENOMEM;
+	}
+	if (bin != NULL) {
+		/* The command is the tagged binary form, as it is. */
+		free(p->cmd);
+		p->cmd = (char *)bin;
+		p->cmd_len = bin_len;
 	}
 	p->parsed = parsed;
 	p->text_cb = tcb;

@@ -506,6 +506,14 @@ static void test_binary_put_roundtrip(void **state)
 	assert_int_equal(apply_parse(KV_PUT, b, &req, errmsg), CAP_OK);
 	json_decref(b);
 	assert_int_equal(apply_encode_bin(req, &bin, &len), CAP_OK);
+	/* With a leading tag: the tag, then the very same bytes. */
+	uint8_t *tagged;
+	size_t tagged_len;
+	assert_int_equal(apply_encode_bin_tagged(req, 0x41, &tagged, &tagged_len), CAP_OK);
+	assert_int_equal(tagged_len, len + 1);
+	assert_int_equal(tagged[0], 0x41);
+	assert_memory_equal(tagged + 1, bin, len);
+	free(tagged);
 	assert_int_equal(apply_decode_bin(bin, len, &back, errmsg), CAP_OK);
 	assert_int_equal(apply_req_op(back), KV_PUT);
 	assert_int_equal(apply_encode_bin(back, &bin2, &len2), CAP_OK);
