@@ -27,15 +27,16 @@ int jsonx_get_bytes(json_t *obj, const char *name, uint8_t **out, size_t *len, c
 	}
 	s = json_string_value(v);
 	n = json_string_length(v);
-	/* Go's encoding/json decodes []byte with the padded standard alphabet
-	 * only: etcd refuses the URL-safe and unpadded forms, and so do we. */
-	if (n % 4 != 0 || strcspn(s, "-_") != n) {
-		cap_errmsg_printf(errmsg, "illegal base64 data at input byte %zu",
-				  n % 4 != 0 ? (n / 4) * 4 : strcspn(s, "-_"));
-		return CAP_EINVAL;
-	}
 	int rv = jsonx_b64_field(s, n, out, len);
-	if (rv == CAP_EINVAL)
+	if (rv != CAP_EINVAL)
+		return rv;
+	/* Refused: Go's message names the byte where the length or the
+	 * alphabet went wrong (a NUL counts as one), else the field. */
+	size_t at = strcspn(s, "-_");
+	if (n % 4 != 0 || at != n)
+		cap_errmsg_printf(errmsg, "illegal base64 data at input byte %zu",
+				  n % 4 != 0 ? (n / 4) * 4 : at);
+	else
 		cap_errmsg_printf(errmsg, "illegal base64 data in field \"%s\"", name);
 	return rv;
 }
@@ -45,6 +46,8 @@ int jsonx_b64_field(const char *s, size_t n, uint8_t **out, size_t *len)
 	uint8_t *buf;
 	long got;
 
+	/* Go's encoding/json decodes []byte with the padded standard alphabet
+	 * only: etcd refuses the URL-safe and unpadded forms, and so do we. */
 	if (n % 4 != 0 || memchr(s, '-', n) != NULL || memchr(s, '_', n) != NULL)
 		return CAP_EINVAL;
 	buf = malloc(b64_decoded_max(n) + 1);

@@ -618,9 +618,12 @@ static void handle(struct http_req *req, void *data)
 	struct apply_req *put = NULL;
 	if (op == KV_PUT && apply_parse_put_text(req->body, req->body_len, &put)) {
 		struct call *c = call_new(g, req, KV_PUT);
-		int rv = c == NULL ? CAP_ENOMEM : store_put(g->store, put, call_done, call_text_done, c);
-		if (c == NULL)
+		if (c == NULL) {
 			apply_req_free(put);
+			reply_cap_error(req, CAP_ENOMEM, NULL);
+			return;
+		}
+		int rv = store_put(g->store, put, call_done, call_text_done, c);
 		if (rv != 0) {
 			free(c);
 			reply_cap_error(req, rv, NULL);
