@@ -973,6 +973,10 @@ static int exec_put(struct mvcc *m, const struct put_req *p, json_t *ans,
 	size_t value_len = p->value_len;
 	int64_t lease = p->lease;
 	struct mvcc_event ev = {0};
+	/* The previous value is read only for a reader: the answer or a watcher. */
+	int (*put)(struct mvcc *, const uint8_t *, size_t, const uint8_t *, size_t, int64_t,
+		   struct mvcc_kv *, struct mvcc_kv *) =
+		p->prev_kv || !evs->skip_prev_values ? mvcc_put : mvcc_put_prev_meta;
 	int rv;
 
 	if (p->ignore_value || p->ignore_lease) {
@@ -995,14 +999,14 @@ static int exec_put(struct mvcc *m, const struct put_req *p, json_t *ans,
 		}
 		if (p->ignore_lease)
 			lease = kvs.v[0].lease;
-		rv = mvcc_put(m, p->key, p->key_len, value, value_len, lease, &prev, &cur);
+		rv = put(m, p->key, p->key_len, value, value_len, lease, &prev, &cur);
 		if (rv == 0) {
 			ev.kv.value = dup_bytes(value, value_len);
 			ev.kv.value_len = value_len;
 		}
 		mvcc_kvs_clear(&kvs);
 	} else {
-		rv = mvcc_put(m, p->key, p->key_len, value, value_len, lease, &prev, &cur);
+		rv = put(m, p->key, p->key_len, value, value_len, lease, &prev, &cur);
 		if (rv == 0) {
 			ev.kv.value = dup_bytes(value, value_len);
 			ev.kv.value_len = value_len;

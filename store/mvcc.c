@@ -1082,9 +1082,25 @@ static int id_room_after(struct mvcc *m, int64_t sub, int64_t n)
 	return fail(m, CAP_ETOOLARGE, "too many writes in one revision");
 }
 
-int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len,
-	     const uint8_t *value, size_t value_len, int64_t lease,
-	     struct mvcc_kv *prev, struct mvcc_kv *cur)
+/* The value of history row id, into kv (which then owns it). */
+static int read_value(struct mvcc *m, int64_t id, struct mvcc_kv *kv)
+{
+	sqlite3_stmt *s = m->st[ST_KV_VALUE];
+	sqlite3_bind_int64(s, 1, id);
+	int rc = sqlite3_step(s);
+	int err;
+	if (rc == SQLITE_ROW)
+		err = column_value(m, s, 0, &kv->value, &kv->value_len);
+	else
+		err = rc == SQLITE_DONE ? fail(m, CAP_ECORRUPT, "live key without its version")
+					: db_fail(m, rc, "put");
+	sqlite3_reset(s);
+	return err;
+}
+
+static int put(struct mvcc *m, const uint8_t *key, size_t key_len,
+	       const uint8_t *value, size_t value_len, int64_t lease,
+	       struct mvcc_kv *prev, bool prev_value, struct mvcc_kv *cur)
 {
 	int err = need_batch(m);
 	if (err)
@@ -1127,16 +1143,7 @@ int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len,
 			}
 			memcpy(prev->key, key, key_len);
 			prev->key_len = key_len;
-			sqlite3_stmt *vs = m->st[ST_KV_VALUE];
-			sqlite3_bind_int64(vs, 1, prev_id);
-			rc = sqlite3_step(vs);
-			if (rc == SQLITE_ROW)
-				err = column_value(m, vs, 0, &prev->value, &prev->value_len);
-			else
-				err = rc == SQLITE_DONE ? fail(m, CAP_ECORRUPT, "live key without its version")
-							: db_fail(m, rc, "put");
-			sqlite3_reset(vs);
-			if (err)
+			if (prev_value && (err = read_value(m, prev_id, prev)))
 				goto err_after_prev;
 		}
 	} else if (rc == SQLITE_DONE) {
@@ -1202,6 +1209,20 @@ err_after_prev:
 		mvcc_kv_clear(prev);
 	txn_leave(m, implicit);
 	return err;
+}
+
+int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len,
+	     const uint8_t *value, size_t value_len, int64_t lease,
+	     struct mvcc_kv *prev, struct mvcc_kv *cur)
+{
+	return put(m, key, key_len, value, value_len, lease, prev, true, cur);
+}
+
+int mvcc_put_prev_meta(struct mvcc *m, const uint8_t *key, size_t key_len,
+		       const uint8_t *value, size_t value_len, int64_t lease,
+		       struct mvcc_kv *prev, struct mvcc_kv *cur)
+{
+	return put(m, key, key_len, value, value_len, lease, prev, false, cur);
 }
 
 /* Builds a statement variant from SQL text on first use. */

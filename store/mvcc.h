@@ -60,6 +60,11 @@ struct mvcc_events {
 	struct mvcc_event *v;
 	size_t n;
 	size_t cap;
+	/* Set by a collector whose readers have no use for the previous value of
+	 * a put (nobody watching asks for prev_kv): put events then carry the
+	 * previous version's metadata with a NULL value, and apply saves the
+	 * read and decompression of that value. */
+	bool skip_prev_values;
 };
 
 enum mvcc_sort_order { MVCC_SORT_NONE = 0, MVCC_SORT_ASCEND, MVCC_SORT_DESCEND };
@@ -121,6 +126,11 @@ int64_t mvcc_txn_rev(const struct mvcc *m);
 int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len,
 	     const uint8_t *value, size_t value_len, int64_t lease,
 	     struct mvcc_kv *prev, struct mvcc_kv *cur);
+/* As mvcc_put, but prev (which must not be NULL) receives the previous
+ * version without its value (value NULL, value_len 0). */
+int mvcc_put_prev_meta(struct mvcc *m, const uint8_t *key, size_t key_len,
+		       const uint8_t *value, size_t value_len, int64_t lease,
+		       struct mvcc_kv *prev, struct mvcc_kv *cur);
 
 /* Deletes the live keys in [key, end) (end semantics as in mvcc_range).
  * *deleted gets the count; if prevs is not NULL it receives the deleted

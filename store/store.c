@@ -392,6 +392,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		return RAFT_IOERR;
 	}
 	s->batch_open = true;
+	events.skip_prev_values = !watch_hub_wants_prev(s->hub);
 	for (uint32_t i = 0; i < e.count; i++) {
 		struct pending *mine = s->node ? node_entry_data(s->node, &e, i) : NULL;
 		struct result *r = apply_one(s, e.cmds[i], e.lens[i], mine ? mine->parsed : NULL,

@@ -29,6 +29,7 @@ struct watch_hub {
 	struct watcher *head;
 	size_t count;
 	size_t unsynced;
+	size_t prev_kv;      /* watchers that want prev_kv */
 	uint64_t batch;      /* bumped for every events array handed out */
 	uv_timer_t catchup;
 	uv_timer_t progress;
@@ -215,6 +216,7 @@ int watch_add(struct watch_hub *hub, const struct watch_opts *opts,
 	w->key_len = opts->key_len;
 	w->end_len = opts->end_len;
 	w->prev_kv = opts->prev_kv;
+	hub->prev_kv += w->prev_kv;
 	w->no_put = opts->no_put;
 	w->no_delete = opts->no_delete;
 	w->progress_notify = opts->progress_notify;
@@ -245,6 +247,7 @@ void watch_remove(struct watch_hub *hub, struct watcher *w)
 		w->next->prev = w->prev;
 	if (!w->synced)
 		hub->unsynced--;
+	hub->prev_kv -= w->prev_kv;
 	hub->count--;
 	free(w->key);
 	free(w->end);
@@ -300,6 +303,11 @@ void watch_hub_reset(struct watch_hub *hub)
 uint64_t watch_hub_batch(const struct watch_hub *hub)
 {
 	return hub->batch;
+}
+
+bool watch_hub_wants_prev(const struct watch_hub *hub)
+{
+	return hub->prev_kv > 0;
 }
 
 size_t watch_hub_count(const struct watch_hub *hub)

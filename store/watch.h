@@ -61,6 +61,10 @@ void watch_hub_notify(struct watch_hub *hub, const struct mvcc_events *evs, int6
 /* The state was replaced (snapshot install): every watcher re-reads history. */
 void watch_hub_reset(struct watch_hub *hub);
 size_t watch_hub_count(const struct watch_hub *hub);
+/* Whether any watcher wants put events' previous values (prev_kv); events
+ * applied while none does may go without them (skip_prev_values), since a
+ * watcher added later reads the events before it from history. */
+bool watch_hub_wants_prev(const struct watch_hub *hub);
 /* Called before and after watch_hub_notify hands one committed batch to the
  * synced watchers' sinks: the sinks' output in between may be gathered and
  * written at once (see http_server_batch_begin). Either may be NULL. */

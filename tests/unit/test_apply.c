@@ -26,6 +26,7 @@ struct fx {
 	char path[128];
 	struct mvcc *m;
 	struct mvcc_events evs;   /* events of the last run() */
+	bool skip_prev;           /* run() applies with evs.skip_prev_values */
 };
 
 static void remove_db_files(const char *path)
@@ -125,6 +126,7 @@ static int run(struct fx *f, enum kv_op op, json_t *body, json_t **ans, int64_t 
 	if (rv != CAP_OK)
 		fail_msg("parse: %s %s", cap_strerror(rv), errmsg);
 	mvcc_events_clear(&f->evs);
+	f->evs.skip_prev_values = f->skip_prev;
 	assert_int_equal(mvcc_begin(f->m), CAP_OK);
 	rv = apply_exec(f->m, req, &a, &f->evs, &r, errmsg);
 	if (rv == CAP_OK)
@@ -658,6 +660,42 @@ static void test_exec_put_prev_kv(void **state)
 			 CAP_OK);
 	assert_null(json_object_get(a, "prev_kv"));
 	json_decref(a);
+}
+
+/* With nobody wanting previous values, a put's event keeps the previous
+ * version's metadata without its value, and prev_kv still answers it whole. */
+static void test_exec_put_skips_prev_value(void **state)
+{
+	struct fx *f = *state;
+	json_t *a;
+	int64_t r1 = put(f, "k", "v1");
+	f->skip_prev = true;
+	assert_int_equal(run(f, KV_PUT, J("{\"key\":\"%s\",\"value\":\"%s\"}", B("k"), B("v2")),
+			     NULL, NULL),
+			 CAP_OK);
+	assert_int_equal(f->evs.n, 1);
+	assert_int_equal(f->evs.v[0].prev.mod_rev, r1);
+	assert_int_equal(f->evs.v[0].prev.version, 1);
+	assert_int_equal(f->evs.v[0].prev.key_len, 1);
+	assert_null(f->evs.v[0].prev.value);
+	assert_int_equal(f->evs.v[0].prev.value_len, 0);
+	assert_int_equal(f->evs.v[0].kv.version, 2);
+	assert_memory_equal(f->evs.v[0].kv.value, "v2", 2);
+	/* the request's own prev_kv still reads the value */
+	assert_int_equal(run(f, KV_PUT, J("{\"key\":\"%s\",\"value\":\"%s\",\"prev_kv\":true}",
+					  B("k"), B("v3")),
+			     &a, NULL),
+			 CAP_OK);
+	assert_jbytes(a, "prev_kv/value", "v2");
+	assert_int_equal(f->evs.v[0].prev.value_len, 2);
+	json_decref(a);
+	/* and the store still has every version's value */
+	f->skip_prev = false;
+	assert_int_equal(run(f, KV_PUT, J("{\"key\":\"%s\",\"value\":\"%s\"}", B("k"), B("v4")),
+			     NULL, NULL),
+			 CAP_OK);
+	assert_int_equal(f->evs.v[0].prev.value_len, 2);
+	assert_memory_equal(f->evs.v[0].prev.value, "v3", 2);
 }
 
 /* A put records a PUT event with the new version and the previous one; a
@@ -1410,6 +1448,7 @@ int main(void)
 		cmocka_unit_test(test_put_text_same_as_tree),
 		cmocka_unit_test_setup_teardown(test_exec_put_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_put_prev_kv, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_exec_put_skips_prev_value, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_events, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_deleterange, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_compare_matrix, setup, teardown),

@@ -283,6 +283,11 @@ static void no_delete(struct watch_opts *o)
 	o->no_delete = true;
 }
 
+static void with_prev(struct watch_opts *o)
+{
+	o->prev_kv = true;
+}
+
 static void progress(struct watch_opts *o)
 {
 	o->progress_notify = true;
@@ -543,10 +548,30 @@ static void test_future_start(void **state)
 	assert_string_equal(f->recs[0].v[0].value, "5");
 }
 
+/* The hub wants put events' previous values exactly while a prev_kv watcher
+ * is registered, synced or not. */
+static void test_wants_prev_follows_watchers(void **state)
+{
+	struct fx *f = *state;
+	put(f, "k", "2");
+	watch(f, 0, "k", NULL, 0, NULL);
+	assert_false(watch_hub_wants_prev(f->hub));
+	watch(f, 1, "k", NULL, 1, with_prev);       /* unsynced: replays history */
+	assert_true(watch_hub_wants_prev(f->hub));
+	watch(f, 2, "a", "z", 0, with_prev);
+	watch_remove(f->hub, f->recs[1].w);
+	f->recs[1].w = NULL;
+	assert_true(watch_hub_wants_prev(f->hub));
+	watch_remove(f->hub, f->recs[2].w);
+	f->recs[2].w = NULL;
+	assert_false(watch_hub_wants_prev(f->hub));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_live_filters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wants_prev_follows_watchers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_then_live, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocked_sink_catches_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compacted, setup, teardown),
