@@ -979,6 +979,8 @@ static int exec_put(struct mvcc *m, const struct put_req *p, json_t *ans,
 		p->prev_kv || !evs->skip_prev_values ? mvcc_put : mvcc_put_prev_meta;
 	int rv;
 
+	if (evs->skip && !p->prev_kv && !p->ignore_value && !p->ignore_lease)
+		return mvcc_put(m, p->key, p->key_len, value, value_len, lease, NULL, NULL);
 	if (p->ignore_value || p->ignore_lease) {
 		/* The previous version supplies what the request leaves out. */
 		struct mvcc_kvs kvs = {0};
@@ -1019,6 +1021,11 @@ static int exec_put(struct mvcc *m, const struct put_req *p, json_t *ans,
 	}
 	if (p->prev_kv && prev.mod_rev != 0)
 		json_object_set_new_nocheck(ans, "prev_kv", apply_kv_json(&prev, false));
+	if (evs->skip) {
+		mvcc_kv_clear(&prev);
+		mvcc_kv_clear(&ev.kv);
+		return CAP_OK;
+	}
 	ev.type = MVCC_EVENT_PUT;
 	ev.kv.key = dup_bytes(p->key, p->key_len);
 	ev.kv.key_len = p->key_len;
@@ -1040,6 +1047,8 @@ static int exec_put(struct mvcc *m, const struct put_req *p, json_t *ans,
 static int push_deletes(struct mvcc_events *evs, struct mvcc_kvs *prevs, int64_t rev)
 {
 	int rv = CAP_OK;
+	if (evs->skip)
+		return CAP_OK;
 	for (size_t i = 0; i < prevs->n; i++) {
 		struct mvcc_event ev = {0};
 		ev.type = MVCC_EVENT_DELETE;

@@ -60,10 +60,11 @@ struct mvcc_events {
 	struct mvcc_event *v;
 	size_t n;
 	size_t cap;
-	/* Set by a collector whose readers have no use for the previous value of
-	 * a put (nobody watching asks for prev_kv): put events then carry the
-	 * previous version's metadata with a NULL value, and apply saves the
-	 * read and decompression of that value. */
+	/* Set by the collector to what its readers will use. skip: apply records
+	 * no events (nobody is watching). skip_prev_values: nobody asks for
+	 * prev_kv, so put events carry the previous version's metadata with a
+	 * NULL value, and apply saves reading and decompressing that value. */
+	bool skip;
 	bool skip_prev_values;
 };
 

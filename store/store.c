@@ -392,6 +392,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		return RAFT_IOERR;
 	}
 	s->batch_open = true;
+	/* Events are for the watchers there are now: one added later starts
+	 * after this entry or reads it back from history. */
+	events.skip = watch_hub_count(s->hub) == 0;
 	events.skip_prev_values = !watch_hub_wants_prev(s->hub);
 	for (uint32_t i = 0; i < e.count; i++) {
 		struct pending *mine = s->node ? node_entry_data(s->node, &e, i) : NULL;

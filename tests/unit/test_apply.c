@@ -27,6 +27,7 @@ struct fx {
 	struct mvcc *m;
 	struct mvcc_events evs;   /* events of the last run() */
 	bool skip_prev;           /* run() applies with evs.skip_prev_values */
+	bool skip_events;         /* run() applies with evs.skip */
 };
 
 static void remove_db_files(const char *path)
@@ -127,6 +128,7 @@ static int run(struct fx *f, enum kv_op op, json_t *body, json_t **ans, int64_t 
 		fail_msg("parse: %s %s", cap_strerror(rv), errmsg);
 	mvcc_events_clear(&f->evs);
 	f->evs.skip_prev_values = f->skip_prev;
+	f->evs.skip = f->skip_events;
 	assert_int_equal(mvcc_begin(f->m), CAP_OK);
 	rv = apply_exec(f->m, req, &a, &f->evs, &r, errmsg);
 	if (rv == CAP_OK)
@@ -696,6 +698,50 @@ static void test_exec_put_skips_prev_value(void **state)
 			 CAP_OK);
 	assert_int_equal(f->evs.v[0].prev.value_len, 2);
 	assert_memory_equal(f->evs.v[0].prev.value, "v3", 2);
+}
+
+/* With nobody watching, writes record no events and answer as before. */
+static void test_exec_skips_events(void **state)
+{
+	struct fx *f = *state;
+	json_t *a;
+	int64_t r1 = put(f, "k", "v1");
+	assert_int_equal(f->evs.n, 1);
+	f->skip_events = true;
+	int64_t r2 = put(f, "k", "v2");
+	assert_int_equal(r2, r1 + 1);
+	assert_int_equal(f->evs.n, 0);
+	assert_int_equal(run(f, KV_PUT, J("{\"key\":\"%s\",\"value\":\"%s\",\"prev_kv\":true}",
+					  B("k"), B("v3")),
+			     &a, NULL),
+			 CAP_OK);
+	assert_int_equal(f->evs.n, 0);
+	assert_jbytes(a, "prev_kv/value", "v2");
+	assert_int_equal(jint(a, "prev_kv/version"), 2);
+	json_decref(a);
+	assert_int_equal(run(f, KV_PUT, J("{\"key\":\"%s\",\"ignore_value\":true}", B("k")),
+			     NULL, NULL),
+			 CAP_OK);
+	assert_int_equal(f->evs.n, 0);
+	assert_int_equal(run(f, KV_DELETE_RANGE, J("{\"key\":\"%s\",\"prev_kv\":true}", B("k")),
+			     &a, NULL),
+			 CAP_OK);
+	assert_int_equal(f->evs.n, 0);
+	assert_int_equal(jint(a, "deleted"), 1);
+	assert_jbytes(a, "prev_kvs/0/value", "v3");
+	assert_int_equal(jint(a, "prev_kvs/0/version"), 4);
+	json_decref(a);
+	/* the history holds every write all the same */
+	f->skip_events = false;
+	struct mvcc_events h = {0};
+	int64_t next = 0;
+	assert_int_equal(mvcc_events(f->m, r2, mvcc_rev(f->m), (const uint8_t *)"k", 1, NULL, 0,
+				     true, 100, &h, &next),
+			 CAP_OK);
+	assert_int_equal(h.n, 4);
+	assert_int_equal(h.v[3].type, MVCC_EVENT_DELETE);
+	assert_memory_equal(h.v[3].prev.value, "v3", 2);
+	mvcc_events_clear(&h);
 }
 
 /* A put records a PUT event with the new version and the previous one; a
@@ -1449,6 +1495,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_exec_put_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_put_prev_kv, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_put_skips_prev_value, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_exec_skips_events, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_events, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_deleterange, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_compare_matrix, setup, teardown),
