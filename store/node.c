@@ -37,7 +37,7 @@
 
 struct proposal {
 	struct proposal *next;
-	void *cmd;
+	const void *cmd;     /* the proposer's, until cb */
 	size_t len;
 	node_done_cb cb;
 	void *data;
@@ -375,7 +375,6 @@ static void fail_queue(struct node *n, int status, bool only_expired)
 			continue;
 		}
 		p->cb(p->data, status, NULL);
-		free(p->cmd);
 		free(p);
 	}
 }
@@ -435,7 +434,6 @@ static void flush_queue(struct node *n)
 			n->queue_bytes -= p->len;
 			b->cbs[i] = p->cb;
 			b->datas[i] = p->data;
-			free(p->cmd);
 			free(p);
 			b->count++;
 		}
@@ -877,12 +875,7 @@ int node_propose(struct node *n, const void *cmd, size_t len, node_done_cb cb, v
 	p = calloc(1, sizeof *p);
 	if (p == NULL)
 		return CAP_ENOMEM;
-	p->cmd = malloc(len ? len : 1);
-	if (p->cmd == NULL) {
-		free(p);
-		return CAP_ENOMEM;
-	}
-	memcpy(p->cmd, cmd, len);
+	p->cmd = cmd;
 	p->len = len;
 	p->cb = cb;
 	p->data = data;

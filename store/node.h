@@ -77,7 +77,8 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
  * and then calls cb. */
 void node_close(struct node *n, void (*cb)(void *data), void *data);
 
-/* Queues a command (copied) for the next log entry. */
+/* Queues a command for the next log entry. cmd is borrowed: it must stay
+ * unchanged until cb is called. */
 int node_propose(struct node *n, const void *cmd, size_t len, node_done_cb cb, void *data);
 /* Calls cb once every write acknowledged before this call is applied and
  * this member is still leader (a linearizable read point). */
