@@ -26,6 +26,7 @@
 #include "store/mvcc.h"
 
 #include "lib/err.h"
+#include "store/keycache.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -190,6 +191,10 @@ struct mvcc {
 	uint8_t *zbuf;             /* lz4 scratch, grown as needed */
 	LZ4_stream_t *lz4;         /* compression state, reused: set up once */
 	size_t zcap;
+
+	/* Live rows of recently written keys: a subset of cur in this
+	 * connection's view, kept so by every write to cur (see keycache.h). */
+	struct keycache *keys;
 
 	sqlite3_stmt *st[ST_COUNT];
 	/* Built on first use. */
@@ -609,6 +614,7 @@ static void read_release(struct mvcc *m);
 
 static void db_close(struct mvcc *m)
 {
+	keycache_clear(m->keys);
 	read_release(m);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(m->st[i]);
@@ -800,6 +806,8 @@ int mvcc_open(const char *path, struct mvcc **out, char *errmsg)
 	if (m->path == NULL)
 		goto err_after_alloc;
 	m->cache_kib = MVCC_CACHE_KIB_DEFAULT;
+	/* Without memory for it the store just reads every live row. */
+	m->keys = keycache_new((size_t)MVCC_KEY_CACHE_KIB_DEFAULT * 1024);
 	pthread_mutex_init(&m->bg_lock, NULL);
 
 	/* A leftover of a restore interrupted before its rename. */
@@ -811,6 +819,7 @@ int mvcc_open(const char *path, struct mvcc **out, char *errmsg)
 	if (err) {
 		cap_errmsg_wrapf(errmsg, "%s", path);
 		pthread_mutex_destroy(&m->bg_lock);
+		keycache_free(m->keys);
 		free(m->path);
 		free(m);
 		return err;
@@ -823,6 +832,16 @@ err_after_alloc:
 err_nomem:
 	cap_errmsg_printf(errmsg, "out of memory");
 	return CAP_ENOMEM;
+}
+
+int mvcc_set_key_cache_kib(struct mvcc *m, unsigned kib)
+{
+	keycache_free(m->keys);
+	m->keys = NULL;
+	if (kib == 0)
+		return CAP_OK;
+	m->keys = keycache_new((size_t)kib * 1024);
+	return m->keys != NULL ? CAP_OK : fail(m, CAP_ENOMEM, "out of memory for the key cache");
 }
 
 int mvcc_set_cache_kib(struct mvcc *m, unsigned kib)
@@ -845,6 +864,7 @@ void mvcc_close(struct mvcc *m)
 	pthread_mutex_destroy(&m->bg_lock);
 	free(m->zbuf);
 	LZ4_freeStream(m->lz4);
+	keycache_free(m->keys);
 	free(m->path);
 	free(m);
 }
@@ -991,6 +1011,7 @@ void mvcc_rollback(struct mvcc *m)
 	/* ROLLBACK only fails when no transaction is open, which sqlite may
 	 * already have done itself after an I/O error. */
 	step_done(m, m->st[ST_ROLLBACK], "rollback");
+	keycache_clear(m->keys);
 	m->in_batch = false;
 	m->in_txn = false;
 	m->txn_wrote = false;
@@ -1123,19 +1144,31 @@ static int put(struct mvcc *m, const uint8_t *key, size_t key_len,
 	int64_t id = hist_id(rev, m->txn_sub);
 	int64_t create_rev = rev, version = 1, prev_id = 0;
 
+	struct keycache_row live;
 	sqlite3_stmt *s = m->st[ST_CUR_GET];
-	bind_blob(s, 1, key, key_len);
-	int rc = sqlite3_step(s);
+	int rc;
+	if (keycache_get(m->keys, key, key_len, &live)) {
+		rc = SQLITE_ROW;
+	} else {
+		bind_blob(s, 1, key, key_len);
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			live.create_rev = sqlite3_column_int64(s, 0);
+			live.id = sqlite3_column_int64(s, 1);
+			live.version = sqlite3_column_int64(s, 2);
+			live.lease = sqlite3_column_int64(s, 3);
+		}
+	}
 	if (rc == SQLITE_ROW) {
-		create_rev = sqlite3_column_int64(s, 0);
-		prev_id = sqlite3_column_int64(s, 1);
-		version = sqlite3_column_int64(s, 2) + 1;
+		sqlite3_reset(s);
+		create_rev = live.create_rev;
+		prev_id = live.id;
+		version = live.version + 1;
 		if (prev) {
 			prev->create_rev = create_rev;
 			prev->mod_rev = prev_id >> HIST_SUB_BITS;
 			prev->version = version - 1;
-			prev->lease = sqlite3_column_int64(s, 3);
-			sqlite3_reset(s);
+			prev->lease = live.lease;
 			prev->key = malloc(key_len);
 			if (prev->key == NULL) {
 				err = fail(m, CAP_ENOMEM, "out of memory");
@@ -1191,6 +1224,9 @@ static int put(struct mvcc *m, const uint8_t *key, size_t key_len,
 	sqlite3_bind_int64(s, 5, lease);
 	if ((err = step_done(m, s, "put")))
 		goto err_after_prev;
+	keycache_put(m->keys, key, key_len,
+		     &(struct keycache_row){.id = id, .create_rev = create_rev,
+					    .version = version, .lease = lease});
 
 	m->txn_sub++;
 	m->txn_wrote = true;
@@ -1205,6 +1241,9 @@ static int put(struct mvcc *m, const uint8_t *key, size_t key_len,
 	return CAP_OK;
 
 err_after_prev:
+	/* The batch is rolled back after a failed write, which empties the
+	 * cache; dropping the key too keeps it right even before that. */
+	keycache_drop(m->keys, key, key_len);
 	if (prev)
 		mvcc_kv_clear(prev);
 	txn_leave(m, implicit);
@@ -1273,6 +1312,11 @@ int mvcc_delete_range(struct mvcc *m, const uint8_t *key, size_t key_len,
 	enum keymode km = keymode_of(end, end_len);
 	bool implicit = txn_enter(m);
 	size_t prevs_start = prevs ? prevs->n : 0;
+	/* Which keys a range held is sqlite's to say: forget them all. */
+	if (km == KM_EQ)
+		keycache_drop(m->keys, key, key_len);
+	else
+		keycache_clear(m->keys);
 
 	if (prevs) {
 		struct mvcc_range_opts o = {0};
@@ -1921,6 +1965,7 @@ int mvcc_lease_revoke(struct mvcc *m, int64_t id, struct mvcc_kvs *deleted_prevs
 	if ((err = id_room_after(m, m->txn_sub, n)))
 		goto err;
 	if (n > 0) {
+		keycache_clear(m->keys);
 		s = m->st[ST_LEASE_CURDEL];
 		sqlite3_bind_int64(s, 1, id);
 		if ((err = step_done(m, s, "lease revoke")))

@@ -95,6 +95,11 @@ void mvcc_close(struct mvcc *m);
  * the file; this is the store's own memory for it. */
 #define MVCC_CACHE_KIB_DEFAULT 8192
 int mvcc_set_cache_kib(struct mvcc *m, unsigned kib);
+/* Sizes the cache of recently written keys' live rows (store/keycache.h;
+ * KiB, 0 = none), emptying it. A put of a cached key skips reading its
+ * live row from sqlite. CAP_ENOMEM leaves the store without the cache. */
+#define MVCC_KEY_CACHE_KIB_DEFAULT 4096
+int mvcc_set_key_cache_kib(struct mvcc *m, unsigned kib);
 const char *mvcc_errmsg(const struct mvcc *m);
 
 /* Committed revision (1 when empty). Inside a batch it already counts the

@@ -1065,6 +1065,131 @@ static void test_random_against_model(void **state)
 	free(h);
 }
 
+/* The same random writes into a store without the key cache and one with a
+ * cache of four entries (many evictions, keys longer than it holds) give
+ * the same state after every batch, committed or rolled back, and the same
+ * history with the same previous versions: puts, single and range deletes,
+ * lease revocations, txns, rollbacks and a restore all keep the cache a
+ * subset of the live keys. */
+static void test_key_cache_changes_nothing(void **state)
+{
+	struct fx *f = *state;
+	struct mvcc *m[2];
+	char errmsg[CAP_ERRMSG_SIZE], path2[256], key[128], end[128], val[16];
+	enum { NKEYS = 10, STEPS = 600 };
+	unsigned seed = 4242;
+	uint64_t index = 0, img_index = 0;
+	void *img = NULL;
+	size_t img_len = 0;
+	snprintf(path2, sizeof(path2), "%s/db2", f->dir);
+	m[0] = f->m;
+	assert_int_equal(mvcc_open(path2, &m[1], errmsg), CAP_OK);
+	assert_int_equal(mvcc_set_key_cache_kib(m[0], 0), CAP_OK);
+	assert_int_equal(mvcc_set_key_cache_kib(m[1], 1), CAP_OK);
+
+	for (int step = 0; step < STEPS; step++) {
+		unsigned op_seed = seed;
+		int rolled = (int)(rand_r(&seed) % 6) == 0;
+		for (int i = 0; i < 2; i++) {
+			unsigned r = op_seed;
+			assert_int_equal(mvcc_begin(m[i]), CAP_OK);
+			int nops = 1 + (int)(rand_r(&r) % 4);
+			for (int o = 0; o < nops; o++) {
+				int op = (int)(rand_r(&r) % 12), k = (int)(rand_r(&r) % NKEYS);
+				/* keys 8 and 9 are longer than the cache holds */
+				snprintf(key, sizeof(key), "%s%02d",
+					 k >= 8 ? "a-key-longer-than-the-cache-holds-"
+						  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx/" : "k/", k);
+				int64_t lease = (int64_t)(rand_r(&r) % 4), n;
+				int rv;
+				if (op < 6) {
+					snprintf(val, sizeof(val), "v%d", (int)(rand_r(&r) % 1000));
+					struct mvcc_kv prev;
+					rv = mvcc_put(m[i], S(key), S(val), lease, &prev, NULL);
+					assert_true(rv == CAP_OK || rv == CAP_ELEASENOTFOUND);
+					mvcc_kv_clear(&prev);
+				} else if (op < 8) {
+					assert_int_equal(mvcc_delete_range(m[i], S(key), NULL, 0, NULL, &n), CAP_OK);
+				} else if (op == 8) {
+					snprintf(end, sizeof(end), "k/%02d", k + 1 + (int)(rand_r(&r) % 3));
+					assert_int_equal(mvcc_delete_range(m[i], S("k/0"), S(end), NULL, &n), CAP_OK);
+				} else if (op == 9) {
+					rv = mvcc_lease_grant(m[i], lease ? lease : 1, 60);
+					assert_true(rv == CAP_OK || rv == CAP_ELEASEEXISTS);
+				} else if (op == 10) {
+					rv = mvcc_lease_revoke(m[i], lease ? lease : 1, NULL);
+					assert_true(rv == CAP_OK || rv == CAP_ELEASENOTFOUND);
+				} else {
+					/* a txn: two writes to one key at one revision */
+					mvcc_txn_begin(m[i]);
+					assert_int_equal(mvcc_put(m[i], S(key), S("t1"), 0, NULL, NULL), CAP_OK);
+					assert_int_equal(mvcc_put(m[i], S(key), S("t2"), 0, NULL, NULL), CAP_OK);
+					mvcc_txn_end(m[i]);
+				}
+			}
+			if (rolled)
+				mvcc_rollback(m[i]);
+			else
+				assert_int_equal(mvcc_commit(m[i], index + 1), CAP_OK);
+		}
+		seed = op_seed;
+		for (int skip = 0; skip < 64; skip++)
+			(void)rand_r(&seed);
+		if (!rolled)
+			index++;
+		if (step == STEPS / 4) {
+			assert_int_equal(mvcc_snapshot(m[0], &img, &img_len), CAP_OK);
+			img_index = index;
+		} else if (step == STEPS / 2) {
+			/* a restore takes both back to an older state under the cache */
+			for (int i = 0; i < 2; i++) {
+				assert_int_equal(mvcc_restore(m[i], img, img_len), CAP_OK);
+				/* every key written right away, cached or not */
+				assert_int_equal(mvcc_begin(m[i]), CAP_OK);
+				for (int k = 0; k < 8; k++) {
+					snprintf(key, sizeof(key), "k/%02d", k);
+					assert_int_equal(mvcc_put(m[i], S(key), S("r"), 0, NULL, NULL),
+							 CAP_OK);
+				}
+				assert_int_equal(mvcc_commit(m[i], img_index + 1), CAP_OK);
+			}
+			index = img_index + 1;
+			free(img);
+		}
+		uint32_t h0, h1;
+		assert_int_equal(mvcc_rev(m[0]), mvcc_rev(m[1]));
+		assert_int_equal(mvcc_hash(m[0], &h0), CAP_OK);
+		assert_int_equal(mvcc_hash(m[1], &h1), CAP_OK);
+		assert_int_equal(h0, h1);
+	}
+
+	struct mvcc_events evs[2] = {{0}};
+	int64_t next[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(mvcc_events(m[i], 1, 0, S("\0"), zero, 1, true, 0, &evs[i], &next[i]),
+				 CAP_OK);
+	assert_int_equal(next[0], next[1]);
+	assert_int_equal(evs[0].n, evs[1].n);
+	assert_true(evs[0].n > STEPS);
+	for (size_t j = 0; j < evs[0].n; j++) {
+		const struct mvcc_event *a = &evs[0].v[j], *b = &evs[1].v[j];
+		assert_int_equal(a->type, b->type);
+		assert_int_equal(a->kv.key_len, b->kv.key_len);
+		assert_memory_equal(a->kv.key, b->kv.key, a->kv.key_len);
+		assert_int_equal(a->kv.mod_rev, b->kv.mod_rev);
+		assert_int_equal(a->kv.create_rev, b->kv.create_rev);
+		assert_int_equal(a->kv.version, b->kv.version);
+		assert_int_equal(a->kv.lease, b->kv.lease);
+		assert_int_equal(a->prev.mod_rev, b->prev.mod_rev);
+		assert_int_equal(a->prev.create_rev, b->prev.create_rev);
+		assert_int_equal(a->prev.version, b->prev.version);
+		assert_int_equal(a->prev.value_len, b->prev.value_len);
+	}
+	mvcc_events_clear(&evs[0]);
+	mvcc_events_clear(&evs[1]);
+	mvcc_close(m[1]);
+}
+
 /* A snapshot restored into a fresh database reproduces keys, history,
  * leases, revisions and the applied index; a damaged image is refused
  * and leaves the database as it was. */
@@ -1887,6 +2012,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_background_checkpoint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_random_against_model, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_key_cache_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_restore, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_file_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compression_roundtrip, setup, teardown),
