@@ -104,6 +104,13 @@ struct store {
 	/* range answers as text (see read_text): kept between answers so a
 	 * read allocates nothing for its text once the buffer has grown */
 	struct jsonx_out text;
+	/* A text header's parts around the revision, remade when the term or
+	 * the ids change (text_header): the four numbers cost more to print
+	 * than the rest of a put's answer. */
+	char hdr_head[128], hdr_tail[48];
+	size_t hdr_head_len, hdr_tail_len;
+	uint64_t hdr_cluster, hdr_member, hdr_term;
+	bool hdr_ready;
 	void (*close_cb)(void *data);
 	void *close_data;
 };
@@ -645,15 +652,25 @@ static void text_give_back(struct store *s, struct jsonx_out *o)
  * closing brace of the answer. */
 static void text_header(struct store *s, struct jsonx_out *o, int64_t rev)
 {
-	JSONX_OUT_LIT(o, "{\"header\":{\"cluster_id\":");
-	jsonx_out_u64(o, node_cluster_id(s->node));
-	JSONX_OUT_LIT(o, ",\"member_id\":");
-	jsonx_out_u64(o, node_id(s->node));
-	JSONX_OUT_LIT(o, ",\"revision\":");
+	uint64_t cluster = node_cluster_id(s->node), member = node_id(s->node);
+	uint64_t term = node_term(s->node);
+	if (!s->hdr_ready || cluster != s->hdr_cluster || member != s->hdr_member ||
+	    term != s->hdr_term) {
+		/* 20 digits at most per number: both always fit. */
+		s->hdr_head_len = (size_t)snprintf(s->hdr_head, sizeof s->hdr_head,
+						   "{\"header\":{\"cluster_id\":\"%" PRIu64
+						   "\",\"member_id\":\"%" PRIu64 "\",\"revision\":",
+						   cluster, member);
+		s->hdr_tail_len = (size_t)snprintf(s->hdr_tail, sizeof s->hdr_tail,
+						   ",\"raft_term\":\"%" PRIu64 "\"}", term);
+		s->hdr_cluster = cluster;
+		s->hdr_member = member;
+		s->hdr_term = term;
+		s->hdr_ready = true;
+	}
+	jsonx_out_raw(o, s->hdr_head, s->hdr_head_len);
 	jsonx_out_i64(o, rev);
-	JSONX_OUT_LIT(o, ",\"raft_term\":");
-	jsonx_out_u64(o, node_term(s->node));
-	JSONX_OUT_LIT(o, "}");
+	jsonx_out_raw(o, s->hdr_tail, s->hdr_tail_len);
 }
 
 /* An answer that is a header and nothing else (a put without prev_kv),
