@@ -973,17 +973,11 @@ static int exec_put(struct mvcc *m, const struct put_req *p, json_t *ans,
 	size_t value_len = p->value_len;
 	int64_t lease = p->lease;
 	struct mvcc_event ev = {0};
-	/* The previous value is read only for a reader: the answer or a watcher. */
-	int (*put)(struct mvcc *, const uint8_t *, size_t, const uint8_t *, size_t, int64_t,
-		   struct mvcc_kv *, struct mvcc_kv *) =
-		p->prev_kv || !evs->skip_prev_values ? mvcc_put : mvcc_put_prev_meta;
+	struct mvcc_kvs kvs = {0};
 	int rv;
 
-	if (evs->skip && !p->prev_kv && !p->ignore_value && !p->ignore_lease)
-		return mvcc_put(m, p->key, p->key_len, value, value_len, lease, NULL, NULL);
 	if (p->ignore_value || p->ignore_lease) {
 		/* The previous version supplies what the request leaves out. */
-		struct mvcc_kvs kvs = {0};
 		struct mvcc_range_opts o = {0};
 		int64_t count;
 		bool more;
@@ -1001,19 +995,20 @@ static int exec_put(struct mvcc *m, const struct put_req *p, json_t *ans,
 		}
 		if (p->ignore_lease)
 			lease = kvs.v[0].lease;
-		rv = put(m, p->key, p->key_len, value, value_len, lease, &prev, &cur);
-		if (rv == 0) {
-			ev.kv.value = dup_bytes(value, value_len);
-			ev.kv.value_len = value_len;
-		}
-		mvcc_kvs_clear(&kvs);
-	} else {
-		rv = put(m, p->key, p->key_len, value, value_len, lease, &prev, &cur);
-		if (rv == 0) {
-			ev.kv.value = dup_bytes(value, value_len);
-			ev.kv.value_len = value_len;
-		}
 	}
+	/* The previous version is read only for a reader, the answer or a
+	 * watcher, and its value only for one that asked for prev_kv. */
+	if (!p->prev_kv && evs->skip)
+		rv = mvcc_put(m, p->key, p->key_len, value, value_len, lease, NULL, &cur);
+	else if (p->prev_kv || !evs->skip_prev_values)
+		rv = mvcc_put(m, p->key, p->key_len, value, value_len, lease, &prev, &cur);
+	else
+		rv = mvcc_put_prev_meta(m, p->key, p->key_len, value, value_len, lease, &prev, &cur);
+	if (rv == 0 && !evs->skip) {
+		ev.kv.value = dup_bytes(value, value_len);
+		ev.kv.value_len = value_len;
+	}
+	mvcc_kvs_clear(&kvs);
 	if (rv != 0) {
 		mvcc_kv_clear(&prev);
 		free(ev.kv.value);
@@ -1023,7 +1018,6 @@ static int exec_put(struct mvcc *m, const struct put_req *p, json_t *ans,
 		json_object_set_new_nocheck(ans, "prev_kv", apply_kv_json(&prev, false));
 	if (evs->skip) {
 		mvcc_kv_clear(&prev);
-		mvcc_kv_clear(&ev.kv);
 		return CAP_OK;
 	}
 	ev.type = MVCC_EVENT_PUT;
