@@ -282,7 +282,7 @@ def run_bench_script(name, *args, timeout=120):
 
 
 def test_vs_etcd_smoke():
-    """bench/vs-etcd on a put and a shared-stream watch workload: both servers' rows, CPU per op, both raft floors, the network floors of puts and of the fan-out, and the ceiling."""
+    """bench/vs-etcd on a put and a shared-stream watch workload: both servers' rows, CPU per op, both raft floors, the network floors of puts and of the fan-out, the ceiling, and the budget table."""
     path = os.path.join(ct.mktemp(), "vs.json")
     argv = [sys.executable, os.path.join(ct.SRCDIR, "bench", "vs-etcd"), "--builddir", ct.BUILDDIR,
             "--duration", "0.5", "--reps", "1", "--only", "put c=64,100 per stream", "--json", path]
@@ -308,6 +308,13 @@ def test_vs_etcd_smoke():
         assert net is not None and net["conns"] == int(n) and net["errors"] == 0, net
         assert net["ops_per_s"] > 0 and net["cpu"]["server_us_per_op"] > 0, net
         assert 0 < floor["ceiling"] <= 1, floor
+        if n != "1":
+            budget = floor["budget"]
+            assert set(budget) == {"3 us, one thread", "3 us, handed off",
+                                   "6 us, one thread", "6 us, handed off"}, budget
+            for key, r in budget.items():
+                assert r is not None and r["errors"] == 0 and r["ops_per_s"] > 0, (n, key, r)
+    assert "| 6 µs, handed off | " in p.stdout, p.stdout
     fan = res["fanout_floor"]["watch 10000 watchers, 100 per stream"]
     assert fan is not None and fan["errors"] == 0 and fan["ops"] % 10000 == 0, fan
     assert "| watch 10000 watchers, 100 per stream | " in p.stdout.split("network floor events/s")[1]
@@ -347,6 +354,33 @@ def test_null_gateway_answers_puts_and_stops():
         gw.terminate()
         rc = gw.wait(10)
     assert rc == 0, (rc, gw.stderr.read())
+
+
+def test_null_gateway_hands_puts_off_in_order():
+    """bench/null-gateway --work-us --handoff answers every put from its second thread with the next revision, and exits 0 on SIGTERM."""
+    gw = subprocess.Popen([os.path.join(ct.BUILDDIR, "bench", "null-gateway"),
+                           "--work-us", "2", "--handoff"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(gw.stdout.readline())
+        argv = [ct.CLI_BIN, "--endpoints", "http://127.0.0.1:%d" % port, "-w", "json",
+                "bench", "put", "--conns", "8", "--total", "300"]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, (p.stdout, p.stderr)
+        res = json.loads(p.stdout.strip().splitlines()[-1])
+        check(res, "put")
+        assert res["ops"] == 300, res
+        # Revisions start at 1 and each of the 300 puts took the next one.
+        for want in (302, 303):
+            st, body = ct.post_to(port, "/v3/kv/put", {"key": "YQ==", "value": "Yg=="})
+            assert st == 200 and body["header"]["revision"] == str(want), (st, body)
+    finally:
+        gw.terminate()
+        rc = gw.wait(10)
+    assert rc == 0, (rc, gw.stderr.read())
+    bad = subprocess.run([os.path.join(ct.BUILDDIR, "bench", "null-gateway"), "--spin",
+                          "--handoff"], capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2 and "usage" in bad.stderr, (bad.returncode, bad.stderr)
 
 
 def test_sched_bench_small():
