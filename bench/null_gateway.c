@@ -65,9 +65,10 @@ struct null_stream {
 	unsigned nw;
 };
 
-/* The queues between the loop thread and the core thread (--handoff-us).
- * `in` and `out` are guarded by mu; each side swaps a whole queue out
- * under the lock and works on it without. */
+/* The queues between the loop thread and the core thread (--handoff).
+ * `in` and `out` are guarded by mu; each side swaps a whole queue with its
+ * own empty one under the lock and works on it without, so the arrays
+ * are reused from batch to batch. */
 struct null_queue {
 	struct http_req **req;
 	int64_t *rev;
@@ -82,6 +83,8 @@ struct null_core {
 	uv_async_t done;         /* on the main loop: answers are queued in `out` */
 	pthread_mutex_t mu;
 	struct null_queue in, out;
+	struct null_queue work;  /* the core thread's batch */
+	struct null_queue replies; /* the loop thread's batch */
 	int64_t rev;             /* the core thread's */
 	uint64_t work_ns;        /* CPU per put on the core thread */
 };
@@ -183,31 +186,24 @@ static void reply_header(struct null_gateway *g, struct http_req *req, int64_t r
 static void core_wake(uv_async_t *h)
 {
 	struct null_core *c = h->data;
-	struct null_queue batch = {0};
+	struct null_queue *batch = &c->work;
 	pthread_mutex_lock(&c->mu);
-	queue_swap(&batch, &c->in);
+	queue_swap(batch, &c->in);
 	pthread_mutex_unlock(&c->mu);
-	for (size_t i = 0; i < batch.n; i++) {
+	for (size_t i = 0; i < batch->n; i++) {
 		if (c->work_ns > 0)
 			burn(c->work_ns);
-		batch.rev[i] = ++c->rev;
+		batch->rev[i] = ++c->rev;
 	}
 	pthread_mutex_lock(&c->mu);
-	for (size_t i = 0; i < batch.n; i++) {
+	for (size_t i = 0; i < batch->n; i++) {
 		/* Out of memory: the answer is lost and the generator's
 		 * request times out, which its report shows. */
-		(void)queue_push(&c->out, batch.req[i], batch.rev[i]);
+		(void)queue_push(&c->out, batch->req[i], batch->rev[i]);
 	}
 	pthread_mutex_unlock(&c->mu);
+	batch->n = 0;
 	uv_async_send(&c->done);
-	/* Keep the larger arrays for the next batch, if nothing was queued
-	 * meanwhile (a swap would take those puts away). */
-	batch.n = 0;
-	pthread_mutex_lock(&c->mu);
-	if (c->in.n == 0 && c->in.cap < batch.cap)
-		queue_swap(&batch, &c->in);
-	pthread_mutex_unlock(&c->mu);
-	queue_free(&batch);
 }
 
 static void core_stop(uv_async_t *h)
@@ -229,13 +225,13 @@ static void core_done(uv_async_t *h)
 {
 	struct null_gateway *g = h->data;
 	struct null_core *c = g->core;
-	struct null_queue done = {0};
+	struct null_queue *done = &c->replies;
 	pthread_mutex_lock(&c->mu);
-	queue_swap(&done, &c->out);
+	queue_swap(done, &c->out);
 	pthread_mutex_unlock(&c->mu);
-	for (size_t i = 0; i < done.n; i++)
-		reply_header(g, done.req[i], done.rev[i]);
-	queue_free(&done);
+	for (size_t i = 0; i < done->n; i++)
+		reply_header(g, done->req[i], done->rev[i]);
+	done->n = 0;
 }
 
 static int core_start(struct null_gateway *g, uint64_t work_ns)
@@ -252,12 +248,8 @@ static int core_start(struct null_gateway *g, uint64_t work_ns)
 	uv_async_init(&g->loop, &c->done, core_done);
 	c->wake.data = c->stop.data = c;
 	c->done.data = g;
-	if (pthread_create(&c->thread, NULL, core_main, c) != 0) {
-		fprintf(stderr, "null-gateway: cannot start the core thread\n");
-		exit(1);
-	}
 	g->core = c;
-	return 0;
+	return pthread_create(&c->thread, NULL, core_main, c) == 0 ? 0 : -1;
 }
 
 /* Stops the core thread and answers what it still held, before the server
@@ -280,6 +272,8 @@ static void core_free(struct null_core *c)
 		return;
 	queue_free(&c->in);
 	queue_free(&c->out);
+	queue_free(&c->work);
+	queue_free(&c->replies);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
@@ -535,7 +529,7 @@ int main(int argc, char **argv)
 	if (g.work_ns > 0)
 		burn_calibrate();
 	if (handoff && core_start(&g, g.work_ns) != 0) {
-		fprintf(stderr, "null-gateway: out of memory\n");
+		fprintf(stderr, "null-gateway: cannot start the core thread\n");
 		return 1;
 	}
 
